@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one list of system packages netlab needs, and the project's virtualenv.
+# Used by `scripts/setup`, `scripts/test` and the Vagrantfile. Idempotent; quick the second time.
+# Usage: provision.sh [REPO_DIR]   (default: the repository this script lives in)
+set -euo pipefail
+repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
+
+packages=(
+  iproute2 iptables nftables conntrack ipset ipvsadm iputils-ping curl dnsutils tcpdump
+  containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The virtualenv at the repo root, with the project editable and its test extras.
+# Reinstalled only when pyproject.toml changed since the last install.
+venv="$repo/.venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+stamp="$venv/.netlab-installed"
+if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -e "$repo[test]"
+  touch "$stamp"
+fi
