@@ -1,0 +1,279 @@
+"""The cluster file (kind-style `kind: Cluster`), its defaults, validation and the address plan.
+
+    kind: Cluster
+    apiVersion: netlab.dev/v1alpha1
+    name: netlab
+    nodes:
+      - role: control-plane
+      - role: worker
+      - role: worker
+    networking:
+      nodeSubnet: 172.18.0.0/24
+      podSubnet: 10.244.0.0/16
+      serviceSubnet: 10.96.0.0/12
+      backend: host-gw          # or vxlan
+      proxyMode: iptables       # or nftables, ipvs
+      dnsDomain: cluster.local
+    store: sqlite               # or etcd://HOST:PORT
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+API_VERSION = "netlab.dev/v1alpha1"
+BACKENDS = ("host-gw", "vxlan")
+PROXY_MODES = ("iptables", "nftables", "ipvs")
+ROLES = ("control-plane", "worker")
+STATE_ROOT = "/var/lib/netlab"
+# Lab names become namespace and link name prefixes: keep them short DNS labels.
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
+
+
+class ClusterError(ValueError):
+    """A bad cluster file or option; the message names the field and what is allowed."""
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("NETLAB_STATE_ROOT", STATE_ROOT))
+
+
+def state_dir(lab: str) -> Path:
+    return state_root() / lab
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    name: str
+    role: str
+    index: int
+    ip: str          # on the node network
+    pod_cidr: str    # this node's slice of the pod subnet
+    netns: str       # the node's network namespace
+
+    @property
+    def gateway(self) -> str:
+        """The node's cni0 address: the first address of its pod CIDR."""
+        return str(ipaddress.ip_network(self.pod_cidr)[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    name: str = "netlab"
+    roles: tuple[str, ...] = ("control-plane", "worker", "worker")
+    node_subnet: str = "172.18.0.0/24"
+    pod_subnet: str = "10.244.0.0/16"
+    service_subnet: str = "10.96.0.0/12"
+    backend: str = "host-gw"
+    proxy_mode: str = "iptables"
+    dns_domain: str = "cluster.local"
+    store: str = "sqlite"
+
+    # --- derived plan ---
+    @property
+    def netns(self) -> str:
+        """The lab's own namespace, holding the node network's bridge."""
+        return self.name
+
+    @property
+    def state_dir(self) -> Path:
+        return state_dir(self.name)
+
+    @property
+    def nodes(self) -> list[Node]:
+        hosts = ipaddress.ip_network(self.node_subnet)
+        pods = list(ipaddress.ip_network(self.pod_subnet).subnets(new_prefix=24))
+        names = _node_names(self.roles)
+        return [Node(name, role, i, str(hosts[i + 2]), str(pods[i]), f"{self.name}-{name}")
+                for i, (name, role) in enumerate(zip(names, self.roles))]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ClusterError(f"no node {name!r} in lab {self.name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    @property
+    def node_gateway(self) -> str:
+        """The lab namespace's address on the node network (.1)."""
+        return str(ipaddress.ip_network(self.node_subnet)[1])
+
+    @property
+    def api_service_ip(self) -> str:
+        return str(ipaddress.ip_network(self.service_subnet)[1])
+
+    @property
+    def dns_service_ip(self) -> str:
+        return str(ipaddress.ip_network(self.service_subnet)[10])
+
+    # --- files ---
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "Cluster", "apiVersion": API_VERSION, "name": self.name,
+            "nodes": [{"role": r} for r in self.roles],
+            "networking": {
+                "nodeSubnet": self.node_subnet, "podSubnet": self.pod_subnet,
+                "serviceSubnet": self.service_subnet, "backend": self.backend,
+                "proxyMode": self.proxy_mode, "dnsDomain": self.dns_domain,
+            },
+            "store": self.store,
+        }
+
+    def save(self) -> Path:
+        path = self.state_dir / "cluster.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    @classmethod
+    def from_state(cls, lab: str) -> Cluster:
+        """The resolved cluster file of a lab that is up (components read their plan from here)."""
+        path = state_dir(lab) / "cluster.yaml"
+        if not path.exists():
+            raise ClusterError(f"lab {lab!r} is not up (no {path}); start it with: sudo netlab up --name {lab}")
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **overrides: Any) -> Cluster:
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ClusterError(f"cluster file {path} does not exist") from None
+        except yaml.YAMLError as e:
+            raise ClusterError(f"cluster file {path} is not valid YAML: {e}") from None
+        return cls.from_dict(doc or {}, **overrides)
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, name: str | None = None, nodes: int | None = None) -> Cluster:
+        if not isinstance(doc, dict):
+            raise ClusterError("cluster file: expected a mapping with kind: Cluster")
+        _only(doc, {"kind", "apiVersion", "name", "nodes", "networking", "store"}, "")
+        if doc.get("kind", "Cluster") != "Cluster":
+            raise ClusterError(f"kind: expected Cluster, got {doc.get('kind')!r}")
+        net = doc.get("networking") or {}
+        if not isinstance(net, dict):
+            raise ClusterError("networking: expected a mapping")
+        _only(net, {"nodeSubnet", "podSubnet", "serviceSubnet", "backend", "proxyMode", "dnsDomain"},
+              "networking.")
+        roles = cls.roles
+        if "nodes" in doc:
+            if not isinstance(doc["nodes"], list) or not doc["nodes"]:
+                raise ClusterError("nodes: expected a list of {role: control-plane|worker}")
+            roles = []
+            for i, n in enumerate(doc["nodes"]):
+                if not isinstance(n, dict):
+                    raise ClusterError(f"nodes[{i}]: expected a mapping like {{role: worker}}")
+                _only(n, {"role"}, f"nodes[{i}].")
+                roles.append(n.get("role", "worker"))
+            roles = tuple(roles)
+        if nodes is not None:
+            roles = _roles_for(nodes)
+        d = cls()
+        c = cls(
+            name=name or doc.get("name", d.name),
+            roles=roles,
+            node_subnet=net.get("nodeSubnet", d.node_subnet),
+            pod_subnet=net.get("podSubnet", d.pod_subnet),
+            service_subnet=net.get("serviceSubnet", d.service_subnet),
+            backend=net.get("backend", d.backend),
+            proxy_mode=net.get("proxyMode", d.proxy_mode),
+            dns_domain=net.get("dnsDomain", d.dns_domain),
+            store=str(doc.get("store", d.store)),
+        )
+        c.validate()
+        return c
+
+    @classmethod
+    def default(cls, name: str | None = None, nodes: int | None = None) -> Cluster:
+        return cls.from_dict({}, name=name, nodes=nodes)
+
+    def validate(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ClusterError(f"name: {self.name!r} is not allowed; use 1-16 lowercase letters, digits "
+                               "and '-', starting and ending with a letter or digit")
+        for i, role in enumerate(self.roles):
+            if role not in ROLES:
+                raise ClusterError(f"nodes[{i}].role: {role!r} is not one of {', '.join(ROLES)}")
+        if self.roles.count("control-plane") != 1 or self.roles[0] != "control-plane":
+            raise ClusterError("nodes: the first node, and only it, must have role: control-plane")
+        subnets = {}
+        for field, value in (("nodeSubnet", self.node_subnet), ("podSubnet", self.pod_subnet),
+                             ("serviceSubnet", self.service_subnet)):
+            try:
+                subnets[field] = net = ipaddress.IPv4Network(value)
+            except (ValueError, TypeError):
+                raise ClusterError(f"networking.{field}: {value!r} is not an IPv4 subnet such as "
+                                   f"{getattr(Cluster, _snake(field))}") from None
+            if net.prefixlen > 28:
+                raise ClusterError(f"networking.{field}: {value} is too small")
+        if subnets["podSubnet"].prefixlen > 23:
+            raise ClusterError("networking.podSubnet: needs room for a /24 per node (a /23 or larger)")
+        if len(self.roles) > min(subnets["nodeSubnet"].num_addresses - 3,
+                                 2 ** (24 - subnets["podSubnet"].prefixlen)):
+            raise ClusterError(f"nodes: {len(self.roles)} nodes do not fit in networking.nodeSubnet "
+                               f"{self.node_subnet} and podSubnet {self.pod_subnet}")
+        names = list(subnets)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                if subnets[a].overlaps(subnets[b]):
+                    raise ClusterError(f"networking.{a} {subnets[a]} overlaps networking.{b} {subnets[b]}")
+        if self.backend not in BACKENDS:
+            raise ClusterError(f"networking.backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.proxy_mode not in PROXY_MODES:
+            raise ClusterError(f"networking.proxyMode: {self.proxy_mode!r} is not one of "
+                               f"{', '.join(PROXY_MODES)}")
+        if not re.match(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", self.dns_domain):
+            raise ClusterError(f"networking.dnsDomain: {self.dns_domain!r} is not a DNS domain")
+        if self.store != "sqlite" and not re.match(r"^etcd://[^/:]+:\d+$", self.store):
+            raise ClusterError(f"store: {self.store!r} is not 'sqlite' or 'etcd://HOST:PORT'")
+
+    def clashes_with(self, other: Cluster) -> str | None:
+        """Why this lab cannot run beside `other`, or None."""
+        if self.name == other.name:
+            return f"a lab named {self.name!r} is already up"
+        for field in ("node_subnet", "pod_subnet", "service_subnet"):
+            a, b = ipaddress.ip_network(getattr(self, field)), ipaddress.ip_network(getattr(other, field))
+            if a.overlaps(b) and field != "service_subnet":
+                return (f"networking.{_camel(field)} {a} overlaps lab {other.name!r}'s {b}; "
+                        "choose another subnet in the cluster file")
+        return None
+
+
+def _only(doc: dict, allowed: set[str], prefix: str) -> None:
+    for key in doc:
+        if key not in allowed:
+            raise ClusterError(f"{prefix}{key}: unknown field; allowed: {', '.join(sorted(allowed))}")
+
+
+def _roles_for(n: int) -> tuple[str, ...]:
+    if not isinstance(n, int) or n < 1:
+        raise ClusterError(f"--nodes: {n!r} must be a number of nodes, 1 or more")
+    return ("control-plane",) + ("worker",) * (n - 1)
+
+
+def _node_names(roles: tuple[str, ...]) -> list[str]:
+    """kind's names: control-plane, worker, worker2, worker3, ..."""
+    names, workers = [], 0
+    for role in roles:
+        if role == "control-plane":
+            names.append("control-plane")
+        else:
+            workers += 1
+            names.append("worker" if workers == 1 else f"worker{workers}")
+    return names
+
+
+def _snake(camel: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(w.title() for w in rest)

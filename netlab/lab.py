@@ -1,0 +1,206 @@
+"""A lab's network: `up` builds the namespaces and links of the cluster's plan, `down` removes them.
+
+    lab namespace <lab>           br-nodes 172.18.0.1/24 ── one veth per node (named after the node)
+    node namespace <lab>-<node>   eth0 172.18.0.(i+2)/24, cni0 10.244.i.1/24, forwarding on
+                                  host-gw: a route per other node's pod CIDR via that node's eth0 address
+                                  vxlan:   flannel.1 (VNI 1, UDP 8472, MTU 1450) with FDB + neighbour
+                                           entries per other node, as flannel programs them
+Nothing is added to the host's root namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+
+from netlab import net, supervisor
+from netlab.cluster import Cluster, ClusterError, state_dir, state_root
+from netlab.supervisor import LAB_ENV
+
+NODE_BRIDGE = "br-nodes"
+VXLAN_DEV, VXLAN_VNI, VXLAN_PORT = "flannel.1", 1, 8472
+VXLAN_MTU = 1450  # 1500 - 50 bytes of VXLAN/UDP/IP/Ethernet headers
+
+
+class LabError(RuntimeError):
+    """Something the user can fix: the message says what."""
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("netlab makes network namespaces and needs root: run it with sudo")
+
+
+def running_labs() -> list[Cluster]:
+    """Labs whose state and namespace exist."""
+    labs = []
+    root = state_root()
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            with contextlib.suppress(ClusterError, OSError):
+                if net.ns_exists(d.name) and (d / "cluster.yaml").exists():
+                    labs.append(Cluster.from_state(d.name))
+    return labs
+
+
+def up(cluster: Cluster, *, start_components: bool = True) -> Cluster:
+    """Build the lab's network and start its supervisor. On any failure, what was made is removed."""
+    require_root()
+    for other in running_labs():
+        why = cluster.clashes_with(other)
+        if why:
+            raise LabError(why)
+    if net.ns_exists(cluster.netns) or any(net.ns_exists(n.netns) for n in cluster.nodes):
+        raise LabError(f"namespaces of lab {cluster.name!r} exist from an earlier run; "
+                       f"remove them with: sudo netlab down --name {cluster.name}")
+    try:
+        cluster.save()
+        build_network(cluster)
+        write_node_files(cluster)
+        if start_components:
+            supervisor.start(cluster)
+    except BaseException:
+        down(cluster.name)
+        raise
+    return cluster
+
+
+def build_network(cluster: Cluster) -> None:
+    lab = cluster.netns
+    net.ns_create(lab)
+    net.bridge(lab, NODE_BRIDGE)
+    prefix = cluster.node_subnet.split("/")[1]
+    net.addr_add(lab, NODE_BRIDGE, f"{cluster.node_gateway}/{prefix}")
+    nodes = cluster.nodes
+    for node in nodes:
+        net.ns_create(node.netns)
+        net.veth(lab, node.name[:15], node.netns, "eth0")
+        net.attach(lab, node.name[:15], NODE_BRIDGE)
+        net.addr_add(node.netns, "eth0", f"{node.ip}/{prefix}")
+        net.sysctl(node.netns, {
+            "net.ipv4.ip_forward": 1,
+            "net.ipv4.conf.all.rp_filter": 0,
+            "net.ipv4.conf.default.rp_filter": 0,
+            "net.bridge.bridge-nf-call-iptables": 1,
+        })
+        mtu = VXLAN_MTU if cluster.backend == "vxlan" else None
+        net.bridge(node.netns, "cni0", mtu=mtu)
+        net.addr_add(node.netns, "cni0", f"{node.gateway}/{node.pod_cidr.split('/')[1]}")
+    if cluster.backend == "host-gw":
+        for node in nodes:
+            for other in nodes:
+                if other is not node:
+                    net.route_add(node.netns, other.pod_cidr, via=other.ip, dev="eth0")
+    else:
+        macs = {}
+        for node in nodes:
+            net.vxlan(node.netns, VXLAN_DEV, vni=VXLAN_VNI, local=node.ip, dev="eth0", port=VXLAN_PORT,
+                      mtu=VXLAN_MTU)
+            net.addr_add(node.netns, VXLAN_DEV, f"{node.pod_cidr.split('/')[0]}/32")
+            macs[node.name] = next(link["mac"] for link in net.link_list(node.netns) if link["name"] == VXLAN_DEV)
+        for node in nodes:
+            for other in nodes:
+                if other is node:
+                    continue
+                vtep = other.pod_cidr.split("/")[0]  # flannel: the remote subnet's .0 is its VTEP address
+                net.neigh_replace(node.netns, VXLAN_DEV, vtep, macs[other.name])
+                net.fdb_append(node.netns, VXLAN_DEV, macs[other.name], other.ip)
+                net.route_add(node.netns, other.pod_cidr, via=vtep, dev=VXLAN_DEV, onlink=True)
+
+
+def write_node_files(cluster: Cluster) -> None:
+    """Per-node files the kubelet reads: the CNI conflist and the IPAM data directory."""
+    for node in cluster.nodes:
+        d = cluster.state_dir / "nodes" / node.name / "cni"
+        (d / "net.d").mkdir(parents=True, exist_ok=True)
+        conf = {
+            "cniVersion": "1.1.0",
+            "name": "netlab",
+            "plugins": [
+                {
+                    "type": "netlab-bridge",
+                    "bridge": "cni0",
+                    "isGateway": True,
+                    "isDefaultGateway": True,
+                    "hairpinMode": True,
+                    "mtu": VXLAN_MTU if cluster.backend == "vxlan" else 1500,
+                    "ipam": {
+                        "type": "netlab-ipam",
+                        "ranges": [[{"subnet": node.pod_cidr, "gateway": node.gateway}]],
+                        "dataDir": str(d / "ipam"),
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        }
+        (d / "net.d" / "10-netlab.conflist").write_text(json.dumps(conf, indent=2) + "\n")
+
+
+def lab_processes(lab: str) -> list[int]:
+    """Processes that belong to the lab: they carry NETLAB_LAB=<lab> in their environment."""
+    marker = f"{LAB_ENV}={lab}".encode()
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as f:
+            if marker in f.read().split(b"\0"):
+                pids.append(int(pid))
+    return pids
+
+
+def lab_namespaces(lab: str) -> list[str]:
+    """The lab's namespace, its nodes' and its pods' (also when the state directory is gone)."""
+    try:
+        nodes = {n.netns for n in Cluster.from_state(lab).nodes}
+        ours = lambda ns: ns == lab or ns in nodes or ns.startswith(f"{lab}-pod-")
+    except ClusterError:
+        ours = lambda ns: ns == lab or ns.startswith(f"{lab}-")
+    return [ns for ns in net.ns_list() if ours(ns)]
+
+
+def down(lab: str) -> bool:
+    """Remove everything the lab made; safe after SIGKILL of every lab process and with stale
+    namespace files. Returns whether there was anything to remove."""
+    require_root()
+    found = supervisor.stop(lab)
+    pids = lab_processes(lab)
+    namespaces = lab_namespaces(lab)
+    for ns in namespaces:
+        pids += net.ns_pids(ns)
+    for pid in set(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for ns in namespaces:
+        net.ns_delete(ns)
+    d = state_dir(lab)
+    if d.exists():
+        shutil.rmtree(d, ignore_errors=True)
+        found = True
+    return found or bool(pids or namespaces)
+
+
+def exec_in_node(lab: str, node: str, argv: list[str]) -> int:
+    """Run a command inside a node's namespace, attached to the terminal."""
+    require_root()
+    cluster = Cluster.from_state(lab)
+    ns = cluster.node(node).netns
+    if not argv:
+        argv = [os.environ.get("SHELL", "/bin/bash")]
+    return subprocess.call(argv, preexec_fn=lambda: net.setns(ns))
+
+
+def status(lab: str) -> dict:
+    cluster = Cluster.from_state(lab)
+    return {
+        "name": cluster.name,
+        "backend": cluster.backend,
+        "proxyMode": cluster.proxy_mode,
+        "nodes": [{"name": n.name, "role": n.role, "ip": n.ip, "podCIDR": n.pod_cidr,
+                   "namespace": n.netns, "up": net.ns_exists(n.netns)} for n in cluster.nodes],
+        "components": supervisor.read_status(lab),
+    }

@@ -1,0 +1,364 @@
+"""Namespaces and links: the only module of netlab that speaks netlink (through pyroute2).
+
+Every function takes the network namespace it acts in by name (`ns=None` is the caller's own).
+Namespaces live under /run/netns, as `ip netns` keeps them, so `ip netns exec` and `ip -n` see them.
+pyroute2 is slow to import (~160 ms), so it is imported where it is used: a process that only
+runs commands in a namespace never pays for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ipaddress
+import os
+import pickle
+import signal
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetError(RuntimeError):
+    """A kernel operation failed; the message names the object and the operation."""
+
+
+# --- namespaces ---------------------------------------------------------------------------------
+
+def ns_path(name: str) -> str:
+    return os.path.join(NETNS_DIR, name)
+
+
+def ns_exists(name: str) -> bool:
+    return os.path.exists(ns_path(name))
+
+
+def ns_list() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def ns_create(name: str) -> None:
+    """Create a named network namespace (idempotent), with its loopback up."""
+    if ns_exists(name):
+        return
+    from pyroute2 import netns
+
+    netns.create(name)
+    with ipr(name) as ip:
+        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+
+
+def ns_delete(name: str) -> None:
+    """Remove a named namespace (idempotent). Links inside it go with it once no process holds it."""
+    path = ns_path(name)
+    if not os.path.lexists(path):
+        return
+    _libc.umount2(path.encode(), 2)  # MNT_DETACH; a stale file (no mount) just fails here
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def ns_pids(name: str) -> list[int]:
+    """The processes whose network namespace is `name` (to stop them before the namespace goes)."""
+    try:
+        st = os.stat(ns_path(name))
+    except FileNotFoundError:
+        return []
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            s = os.stat(f"/proc/{pid}/ns/net")
+            if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino):
+                pids.append(int(pid))
+    return pids
+
+
+def kill_ns_processes(name: str, sig: int = signal.SIGKILL) -> None:
+    for pid in ns_pids(name):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def setns(name: str | None) -> None:
+    """Move the calling thread into namespace `name` (None: the host's, as seen by PID 1)."""
+    path = ns_path(name) if name else "/proc/1/ns/net"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            raise NetError(f"setns {path}: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def ipr(ns: str | None = None) -> Iterator[Any]:
+    """An IPRoute socket in namespace `ns`, closed on exit."""
+    from pyroute2 import IPRoute
+
+    ip = IPRoute(netns=ns) if ns else IPRoute()
+    try:
+        yield ip
+    finally:
+        ip.close()
+
+
+# --- running code inside a namespace -----------------------------------------------------------
+
+def run(ns: str | None, argv: Sequence[str], check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run a command inside namespace `ns` and wait for it (output captured as text by default)."""
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    proc = subprocess.run(list(argv), preexec_fn=_enter(ns), **kwargs)
+    if check and proc.returncode != 0:
+        err = (proc.stderr or "").strip() if isinstance(proc.stderr, str) else ""
+        raise NetError(f"{' '.join(argv)} in {ns or 'host'} failed ({proc.returncode}): {err}")
+    return proc
+
+
+def popen(ns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+    """Start a command inside namespace `ns` without waiting for it."""
+    return subprocess.Popen(list(argv), preexec_fn=_enter(ns), **kwargs)
+
+
+def _enter(ns: str | None) -> Callable[[], None] | None:
+    return (lambda: setns(ns)) if ns else None
+
+
+def call_in(ns: str | None, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a picklable-result Python callable inside namespace `ns` in a forked child; return its
+    result or raise its exception. The caller never changes namespace."""
+    if ns is None:
+        return fn(*args, **kwargs)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        try:
+            setns(ns)
+            out = (True, fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed back to the parent
+            out = (False, e)
+        try:
+            data = pickle.dumps(out)
+        except Exception as e:  # noqa: BLE001
+            data = pickle.dumps((False, NetError(f"unpicklable result: {e}")))
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    ok, value = pickle.loads(data) if data else (False, NetError(f"child in {ns} died"))
+    if not ok:
+        raise value
+    return value
+
+
+# --- sysctls -----------------------------------------------------------------------------------
+
+def _write_sysctls(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+
+
+def sysctl(ns: str | None, values: dict[str, str | int]) -> None:
+    """Set sysctls (dotted names, e.g. net.ipv4.ip_forward) as seen from namespace `ns`.
+    /proc/sys/net is per network namespace, so it is written from inside it."""
+    call_in(ns, _write_sysctls, {k: str(v) for k, v in values.items()})
+
+
+def read_sysctl(ns: str | None, key: str) -> str:
+    def _read(k: str) -> str:
+        with open("/proc/sys/" + k.replace(".", "/")) as f:
+            return f.read().strip()
+
+    return call_in(ns, _read, key)
+
+
+# --- links -------------------------------------------------------------------------------------
+
+def _index(ip: Any, ifname: str) -> int:
+    idx = ip.link_lookup(ifname=ifname)
+    if not idx:
+        raise NetError(f"no link {ifname!r}")
+    return idx[0]
+
+
+def link_exists(ns: str | None, ifname: str) -> bool:
+    with ipr(ns) as ip:
+        return bool(ip.link_lookup(ifname=ifname))
+
+
+def link_list(ns: str | None = None) -> list[dict[str, Any]]:
+    """Links as dicts: name, index, kind, mtu, mac, master (name), state."""
+    with ipr(ns) as ip:
+        links = ip.get_links()
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
+        out = []
+        for link in links:
+            info = link.get_attr("IFLA_LINKINFO")
+            out.append({
+                "name": link.get_attr("IFLA_IFNAME"),
+                "index": link["index"],
+                "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+                "mtu": link.get_attr("IFLA_MTU"),
+                "mac": link.get_attr("IFLA_ADDRESS"),
+                "master": names.get(link.get_attr("IFLA_MASTER")),
+                "state": link.get_attr("IFLA_OPERSTATE"),
+            })
+        return out
+
+
+def link_set(ns: str | None, ifname: str, **attrs: Any) -> None:
+    """Set link attributes with pyroute2's names: state="up", mtu=1450, master=index, address=mac..."""
+    with ipr(ns) as ip:
+        ip.link("set", index=_index(ip, ifname), **attrs)
+
+
+def link_up(ns: str | None, ifname: str) -> None:
+    link_set(ns, ifname, state="up")
+
+
+def link_delete(ns: str | None, ifname: str) -> None:
+    """Delete a link (idempotent); deleting one end of a veth removes both."""
+    with ipr(ns) as ip:
+        idx = ip.link_lookup(ifname=ifname)
+        if idx:
+            with contextlib.suppress(Exception):
+                ip.link("del", index=idx[0])
+
+
+def veth(ns: str | None, ifname: str, peer_ns: str | None, peer: str, *, mtu: int | None = None,
+         peer_ifname: str | None = None, up: bool = True) -> None:
+    """A veth pair: `ifname` in `ns`, its peer in `peer_ns` named `peer_ifname` (default `peer`).
+    The peer is created under a temporary name in `ns` and renamed once moved, so a name that
+    exists in `ns` already (e.g. eth0) can be used on the other side."""
+    final = peer_ifname or peer
+    extra = {"mtu": mtu} if mtu else {}
+    with ipr(ns) as ip:
+        ip.link("add", ifname=ifname, kind="veth", peer={"ifname": peer, **extra}, **extra)
+        try:
+            if peer_ns != ns:
+                ip.link("set", index=_index(ip, peer), net_ns_fd=peer_ns or "/proc/1/ns/net")
+            if up:
+                ip.link("set", index=_index(ip, ifname), state="up")
+        except Exception:
+            ip.link("del", index=_index(ip, ifname))
+            raise
+    if peer_ns != ns or final != peer:
+        with ipr(peer_ns) as ip:
+            idx = _index(ip, peer)
+            if final != peer:
+                ip.link("set", index=idx, ifname=final)
+            if up:
+                ip.link("set", index=idx, state="up")
+
+
+def bridge(ns: str | None, name: str, *, mtu: int | None = None) -> None:
+    """A Linux bridge, up (idempotent)."""
+    with ipr(ns) as ip:
+        if not ip.link_lookup(ifname=name):
+            ip.link("add", ifname=name, kind="bridge", **({"mtu": mtu} if mtu else {}))
+        ip.link("set", index=_index(ip, name), state="up")
+
+
+def attach(ns: str | None, ifname: str, bridge_name: str, *, hairpin: bool = False) -> None:
+    """Enslave `ifname` to bridge `bridge_name` (and set the port's hairpin mode)."""
+    with ipr(ns) as ip:
+        idx = _index(ip, ifname)
+        ip.link("set", index=idx, master=_index(ip, bridge_name))
+        if hairpin:
+            ip.brport("set", index=idx, hairpin_mode=1)
+        ip.link("set", index=idx, state="up")
+
+
+def vxlan(ns: str | None, name: str, *, vni: int, local: str, dev: str, port: int = 8472,
+          mtu: int | None = None) -> None:
+    """A VXLAN device as flannel makes it (learning off: FDB and neighbours are set explicitly)."""
+    with ipr(ns) as ip:
+        ip.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_local=local,
+                vxlan_link=_index(ip, dev), vxlan_port=port, vxlan_learning=0,
+                **({"mtu": mtu} if mtu else {}))
+        ip.link("set", index=_index(ip, name), state="up")
+
+
+def fdb_append(ns: str | None, dev: str, mac: str, dst: str) -> None:
+    """A bridge FDB entry on a vxlan device: frames for `mac` go to VTEP `dst`."""
+    with ipr(ns) as ip:
+        ip.fdb("append", ifindex=_index(ip, dev), lladdr=mac, dst=dst)
+
+
+def neigh_replace(ns: str | None, dev: str, ip_addr: str, mac: str) -> None:
+    """A permanent neighbour entry (the remote VTEP's overlay address -> its MAC)."""
+    with ipr(ns) as ip:
+        ip.neigh("replace", dst=ip_addr, lladdr=mac, ifindex=_index(ip, dev), state="permanent")
+
+
+# --- addresses and routes ----------------------------------------------------------------------
+
+def addr_add(ns: str | None, ifname: str, cidr: str) -> None:
+    """Add `cidr` (e.g. 10.244.0.1/24) to `ifname` (idempotent)."""
+    iface = ipaddress.ip_interface(cidr)
+    with ipr(ns) as ip:
+        idx = _index(ip, ifname)
+        have = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx)}
+        if str(iface.ip) not in have:
+            ip.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+
+
+def addr_del(ns: str | None, ifname: str, cidr: str) -> None:
+    iface = ipaddress.ip_interface(cidr)
+    with ipr(ns) as ip, contextlib.suppress(Exception):
+        ip.addr("del", index=_index(ip, ifname), address=str(iface.ip), prefixlen=iface.network.prefixlen)
+
+
+def addr_list(ns: str | None, ifname: str | None = None) -> list[str]:
+    """Addresses as CIDR strings (IPv4 and IPv6), of one link or all."""
+    with ipr(ns) as ip:
+        kw = {"index": _index(ip, ifname)} if ifname else {}
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ip.get_addr(**kw)]
+
+
+def route_add(ns: str | None, dst: str, *, via: str | None = None, dev: str | None = None,
+              onlink: bool = False, src: str | None = None, replace: bool = True) -> None:
+    """Add (or replace) a route; `dst` is a CIDR or "default"."""
+    spec: dict[str, Any] = {"dst": dst}
+    if via:
+        spec["gateway"] = via
+    if src:
+        spec["prefsrc"] = src
+    if onlink:
+        spec["flags"] = 4  # RTNH_F_ONLINK
+    with ipr(ns) as ip:
+        if dev:
+            spec["oif"] = _index(ip, dev)
+        ip.route("replace" if replace else "add", **spec)
+
+
+def route_del(ns: str | None, dst: str) -> None:
+    with ipr(ns) as ip, contextlib.suppress(Exception):
+        ip.route("del", dst=dst)
+
+
+def route_list(ns: str | None = None) -> list[dict[str, Any]]:
+    """IPv4 routes of the main table: dst (CIDR or "default"), via, dev."""
+    with ipr(ns) as ip:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ip.get_links()}
+        out = []
+        for r in ip.get_routes(family=2, table=254):
+            dst = r.get_attr("RTA_DST")
+            out.append({
+                "dst": f"{dst}/{r['dst_len']}" if dst else "default",
+                "via": r.get_attr("RTA_GATEWAY"),
+                "dev": names.get(r.get_attr("RTA_OIF")),
+            })
+        return out
