@@ -65,11 +65,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                  for n in st["nodes"])))
     comps = st["components"]
     print()
-    if comps:
+    if comps is None:
+        print("the lab's supervisor is not running: its components are stopped")
+    elif not comps:
+        print("no components")
+    else:
         print(table(["COMPONENT", "PID", "STATE", "RESTARTS", "NAMESPACE"],
                     ((c["name"], c["pid"], c["state"], c["restarts"], c["netns"] or "host") for c in comps)))
-    else:
-        print("no components running (the lab's supervisor is not running)")
     return 0
 
 

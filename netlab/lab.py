@@ -47,8 +47,9 @@ def running_labs() -> list[Cluster]:
     return labs
 
 
-def up(cluster: Cluster, *, start_components: bool = True) -> Cluster:
-    """Build the lab's network and start its supervisor. On any failure, what was made is removed."""
+def up(cluster: Cluster, components: list[supervisor.Component] | None = None) -> Cluster:
+    """Build the lab's network and start its supervisor with `components` (default: the lab's own,
+    from netlab.components). On any failure, what was made is removed."""
     require_root()
     for other in running_labs():
         why = cluster.clashes_with(other)
@@ -61,8 +62,7 @@ def up(cluster: Cluster, *, start_components: bool = True) -> Cluster:
         cluster.save()
         build_network(cluster)
         write_node_files(cluster)
-        if start_components:
-            supervisor.start(cluster)
+        supervisor.start(cluster, components)
     except BaseException:
         down(cluster.name)
         raise

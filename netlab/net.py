@@ -238,29 +238,34 @@ def link_delete(ns: str | None, ifname: str) -> None:
 
 
 def veth(ns: str | None, ifname: str, peer_ns: str | None, peer: str, *, mtu: int | None = None,
-         peer_ifname: str | None = None, up: bool = True) -> None:
-    """A veth pair: `ifname` in `ns`, its peer in `peer_ns` named `peer_ifname` (default `peer`).
-    The peer is created under a temporary name in `ns` and renamed once moved, so a name that
-    exists in `ns` already (e.g. eth0) can be used on the other side."""
-    final = peer_ifname or peer
+         up: bool = True) -> None:
+    """A veth pair: `ifname` in `ns`, its peer named `peer` in `peer_ns`. When the peer moves, it is
+    made under a temporary name and renamed once moved, so a name that exists in `ns` already
+    (eth0, say) can be used on the other side."""
+    tmp = peer if peer_ns == ns else "nlv" + os.urandom(5).hex()
     extra = {"mtu": mtu} if mtu else {}
     with ipr(ns) as ip:
-        ip.link("add", ifname=ifname, kind="veth", peer={"ifname": peer, **extra}, **extra)
+        ip.link("add", ifname=ifname, kind="veth", peer={"ifname": tmp, **extra}, **extra)
         try:
             if peer_ns != ns:
-                ip.link("set", index=_index(ip, peer), net_ns_fd=peer_ns or "/proc/1/ns/net")
+                ip.link("set", index=_index(ip, tmp), net_ns_fd=peer_ns or "/proc/1/ns/net")
             if up:
                 ip.link("set", index=_index(ip, ifname), state="up")
         except Exception:
             ip.link("del", index=_index(ip, ifname))
             raise
-    if peer_ns != ns or final != peer:
-        with ipr(peer_ns) as ip:
-            idx = _index(ip, peer)
-            if final != peer:
-                ip.link("set", index=idx, ifname=final)
-            if up:
-                ip.link("set", index=idx, state="up")
+    if peer_ns != ns:
+        try:
+            with ipr(peer_ns) as ip:
+                idx = _index(ip, tmp)
+                ip.link("set", index=idx, ifname=peer)
+                if up:
+                    ip.link("set", index=idx, state="up")
+        except Exception:
+            link_delete(ns, ifname)
+            raise
+    elif up:
+        link_up(ns, peer)
 
 
 def bridge(ns: str | None, name: str, *, mtu: int | None = None) -> None:

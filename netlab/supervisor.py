@@ -113,11 +113,11 @@ def stop(lab: str, timeout: float = STOP_GRACE + 2) -> bool:
     return True
 
 
-def read_status(lab: str) -> list[dict]:
-    """The components' last recorded state: name, pid, state, restarts (empty if no supervisor)."""
+def read_status(lab: str) -> list[dict] | None:
+    """The components' last recorded state: name, pid, state, restarts (None: no supervisor)."""
     _, status, _, _ = _paths(lab)
     if supervisor_pid(lab) is None:
-        return []
+        return None
     with contextlib.suppress(OSError, ValueError):
         return json.loads(status.read_text())
     return []

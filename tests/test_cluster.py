@@ -1,0 +1,69 @@
+"""The cluster file: defaults, the derived address plan, and one clear error per bad field."""
+
+import pytest
+
+from netlab.cluster import Cluster, ClusterError
+
+
+def test_defaults_follow_the_design():
+    c = Cluster.default()
+    assert c.name == "netlab" and c.backend == "host-gw" and c.proxy_mode == "iptables"
+    assert [(n.name, n.ip, n.pod_cidr, n.gateway, n.netns) for n in c.nodes] == [
+        ("control-plane", "172.18.0.2", "10.244.0.0/24", "10.244.0.1", "netlab-control-plane"),
+        ("worker", "172.18.0.3", "10.244.1.0/24", "10.244.1.1", "netlab-worker"),
+        ("worker2", "172.18.0.4", "10.244.2.0/24", "10.244.2.1", "netlab-worker2"),
+    ]
+    assert (c.api_service_ip, c.dns_service_ip) == ("10.96.0.1", "10.96.0.10")
+
+
+def test_kind_style_file(tmp_path):
+    f = tmp_path / "cluster.yaml"
+    f.write_text("""
+kind: Cluster
+apiVersion: netlab.dev/v1alpha1
+name: lab2
+nodes: [{role: control-plane}, {role: worker}]
+networking: {nodeSubnet: 172.19.0.0/24, podSubnet: 10.245.0.0/16, backend: vxlan, proxyMode: nftables}
+store: etcd://127.0.0.1:2379
+""")
+    c = Cluster.load(f)
+    assert (c.name, c.backend, c.proxy_mode, c.store) == ("lab2", "vxlan", "nftables", "etcd://127.0.0.1:2379")
+    assert [n.ip for n in c.nodes] == ["172.19.0.2", "172.19.0.3"]
+    assert Cluster.load(f, nodes=4).nodes[-1].name == "worker3"
+    assert Cluster.from_dict(Cluster.load(f).to_dict()) == c
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"networking": {"backend": "flannel"}}, "networking.backend: 'flannel' is not one of host-gw, vxlan"),
+    ({"networking": {"proxyMode": "userspace"}}, "networking.proxyMode: 'userspace' is not one of iptables"),
+    ({"networking": {"podSubnet": "10.2"}}, "networking.podSubnet: '10.2' is not an IPv4 subnet"),
+    ({"networking": {"podSubnet": "172.18.0.0/16"}}, "overlaps"),
+    ({"nodes": [{"role": "master"}]}, "nodes[0].role: 'master' is not one of control-plane, worker"),
+    ({"nodes": [{"role": "worker"}]}, "the first node, and only it, must have role: control-plane"),
+    ({"networking": {"mtu": 9000}}, "networking.mtu: unknown field"),
+    ({"name": "Bad_Name"}, "name: 'Bad_Name' is not allowed"),
+    ({"store": "mysql://x"}, "store: 'mysql://x' is not 'sqlite' or 'etcd://HOST:PORT'"),
+    ({"kind": "Pod"}, "kind: expected Cluster"),
+])
+def test_bad_fields_are_named(doc, message):
+    with pytest.raises(ClusterError) as e:
+        Cluster.from_dict(doc)
+    assert message in str(e.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: [Cluster\n")
+    with pytest.raises(ClusterError, match="not valid YAML"):
+        Cluster.load(bad)
+    with pytest.raises(ClusterError, match="does not exist"):
+        Cluster.load(tmp_path / "nope.yaml")
+
+
+def test_clashes():
+    a = Cluster.default(name="a")
+    assert "already up" in a.clashes_with(Cluster.default(name="a"))
+    assert "nodeSubnet" in a.clashes_with(Cluster.default(name="b"))
+    other = Cluster.from_dict({"networking": {"nodeSubnet": "172.19.0.0/24", "podSubnet": "10.245.0.0/16"}},
+                              name="b")
+    assert a.clashes_with(other) is None
