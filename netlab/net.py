@@ -97,9 +97,15 @@ def setns(name: str | None) -> None:
         os.close(fd)
 
 
+_held: dict[str | None, Any] = {}
+
+
 @contextlib.contextmanager
 def ipr(ns: str | None = None) -> Iterator[Any]:
-    """An IPRoute socket in namespace `ns`, closed on exit."""
+    """An IPRoute socket in namespace `ns`: the one `held` keeps open, or a new one closed on exit."""
+    if ns in _held:
+        yield _held[ns]
+        return
     from pyroute2 import IPRoute
 
     ip = IPRoute(netns=ns) if ns else IPRoute()
@@ -107,6 +113,24 @@ def ipr(ns: str | None = None) -> Iterator[Any]:
         yield ip
     finally:
         ip.close()
+
+
+@contextlib.contextmanager
+def held(*namespaces: str | None) -> Iterator[None]:
+    """Keep one netlink socket open per namespace for the block: opening one in a namespace
+    costs milliseconds, so work on many objects (a lab's routes) is batched under this."""
+    opened = [ns for ns in namespaces if ns not in _held]
+    try:
+        for ns in opened:
+            from pyroute2 import IPRoute
+
+            _held[ns] = IPRoute(netns=ns) if ns else IPRoute()
+        yield
+    finally:
+        for ns in opened:
+            ip = _held.pop(ns, None)
+            if ip is not None:
+                ip.close()
 
 
 # --- running code inside a namespace -----------------------------------------------------------
