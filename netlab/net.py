@@ -15,6 +15,7 @@ import os
 import pickle
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -97,18 +98,46 @@ def setns(name: str | None) -> None:
         os.close(fd)
 
 
-_held: dict[str | None, Any] = {}
+_local = threading.local()  # netlink sockets held open by `held`, per thread (a socket is not thread-safe)
+
+
+def _held() -> dict[str | None, Any]:
+    if not hasattr(_local, "held"):
+        _local.held = {}
+    return _local.held
+
+
+def _open(ns: str | None) -> Any:
+    """An IPRoute socket bound to namespace `ns`: the thread steps into the namespace just to
+    create the socket (a socket stays in the namespace it was made in), which is far cheaper
+    than pyroute2's own way of forking a helper process."""
+    from pyroute2 import IPRoute
+
+    if not ns:
+        return IPRoute()
+    path = ns_path(ns)
+    if not os.path.exists(path):
+        raise NetError(f"no network namespace {ns}")
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        setns(ns)
+        try:
+            return IPRoute()
+        finally:
+            if _libc.setns(here, CLONE_NEWNET) != 0:
+                raise NetError("cannot return to the caller's network namespace")
+    finally:
+        os.close(here)
 
 
 @contextlib.contextmanager
 def ipr(ns: str | None = None) -> Iterator[Any]:
     """An IPRoute socket in namespace `ns`: the one `held` keeps open, or a new one closed on exit."""
-    if ns in _held:
-        yield _held[ns]
+    held_now = _held()
+    if ns in held_now:
+        yield held_now[ns]
         return
-    from pyroute2 import IPRoute
-
-    ip = IPRoute(netns=ns) if ns else IPRoute()
+    ip = _open(ns)
     try:
         yield ip
     finally:
@@ -119,16 +148,15 @@ def ipr(ns: str | None = None) -> Iterator[Any]:
 def held(*namespaces: str | None) -> Iterator[None]:
     """Keep one netlink socket open per namespace for the block: opening one in a namespace
     costs milliseconds, so work on many objects (a lab's routes) is batched under this."""
-    opened = [ns for ns in namespaces if ns not in _held]
+    held_now = _held()
+    opened = [ns for ns in namespaces if ns not in held_now]
     try:
         for ns in opened:
-            from pyroute2 import IPRoute
-
-            _held[ns] = IPRoute(netns=ns) if ns else IPRoute()
+            held_now[ns] = _open(ns)
         yield
     finally:
         for ns in opened:
-            ip = _held.pop(ns, None)
+            ip = held_now.pop(ns, None)
             if ip is not None:
                 ip.close()
 
@@ -223,7 +251,7 @@ def link_exists(ns: str | None, ifname: str) -> bool:
 
 
 def link_list(ns: str | None = None) -> list[dict[str, Any]]:
-    """Links as dicts: name, index, kind, mtu, mac, master (name), state."""
+    """Links as dicts: name, index, kind, mtu, mac, master (name), link (peer index), state."""
     with ipr(ns) as ip:
         links = ip.get_links()
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in links}
@@ -237,9 +265,21 @@ def link_list(ns: str | None = None) -> list[dict[str, Any]]:
                 "mtu": link.get_attr("IFLA_MTU"),
                 "mac": link.get_attr("IFLA_ADDRESS"),
                 "master": names.get(link.get_attr("IFLA_MASTER")),
+                "link": link.get_attr("IFLA_LINK"),  # a veth's peer index (in the peer's namespace)
                 "state": link.get_attr("IFLA_OPERSTATE"),
             })
         return out
+
+
+def link_get(ns: str | None, ifname: str) -> dict[str, Any] | None:
+    """One link as link_list describes it (without its master's name), or None."""
+    with ipr(ns) as ip:
+        idx = ip.link_lookup(ifname=ifname)
+        if not idx:
+            return None
+        link = ip.get_links(idx[0])[0]
+        return {"name": ifname, "index": idx[0], "mac": link.get_attr("IFLA_ADDRESS"),
+                "mtu": link.get_attr("IFLA_MTU"), "link": link.get_attr("IFLA_LINK")}
 
 
 def link_set(ns: str | None, ifname: str, **attrs: Any) -> None:
@@ -262,34 +302,32 @@ def link_delete(ns: str | None, ifname: str) -> None:
 
 
 def veth(ns: str | None, ifname: str, peer_ns: str | None, peer: str, *, mtu: int | None = None,
-         up: bool = True) -> None:
-    """A veth pair: `ifname` in `ns`, its peer named `peer` in `peer_ns`. When the peer moves, it is
-    made under a temporary name and renamed once moved, so a name that exists in `ns` already
-    (eth0, say) can be used on the other side."""
-    tmp = peer if peer_ns == ns else "nlv" + os.urandom(5).hex()
+         master: str | None = None, up: bool = True) -> None:
+    """A veth pair: `ifname` in `ns` (enslaved to bridge `master` if given), its peer named `peer`
+    made directly in `peer_ns` (None: the caller's own namespace), both up. One netlink request."""
     extra = {"mtu": mtu} if mtu else {}
-    with ipr(ns) as ip:
-        ip.link("add", ifname=ifname, kind="veth", peer={"ifname": tmp, **extra}, **extra)
-        try:
-            if peer_ns != ns:
-                ip.link("set", index=_index(ip, tmp), net_ns_fd=peer_ns or "/proc/1/ns/net")
-            if up:
-                ip.link("set", index=_index(ip, ifname), state="up")
-        except Exception:
-            ip.link("del", index=_index(ip, ifname))
-            raise
+    peer_spec: dict[str, Any] = {"ifname": peer, **extra}
+    fd = None
     if peer_ns != ns:
+        fd = os.open(ns_path(peer_ns) if peer_ns else "/proc/thread-self/ns/net", os.O_RDONLY)
+        peer_spec["net_ns_fd"] = fd
+    try:
+        with ipr(ns) as ip:
+            kw: dict[str, Any] = dict(extra)
+            if master:
+                kw["master"] = _index(ip, master)
+            if up:
+                kw["state"] = "up"
+            ip.link("add", ifname=ifname, kind="veth", peer=peer_spec, **kw)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if up:
         try:
-            with ipr(peer_ns) as ip:
-                idx = _index(ip, tmp)
-                ip.link("set", index=idx, ifname=peer)
-                if up:
-                    ip.link("set", index=idx, state="up")
+            link_up(peer_ns, peer)
         except Exception:
             link_delete(ns, ifname)
             raise
-    elif up:
-        link_up(ns, peer)
 
 
 def bridge(ns: str | None, name: str, *, mtu: int | None = None) -> None:
@@ -374,8 +412,9 @@ def route_add(ns: str | None, dst: str, *, via: str | None = None, dev: str | No
 
 
 def route_del(ns: str | None, dst: str) -> None:
+    """Delete a route (idempotent); `dst` is a CIDR or "default"."""
     with ipr(ns) as ip, contextlib.suppress(Exception):
-        ip.route("del", dst=dst)
+        ip.route("del", dst="0.0.0.0/0" if dst == "default" else dst)
 
 
 def route_list(ns: str | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,61 @@
+"""The netlab CNI agent: a long-lived process per node that does `netlab-bridge`'s work.
+
+A CNI call is a new process, and importing the netlink library alone takes ~160 ms. The agent
+keeps it loaded and serves calls over a unix socket (as Cilium's agent and Multus's thick plugin
+do); `netlab-bridge` forwards a call here when its configuration names the socket in `agent`,
+and does the work itself when no agent answers. The agent must run in the namespace that holds
+the bridge (the node's): a call from another namespace is handed back to the plugin.
+
+    python -m cni.agent --socket /var/lib/netlab/<lab>/nodes/<node>/cni/agent.sock
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socketserver
+
+from cni import bridge, spec
+
+
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        try:
+            req = json.loads(self.rfile.readline())
+        except ValueError:
+            return
+        if req.get("netns") != os.stat("/proc/self/ns/net").st_ino:
+            reply = {"wrongNetns": True}
+        else:
+            code, out = spec.handle(bridge.handle, dict(os.environ, **req.get("env", {})),
+                                    req.get("stdin", "").encode())
+            reply = {"code": code, "stdout": out}
+        self.wfile.write(json.dumps(reply).encode())
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    request_queue_size = 256  # a node may start a hundred pods at once
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m cni.agent", description=__doc__.split("\n\n")[0])
+    p.add_argument("--socket", required=True, help="unix socket path the plugin's `agent` field names")
+    args = p.parse_args(argv)
+    from netlab import net  # load the netlink library once, before the first call
+
+    with net.ipr(None):
+        pass
+    if os.path.exists(args.socket):
+        os.unlink(args.socket)
+    os.makedirs(os.path.dirname(os.path.abspath(args.socket)), exist_ok=True)
+    with Server(args.socket, Handler) as server:
+        try:
+            server.serve_forever()
+        finally:
+            os.unlink(args.socket)
+
+
+if __name__ == "__main__":
+    main()
