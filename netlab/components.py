@@ -1,8 +1,10 @@
 """The one list of a lab's components: what the supervisor runs, where, with which arguments.
 
-Each component is a separate process, as in a real cluster: the control plane in the
-control-plane node's namespace; per node, the CNI agent (netlab-bridge's netlink worker) and,
-as they land, the kubelet and kube-proxy in that node's namespace.
+Each component is a separate process that talks only to the API server, as in a real cluster:
+the API server (on the host's loopback for kubectl, and on the control-plane node's address
+:6443 inside the lab), the controller manager and the scheduler in the control-plane node's
+namespace; on every node, in that node's namespace, the CNI agent (netlab-bridge's netlink
+worker) and, as they land, the kubelet and kube-proxy.
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from netlab.supervisor import Component
 def components(cluster: Cluster) -> list[Component]:
     from netlab.lab import cni_agent_socket
 
-    out: list[Component] = []
+    py, state, cp = sys.executable, str(cluster.state_dir), cluster.nodes[0]
+    in_lab = str(cluster.state_dir / "kubeconfig-node")
+    out = [
+        Component("kube-apiserver", [py, "-m", "netlab.apiserver", "--state-dir", state, "--node-netns", cp.netns]),
+        Component("kube-controller-manager", [py, "-m", "netlab.controllers", "--kubeconfig", in_lab], cp.netns),
+        Component("kube-scheduler", [py, "-m", "netlab.scheduler", "--kubeconfig", in_lab], cp.netns),
+    ]
     for node in cluster.nodes:
         out.append(Component(f"cni-agent-{node.name}",
-                             [sys.executable, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name))],
+                             [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name))],
                              node.netns))
     return out

@@ -104,13 +104,22 @@ def stop(lab: str, timeout: float = STOP_GRACE + 2) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     end = time.monotonic() + timeout
-    while time.monotonic() < end and os.path.exists(f"/proc/{pid}"):
+    while time.monotonic() < end and _alive(pid):
         time.sleep(0.02)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     return True
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for its parent (PID 1, once `up` has exited) to reap it."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def read_status(lab: str) -> list[dict] | None:
