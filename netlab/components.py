@@ -29,4 +29,6 @@ def components(cluster: Cluster) -> list[Component]:
         out.append(Component(f"cni-agent-{node.name}",
                              [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name))],
                              node.netns))
+        out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.kubelet", "--lab", cluster.name,
+                                                      "--node", node.name, "--kubeconfig", in_lab], node.netns))
     return out

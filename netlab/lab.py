@@ -70,7 +70,6 @@ def up(cluster: Cluster, components: list[supervisor.Component] | None = None) -
         supervisor.start(cluster, components)
         if components is None:  # the lab's own control plane: wait for it, as `kind create` does
             wait_for_api(cluster)
-            register_nodes(cluster)
     except BaseException:
         down(cluster.name)
         raise
@@ -151,7 +150,7 @@ def write_node_files(cluster: Cluster) -> None:
         d = cluster.state_dir / "nodes" / node.name / "cni"
         (d / "net.d").mkdir(parents=True, exist_ok=True)
         conf = {
-            "cniVersion": "1.1.0",
+            "cniVersion": "1.0.0",  # what Debian's reference portmap (1.1.1) speaks
             "name": "netlab",
             "plugins": [
                 {
@@ -192,44 +191,6 @@ def wait_for_api(cluster: Cluster, timeout: float = 30) -> None:
                 raise LabError(f"the API server did not come up in {timeout:.0f} s; see its log: "
                                f"netlab logs --name {cluster.name} kube-apiserver") from None
             time.sleep(0.05)
-
-
-def node_object(cluster: Cluster, node) -> dict:
-    """A Node as kind's nodes show it: roles, podCIDR, InternalIP, and kind's control-plane taint
-    when there are workers to run pods."""
-    labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-              "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
-    spec: dict = {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]}
-    if node.role == "control-plane":
-        labels["node-role.kubernetes.io/control-plane"] = ""
-        labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
-        if len(cluster.nodes) > 1:
-            spec["taints"] = [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node.name, "labels": labels}, "spec": spec}
-
-
-def register_nodes(cluster: Cluster) -> None:
-    """Node objects for the lab's nodes, Ready, until each node's kubelet registers its own."""
-    import asyncio
-
-    from netlab.client import ApiError, Client
-
-    async def run() -> None:
-        async with Client.from_kubeconfig(cluster.state_dir / "kubeconfig") as c:
-            for node in cluster.nodes:
-                try:
-                    obj = await c.create("nodes", node_object(cluster, node))
-                except ApiError as e:
-                    if e.status != 409:
-                        raise
-                    continue
-                obj["status"] = {"addresses": [{"type": "InternalIP", "address": node.ip},
-                                               {"type": "Hostname", "address": node.name}],
-                                 "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                                 "message": "kubelet is posting ready status"}]}
-                await c.update("nodes", obj, subresource="status")
-
-    asyncio.run(run())
 
 
 def lab_processes(lab: str) -> list[int]:

@@ -1,0 +1,340 @@
+"""The pod runtime without a container runtime: a pod is a network namespace, a pause process that
+holds the pod's UTS namespace (hostname = pod name), and one process per container that joins
+them and gets a mount namespace of its own, where /etc is an overlay carrying the pod's hosts,
+resolv.conf and hostname and the container's volumes under /etc (the host's /etc is untouched).
+
+Everything about a pod lives in its directory, `<state>/nodes/<node>/pods/<uid>/`: state.json
+(pids, restart counts, the CNI result), logs/<container>.log, the overlay's upper and work dirs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from netlab import net
+
+
+def proc_start(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot), to tell it from a later one with its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            return None
+        return int(fields[19])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
+class Process:
+    """A container or pause process, possibly started by an earlier kubelet (then adopted)."""
+
+    def __init__(self, pid: int, started: int | None, popen: subprocess.Popen | None = None):
+        self.pid, self.started, self.popen = pid, started, popen
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return self.started is not None and proc_start(self.pid) == self.started
+
+    def exit_code(self) -> int | None:
+        """The exit status if it was our child; an adopted process's status is not ours to know."""
+        if self.popen is not None:
+            rc = self.popen.poll()
+            return 128 - rc if rc is not None and rc < 0 else rc
+        return None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "started": self.started}
+
+
+class PodDir:
+    def __init__(self, root: Path, uid: str):
+        self.path = root / uid
+        self.logs = self.path / "logs"
+
+    def state(self) -> dict:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return json.loads((self.path / "state.json").read_text())
+        return {}
+
+    def save(self, state: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / "state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.path / "state.json")
+
+    def remove(self) -> None:
+        # the overlay dirs may still be mounted in a dying container's mount namespace: that is
+        # its own namespace, the host sees plain directories
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def start_pause(netns: str | None, hostname: str, log: Path) -> Process:
+    """The pod's pause process: a new UTS namespace with the pod's hostname, inside its network
+    namespace, sleeping until the pod goes."""
+    argv = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec sleep infinity', hostname]
+    with open(log, "ab") as out:
+        p = net.popen(netns, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:  # the pause is ready once `sleep` runs with the hostname set
+        try:
+            if os.readlink(f"/proc/{p.pid}/exe").endswith("sleep"):
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    return Process(p.pid, proc_start(p.pid), p)
+
+
+def etc_files(pod_dir: Path, files: dict[str, str], volumes: dict[str, Path], name: str) -> tuple[Path, Path]:
+    """The upper and work dirs of a container's /etc overlay: the pod's files, and volumes that
+    mount under /etc copied in (a configMap is read-only data)."""
+    upper, work = pod_dir / "overlay" / name / "upper", pod_dir / "overlay" / name / "work"
+    if upper.exists():
+        shutil.rmtree(upper.parent)
+    upper.mkdir(parents=True)
+    work.mkdir(parents=True)
+    for rel, text in files.items():
+        (upper / rel).write_text(text)
+    for rel, src in volumes.items():
+        dst = upper / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    return upper, work
+
+
+def start_container(netns: str | None, pause: Process | None, argv: list[str], env: dict[str, str], workdir: str,
+                    upper: Path, work: Path, binds: list[tuple[Path, str]], log: Path) -> Process:
+    """A container process: joins the pod's network and UTS namespaces, takes its own mount
+    namespace with the /etc overlay and bind-mounted volumes, then becomes the program (each
+    step execs the next, so the pid is the program's)."""
+    script = [f"mount -t overlay overlay -o lowerdir=/etc,upperdir={shlex.quote(str(upper))},"
+              f"workdir={shlex.quote(str(work))} /etc"]
+    for src, dst in binds:
+        script.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}")
+    script.append(f'cd {shlex.quote(workdir or "/")} && exec "$@"')
+    argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", " && ".join(script),
+            "container", *argv]
+    if pause is not None:
+        argv = ["nsenter", f"--target={pause.pid}", "--uts", "--", *argv]
+    with open(log, "ab") as out:
+        p = net.popen(netns, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                      start_new_session=True)
+    return Process(p.pid, proc_start(p.pid), p)
+
+
+def exec_in(container: Process, argv: list[str], timeout: float) -> tuple[int, str]:
+    """Run a command in a running container's namespaces (an exec probe)."""
+    try:
+        p = subprocess.run(["nsenter", f"--target={container.pid}", "--net", "--uts", "--mount", "--", *argv],
+                           capture_output=True, text=True, timeout=timeout)
+        return p.returncode, (p.stdout + p.stderr).strip()
+    except subprocess.TimeoutExpired:
+        return -1, f"command timed out after {timeout}s"
+
+
+def stop(procs: list[Process], grace: float) -> None:
+    """SIGTERM, up to `grace` seconds, then SIGKILL: what a runtime does to stop containers."""
+    for p in procs:
+        p.signal(signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and any(p.alive() for p in procs):
+        time.sleep(0.05)
+    for p in procs:
+        if p.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.signal(signal.SIGKILL)
+    for p in procs:
+        if p.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.popen.wait(2)
+
+
+def hosts_file(pod: dict, ip: str | None, cluster_domain: str) -> str:
+    """/etc/hosts as the kubelet writes it: localhost lines, then the pod's own entry."""
+    spec, meta = pod.get("spec") or {}, pod["metadata"]
+    lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix", "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters"]
+    if ip:
+        hostname = spec.get("hostname") or meta["name"]
+        if spec.get("subdomain"):
+            fqdn = f"{hostname}.{spec['subdomain']}.{meta['namespace']}.svc.{cluster_domain}"
+            lines.append(f"{ip}\t{fqdn}\t{hostname}")
+        else:
+            lines.append(f"{ip}\t{hostname}")
+    for alias in spec.get("hostAliases") or []:
+        lines.append(f"\n# Entries added by HostAliases.\n{alias['ip']}\t" + "\t".join(alias.get("hostnames") or []))
+    return "\n".join(lines) + "\n"
+
+
+def resolv_conf(pod: dict, dns_ip: str, cluster_domain: str, host_resolv: str = "/etc/resolv.conf") -> str:
+    """resolv.conf per dnsPolicy: ClusterFirst (default), ClusterFirstWithHostNet, Default (the
+    node's), None (dnsConfig only); dnsConfig is merged as upstream merges it."""
+    spec, ns = pod.get("spec") or {}, pod["metadata"]["namespace"]
+    policy = spec.get("dnsPolicy", "ClusterFirst")
+    host_net = spec.get("hostNetwork", False)
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    if policy == "Default" or (policy == "ClusterFirst" and host_net):
+        with contextlib.suppress(OSError):
+            for line in Path(host_resolv).read_text().splitlines():
+                parts = line.split()
+                if parts[:1] == ["nameserver"]:
+                    servers += parts[1:2]
+                elif parts[:1] in (["search"], ["domain"]):
+                    searches += parts[1:]
+                elif parts[:1] == ["options"]:
+                    options += parts[1:]
+    elif policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        servers = [dns_ip]
+        searches = [f"{ns}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain]
+        options = ["ndots:5"]
+    cfg = spec.get("dnsConfig") or {}
+    servers += [s for s in cfg.get("nameservers") or [] if s not in servers]
+    searches += [s for s in cfg.get("searches") or [] if s not in searches]
+    for o in cfg.get("options") or []:
+        opt = o["name"] + (f":{o['value']}" if o.get("value") is not None else "")
+        options = [x for x in options if x.split(":")[0] != o["name"]] + [opt]
+    out = []
+    if searches:
+        out.append("search " + " ".join(searches))
+    out += [f"nameserver {s}" for s in servers[:3]]
+    if options:
+        out.append("options " + " ".join(options))
+    return "\n".join(out) + "\n"
+
+
+def container_env(pod: dict, container: dict, services: list[dict], node_ip: str, pod_ip: str | None,
+                  configmaps: dict[str, dict]) -> dict[str, str]:
+    """The container's environment: PATH and HOSTNAME, service links (enableServiceLinks, as the
+    kubelet makes them), then the container's own env and envFrom with downward API fields."""
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod["metadata"]["name"]}
+    links = (pod.get("spec") or {}).get("enableServiceLinks", True)
+    for svc in services:
+        spec = svc.get("spec") or {}
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None" or not spec.get("ports"):
+            continue
+        if not links and not (svc["metadata"]["name"] == "kubernetes" and svc["metadata"]["namespace"] == "default"):
+            continue
+        name = svc["metadata"]["name"].upper().replace("-", "_")
+        first = spec["ports"][0]
+        env[f"{name}_SERVICE_HOST"] = ip
+        env[f"{name}_SERVICE_PORT"] = str(first["port"])
+        for p in spec["ports"]:
+            proto = p.get("protocol", "TCP")
+            if p.get("name"):
+                env[f"{name}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = str(p["port"])
+            base = f"{name}_PORT_{p['port']}_{proto}"
+            env[base] = f"{proto.lower()}://{ip}:{p['port']}"
+            env[f"{base}_PROTO"], env[f"{base}_PORT"], env[f"{base}_ADDR"] = proto.lower(), str(p["port"]), ip
+        env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
+    for src in container.get("envFrom") or []:
+        cm = configmaps.get((src.get("configMapRef") or {}).get("name", ""))
+        if cm:
+            for k, v in (cm.get("data") or {}).items():
+                env[src.get("prefix", "") + k] = v
+    fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"],
+              "metadata.uid": pod["metadata"]["uid"], "spec.nodeName": (pod.get("spec") or {}).get("nodeName", ""),
+              "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", ""),
+              "status.hostIP": node_ip, "status.podIP": pod_ip or ""}
+    for e in container.get("env") or []:
+        if "value" in e:
+            env[e["name"]] = _expand(e["value"], env)
+        elif (e.get("valueFrom") or {}).get("fieldRef"):
+            env[e["name"]] = fields.get(e["valueFrom"]["fieldRef"].get("fieldPath", ""), "")
+        elif (e.get("valueFrom") or {}).get("configMapKeyRef"):
+            ref = e["valueFrom"]["configMapKeyRef"]
+            env[e["name"]] = ((configmaps.get(ref["name"]) or {}).get("data") or {}).get(ref["key"], "")
+    return env
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """$(VAR) references to earlier variables, as Kubernetes expands them ($$ escapes)."""
+    out, i = "", 0
+    while i < len(value):
+        if value.startswith("$$", i):
+            out += "$"
+            i += 2
+        elif value.startswith("$(", i) and ")" in value[i:]:
+            j = value.index(")", i)
+            name = value[i + 2:j]
+            out += env.get(name, value[i:j + 1])
+            i = j + 1
+        else:
+            out += value[i]
+            i += 1
+    return out
+
+
+def volume_sources(pod: dict, pod_dir: Path, configmaps: dict[str, dict]) -> dict[str, Path]:
+    """Each volume's files on the node: configMap data written out, emptyDir a directory,
+    hostPath the host's path."""
+    out: dict[str, Path] = {}
+    for v in (pod.get("spec") or {}).get("volumes") or []:
+        if "configMap" in v:
+            d = pod_dir / "volumes" / v["name"]
+            d.mkdir(parents=True, exist_ok=True)
+            cm = configmaps.get(v["configMap"]["name"]) or {}
+            items = v["configMap"].get("items")
+            data = cm.get("data") or {}
+            for k, text in data.items():
+                if items is None:
+                    (d / k).write_text(text)
+            for it in items or []:
+                if it["key"] in data:
+                    (d / it["path"]).parent.mkdir(parents=True, exist_ok=True)
+                    (d / it["path"]).write_text(data[it["key"]])
+            out[v["name"]] = d
+        elif "emptyDir" in v:
+            d = pod_dir / "volumes" / v["name"]
+            d.mkdir(parents=True, exist_ok=True)
+            out[v["name"]] = d
+        elif "hostPath" in v:
+            out[v["name"]] = Path(v["hostPath"]["path"])
+    return out
+
+
+def mounts_for(container: dict, sources: dict[str, Path]) -> tuple[dict[str, Path], list[tuple[Path, str]], list[str]]:
+    """Split a container's volumeMounts into files for the /etc overlay and bind mounts at existing
+    directories; what cannot be mounted comes back as problems to report."""
+    etc: dict[str, Path] = {}
+    binds: list[tuple[Path, str]] = []
+    problems: list[str] = []
+    for m in container.get("volumeMounts") or []:
+        src = sources.get(m["name"])
+        if src is None:
+            problems.append(f"volume {m['name']!r} is not defined or its type is not supported (configMap, emptyDir, "
+                            "hostPath)")
+            continue
+        if m.get("subPath"):
+            src = src / m["subPath"]
+        path = m["mountPath"].rstrip("/")
+        if path == "/etc" or path.startswith("/etc/"):
+            etc[path[5:]] = src
+        elif os.path.exists(path):
+            binds.append((src, path))
+        else:
+            problems.append(f"mountPath {path} does not exist on this node: netlab mounts volumes under /etc or "
+                            "at existing directories")
+    return etc, binds, problems
