@@ -1,1 +1,35 @@
-"""netlab's pytest plugin: fixtures for a running lab (filled in by the tester's-experience work)."""
+"""netlab's pytest plugin (registered through the `pytest11` entry point).
+
+Fixtures:
+- `netlab_lab`: a session-wide running lab (netlab.testing.Lab), torn down at the end of the
+  session even when tests fail. Its size and name come from `--netlab-nodes` (default 3) and
+  `--netlab-name` (default `nltplug`); it needs root, and is skipped without it.
+
+    def test_service_answers(netlab_lab):
+        netlab_lab.apply("examples/web.yaml")
+        pod = netlab_lab.wait_ready("app=web", count=3)[0]
+        assert netlab_lab.exec(pod, ["curl", "-s", "web:8080/hostname"]).stdout
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("netlab")
+    group.addoption("--netlab-nodes", type=int, default=3, help="nodes in the netlab_lab fixture's lab")
+    group.addoption("--netlab-name", default="nltplug", help="name of the netlab_lab fixture's lab")
+
+
+@pytest.fixture(scope="session")
+def netlab_lab(request):
+    if os.geteuid() != 0:
+        pytest.skip("netlab_lab needs root: it makes network namespaces")
+    from netlab.testing import Lab
+
+    lab = Lab(request.config.getoption("--netlab-name"), nodes=request.config.getoption("--netlab-nodes"))
+    with lab:
+        yield lab

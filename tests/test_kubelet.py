@@ -1,0 +1,169 @@
+"""The kubelet in a running lab: manifests from the Kubernetes docs become Running, Ready pods with
+real programs and addresses from their node's pod subnet; pods reach each other across nodes;
+multi-container pods, init containers, crash back-off, readiness, logs, deletion, and a kubelet
+restart that leaves running pods untouched."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from netlab import net, supervisor
+
+pytestmark = pytest.mark.lab
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
+
+
+def pod_spec(name: str, containers: list[dict], **spec) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"test": name}},
+                       "spec": {"containers": containers, **spec}})
+
+
+def test_docs_nginx_deployment_runs(netlab_lab):
+    lab = netlab_lab
+    lab.apply(EXAMPLES / "nginx-deployment.yaml")
+    pods = lab.wait_ready("app=nginx", count=3)
+    cidrs = {n.name: ipaddress.ip_network(n.pod_cidr) for n in lab.cluster.nodes}
+    for p in pods:
+        assert ipaddress.ip_address(p["status"]["podIP"]) in cidrs[p["spec"]["nodeName"]]
+        assert p["status"]["phase"] == "Running" and p["status"]["containerStatuses"][0]["ready"]
+    wide = lab.kubectl("get", "pods", "-l", "app=nginx", "-o", "wide").stdout
+    for p in pods:
+        line = next(ln for ln in wide.splitlines() if ln.startswith(p["metadata"]["name"]))
+        assert line.split()[1:3] == ["1/1", "Running"] and p["status"]["podIP"] in line and p["spec"]["nodeName"] in line
+    # the page is served on port 80 of the pod, from another pod's namespace
+    other = lab.pod_netns(pods[1])
+    out = net.run(other, ["curl", "-s", "-m", "3", f"http://{pods[0]['status']['podIP']}/"], check=False).stdout
+    assert "Welcome to nginx!" in out
+    assert "serving HTTP on 0.0.0.0:80" in lab.kubectl("logs", pods[0]["metadata"]["name"]).stdout
+    lab.kubectl("delete", "-f", str(EXAMPLES / "nginx-deployment.yaml"))
+
+
+def test_pod_to_pod_same_and_across_nodes_with_agnhost_dial(netlab_lab):
+    lab = netlab_lab
+    lab.apply(EXAMPLES / "web.yaml")
+    pods = lab.wait_ready("app=web", count=3)
+    by_node: dict[str, list[dict]] = {}
+    for p in pods:
+        by_node.setdefault(p["spec"]["nodeName"], []).append(p)
+    assert len(by_node) >= 2, "replicas should spread over the workers"
+    src = pods[0]
+    for dst in pods:
+        for proto, port in (("http", 8080), ("udp", 8081)):
+            url = (f"http://127.0.0.1:8080/dial?request=hostname&protocol={proto}&host={dst['status']['podIP']}"
+                   f"&port={port}&tries=1")
+            out = lab.exec(src, ["curl", "-s", "-m", "5", url]).stdout
+            assert json.loads(out)["responses"] == [dst["metadata"]["name"]], (proto, out)
+    # the pod's own view: hostname = pod name, cluster DNS in resolv.conf, its entry in /etc/hosts
+    assert lab.exec(src, ["hostname"]).stdout.strip() == src["metadata"]["name"]
+    resolv = lab.exec(src, ["cat", "/etc/resolv.conf"]).stdout
+    assert "nameserver 10.96.0.10" in resolv and "search default.svc.cluster.local svc.cluster.local cluster.local" \
+        in resolv and "options ndots:5" in resolv
+    assert f"{src['status']['podIP']}\t{src['metadata']['name']}" in lab.exec(src, ["cat", "/etc/hosts"]).stdout
+    assert "127.0.0.1" in open("/etc/hosts").read() and src["metadata"]["name"] not in open("/etc/hosts").read()
+
+
+def test_two_containers_share_localhost_and_init_runs_first(netlab_lab):
+    lab = netlab_lab
+    lab.kubectl("apply", "-f", "-", input=pod_spec("duo", [
+        {"name": "web", "image": "nginx"},
+        {"name": "client", "image": "curlimages/curl",
+         "command": ["sh", "-c", "until curl -s localhost:80 >/dev/null; do sleep 0.2; done; "
+                                 "curl -s localhost:80 | grep -o 'Welcome to nginx!'; sleep 3600"]},
+    ], initContainers=[{"name": "setup", "image": "busybox", "command": ["sh", "-c", "echo init ran; sleep 0.5"]}]))
+    pod = lab.wait_ready("test=duo", count=1)[0]
+    init = pod["status"]["initContainerStatuses"][0]
+    assert init["state"]["terminated"]["reason"] == "Completed" and init["state"]["terminated"]["exitCode"] == 0
+    web_started = pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+    assert init["state"]["terminated"]["finishedAt"] <= web_started
+    assert lab.kubectl("logs", "duo", "-c", "setup").stdout.strip() == "init ran"
+    lab.wait(lambda: "Welcome to nginx!" in lab.kubectl("logs", "duo", "-c", "client").stdout, 10, "client log")
+    logs = lab.kubectl("logs", "duo")  # kubectl picks the first container and says so
+    assert 'Defaulted container "web" out of: web, client, setup (init)' in logs.stderr
+    assert "serving HTTP on 0.0.0.0:80" in logs.stdout
+    lab.kubectl("delete", "pod", "duo")
+
+
+def test_crashing_container_backs_off_and_unknown_image_is_explained(netlab_lab):
+    lab = netlab_lab
+    lab.kubectl("apply", "-f", "-", input=pod_spec("crasher", [
+        {"name": "c", "image": "busybox", "command": ["sh", "-c", "echo crashing; exit 3"]}]))
+    lab.kubectl("apply", "-f", "-", input=pod_spec("mystery", [{"name": "m", "image": "example.com/mystery:1.0"}]))
+
+    def backing_off():
+        st = lab.get("pods", "crasher")["status"].get("containerStatuses") or [{}]
+        waiting = st[0].get("state", {}).get("waiting", {})
+        return st[0] if waiting.get("reason") == "CrashLoopBackOff" else None
+    st = lab.wait(backing_off, 20, "CrashLoopBackOff")
+    assert st["restartCount"] >= 1 and st["lastState"]["terminated"]["exitCode"] == 3
+    assert "CrashLoopBackOff" in lab.kubectl("get", "pod", "crasher").stdout
+    assert "crashing" in lab.kubectl("logs", "crasher", "--previous").stdout
+    events = lab.kubectl("get", "events", "--field-selector", "involvedObject.name=crasher").stdout
+    assert "Back-off restarting failed container c" in events
+    st = lab.wait(lambda: (lab.get("pods", "mystery")["status"].get("containerStatuses") or [{}])[0].get(
+        "state", {}).get("waiting"), 20, "mystery waiting")
+    assert st["reason"] == "ErrImagePull" and "not in netlab's catalog" in st["message"] and "agnhost" in st["message"]
+    lab.kubectl("delete", "pod", "crasher", "mystery", "--grace-period=1")
+
+
+def test_readiness_probe_drives_endpoints(netlab_lab, tmp_path):
+    lab = netlab_lab
+    flag = tmp_path / "ready"
+    flag.touch()
+    lab.kubectl("apply", "-f", "-", input=pod_spec("probed", [
+        {"name": "web", "image": AGNHOST, "args": ["netexec"],
+         "readinessProbe": {"exec": {"command": ["test", "-f", str(flag)]}, "periodSeconds": 1,
+                            "failureThreshold": 1}}]))
+    lab.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "probed"},
+        "spec": {"selector": {"test": "probed"}, "ports": [{"port": 80, "targetPort": 8080}]}}))
+    lab.wait_ready("test=probed", count=1)
+
+    def ready_endpoints():
+        slices = lab.items("endpointslices", selector="kubernetes.io/service-name=probed")
+        return [e for s in slices for e in s.get("endpoints") or [] if e["conditions"]["ready"]]
+    lab.wait(ready_endpoints, 10, "a ready endpoint")
+    flag.unlink()
+    lab.wait(lambda: not ready_endpoints(), 10, "the endpoint to leave")
+    assert "0/1" in lab.kubectl("get", "pod", "probed").stdout
+    flag.touch()
+    lab.wait(ready_endpoints, 10, "the endpoint back")
+    lab.kubectl("delete", "svc", "probed")
+    lab.kubectl("delete", "pod", "probed", "--grace-period=1")
+
+
+def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab):
+    lab = netlab_lab
+    lab.apply(EXAMPLES / "run-my-nginx.yaml")
+    before = {p["metadata"]["name"]: p for p in lab.wait_ready("run=my-nginx", count=2)}
+    pids = {n: lab.container_pid(p) for n, p in before.items()}
+    nodes = {p["spec"]["nodeName"] for p in before.values()}
+    for row in supervisor.read_status(lab.name) or []:
+        if row["name"] in {f"kubelet-{n}" for n in nodes}:
+            os.kill(row["pid"], signal.SIGKILL)
+    time.sleep(2.5)  # the supervisor restarts them; they adopt the running pods
+    lab.wait(lambda: all(r["pid"] and r["restarts"] >= 1 for r in supervisor.read_status(lab.name)
+                         if r["name"] in {f"kubelet-{n}" for n in nodes}), 20, "kubelets back")
+    time.sleep(1)
+    after = {p["metadata"]["name"]: p for p in lab.wait_ready("run=my-nginx", count=2)}
+    assert set(after) == set(before)
+    for n, p in after.items():
+        assert p["status"]["podIP"] == before[n]["status"]["podIP"]
+        assert p["status"]["containerStatuses"][0]["restartCount"] == 0
+        assert lab.container_pid(p) == pids[n], "the container process must be untouched"
+    # deleting a pod stops it and removes its namespace and its address lease
+    victim = next(iter(after.values()))
+    ns, ip, node = lab.pod_netns(victim), victim["status"]["podIP"], victim["spec"]["nodeName"]
+    lab.kubectl("delete", "pod", victim["metadata"]["name"])
+    assert not net.ns_exists(ns)
+    lease = lab.cluster.state_dir / "nodes" / node / "cni" / "ipam" / "netlab" / ip
+    assert not lease.exists()
+    lab.kubectl("delete", "-f", str(EXAMPLES / "run-my-nginx.yaml"))
+    lab.wait(lambda: not lab.items("pods", selector="run=my-nginx"), 30, "pods gone")
