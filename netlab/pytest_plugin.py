@@ -3,7 +3,8 @@
 Fixtures:
 - `netlab_lab`: a session-wide running lab (netlab.testing.Lab), torn down at the end of the
   session even when tests fail. Its size and name come from `--netlab-nodes` (default 3) and
-  `--netlab-name` (default `nltplug`); it needs root, and is skipped without it.
+  `--netlab-name` (default `nltplug`), its subnets from `--netlab-node-subnet` and
+  `--netlab-pod-subnet` (so it can run beside other labs); it needs root, and is skipped without it.
 
     def test_service_answers(netlab_lab):
         netlab_lab.apply("examples/web.yaml")
@@ -22,6 +23,8 @@ def pytest_addoption(parser):
     group = parser.getgroup("netlab")
     group.addoption("--netlab-nodes", type=int, default=3, help="nodes in the netlab_lab fixture's lab")
     group.addoption("--netlab-name", default="nltplug", help="name of the netlab_lab fixture's lab")
+    group.addoption("--netlab-node-subnet", default=None, help="its node subnet (default 172.18.0.0/24)")
+    group.addoption("--netlab-pod-subnet", default=None, help="its pod subnet (default 10.244.0.0/16)")
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +33,9 @@ def netlab_lab(request):
         pytest.skip("netlab_lab needs root: it makes network namespaces")
     from netlab.testing import Lab
 
-    lab = Lab(request.config.getoption("--netlab-name"), nodes=request.config.getoption("--netlab-nodes"))
+    opt = request.config.getoption
+    networking = {k: v for k, v in (("nodeSubnet", opt("--netlab-node-subnet")),
+                                    ("podSubnet", opt("--netlab-pod-subnet"))) if v}
+    lab = Lab(opt("--netlab-name"), nodes=opt("--netlab-nodes"), **networking)
     with lab:
         yield lab

@@ -355,7 +355,8 @@ def test_hundred_concurrent_adds_then_dels(env):
     ips = {r["ips"][0]["address"] for _, r in results}
     assert len(ips) == 100 and len(leases(env)) == 100
     # all reachable: one ping sweep from the node
-    out = net.run(NODE, ["sh", "-c", "for i in $(seq 2 101); do ping -c1 -W1 10.250.0.$i >/dev/null || echo miss $i; done"])
+    out = net.run(NODE, ["sh", "-c", "for i in $(seq 2 101); do ping -c1 -W2 10.250.0.$i >/dev/null || "
+                               "ping -c1 -W2 10.250.0.$i >/dev/null || echo miss $i; done"])
     assert "miss" not in out.stdout
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         dels = list(pool.map(lambda i: env.call("DEL", conf, f"c{i}", pods[i]), range(100)))
