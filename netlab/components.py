@@ -31,4 +31,8 @@ def components(cluster: Cluster) -> list[Component]:
                              node.netns))
         out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.kubelet", "--lab", cluster.name,
                                                       "--node", node.name, "--kubeconfig", in_lab], node.netns))
+        out.append(Component(f"kube-proxy-{node.name}", [py, "-m", "proxy", "run", "--kubeconfig", in_lab,
+                                                         "--hostname-override", node.name,
+                                                         "--proxy-mode", cluster.proxy_mode,
+                                                         "--cluster-cidr", cluster.pod_subnet], node.netns))
     return out

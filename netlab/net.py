@@ -430,3 +430,53 @@ def route_list(ns: str | None = None) -> list[dict[str, Any]]:
                 "dev": names.get(r.get_attr("RTA_OIF")),
             })
         return out
+
+
+# --- IPVS (kube-proxy's ipvs mode) -------------------------------------------------------------
+
+def ipvs_available() -> bool:
+    """Whether the kernel has IP Virtual Server (the ip_vs module, CONFIG_IP_VS)."""
+    return os.path.exists("/proc/net/ip_vs")
+
+
+def ipvs_apply(ns: str | None, services: dict[tuple, tuple[str, int, list[tuple[str, int]]]]) -> None:
+    """Make the namespace's IPVS table exactly `services`: {(ip, port, proto): (scheduler,
+    persistence seconds, [(real ip, real port), ...])}."""
+    import socket
+
+    from pyroute2 import IPVS, IPVSDest, IPVSService
+
+    protos = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        if ns:
+            setns(ns)
+        ipvs = IPVS()
+    finally:
+        _libc.setns(here, CLONE_NEWNET)
+        os.close(here)
+    with ipvs:
+        current = {}
+        for msg in ipvs.service("dump"):
+            s = IPVSService.from_message(msg)
+            current[(s["addr"], s["port"], {v: k for k, v in protos.items()}.get(s["protocol"], ""))] = s
+        for key, svc in current.items():
+            if key not in services:
+                ipvs.service("del", service=svc)
+        for (ip, port, proto), (sched, persist, reals) in services.items():
+            svc = IPVSService(addr=ip, port=port, protocol=protos[proto], sched_name=sched,
+                              **({"flags": {"flags": 1, "mask": 1}, "timeout": persist} if persist else {}))
+            if (ip, port, proto) not in current:
+                ipvs.service("add", service=svc)
+            have = {(d["addr"], d["port"]) for d in (IPVSDest.from_message(m) for m in ipvs.dest("dump", service=svc))}
+            for rip, rport in have - set(reals):
+                ipvs.dest("del", service=svc, dest=IPVSDest(addr=rip, port=rport))
+            for rip, rport in set(reals) - have:
+                ipvs.dest("add", service=svc, dest=IPVSDest(addr=rip, port=rport, weight=1))
+
+
+def dummy(ns: str | None, name: str) -> None:
+    """A dummy link, down as kube-ipvs0 is (it only holds addresses), created if missing."""
+    with ipr(ns) as ip:
+        if not ip.link_lookup(ifname=name):
+            ip.link("add", ifname=name, kind="dummy")

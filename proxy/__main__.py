@@ -1,0 +1,122 @@
+"""netlab-proxy: kube-proxy for netlab.
+
+    netlab-proxy run --kubeconfig PATH --hostname-override NODE [--proxy-mode iptables|nftables|ipvs] ...
+    netlab-proxy render --mode iptables|nftables --state FILE [--hostname-override NODE] [--cluster-cidr CIDR]
+
+`run` watches Services and EndpointSlices and keeps the node's rules in sync. `render` prints the
+rules it would program for the Services and EndpointSlices in a YAML file (a List or several
+documents), touching nothing. Flags keep kube-proxy's names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+import yaml
+
+from proxy import iptables, nftables
+from proxy.model import service_ports
+
+log = logging.getLogger("netlab.proxy")
+
+
+def load_state(path: str) -> tuple[list[dict], list[dict]]:
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    objs = []
+    for d in docs:
+        objs += d.get("items", []) if d.get("kind", "").endswith("List") else [d]
+    services = [o for o in objs if o.get("kind") == "Service"]
+    slices = [o for o in objs if o.get("kind") == "EndpointSlice"]
+    for o in services + slices:
+        o.setdefault("metadata", {}).setdefault("namespace", "default")
+    return services, slices
+
+
+def config(args: argparse.Namespace) -> iptables.Config:
+    return iptables.Config(node_name=args.hostname_override or "", cluster_cidr=args.cluster_cidr or "",
+                           masquerade_all=args.masquerade_all, masquerade_bit=args.masquerade_bit,
+                           nodeport_addresses=[a for a in (args.nodeport_addresses or "").split(",") if a
+                                               and a != "primary"])
+
+
+def render_text(mode: str, services: list[dict], slices: list[dict], cfg: iptables.Config,
+                node_ips: list[str] | None = None) -> str:
+    ports = service_ports(services, slices)
+    if mode == "iptables":
+        rs = iptables.render(ports, cfg)
+        jumps = "".join(f"# ensured: iptables -t {t} -C {c} {r} || iptables -t {t} -I {c} 1 {r}\n"
+                        for t, c, r in iptables.JUMPS)
+        return jumps + iptables.restore_text(rs, "filter") + iptables.restore_text(rs, "nat")
+    if mode == "nftables":
+        return nftables.transaction(nftables.render(ports, cfg, node_ips), None)
+    if mode == "ipvs":
+        from proxy import ipvs
+
+        return ipvs.describe(ports, cfg)
+    raise SystemExit(f"netlab-proxy: --mode {mode!r} is not one of iptables, nftables, ipvs")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    try:
+        services, slices = load_state(args.state)
+    except (OSError, yaml.YAMLError) as e:
+        print(f"netlab-proxy: cannot read --state {args.state}: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render_text(args.mode, services, slices, config(args), args.node_ip))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from proxy.daemon import Proxy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(Proxy(args, config(args)).run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netlab-proxy", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "render"):
+        s = sub.add_parser(name)
+        s.add_argument("--hostname-override", default=os.environ.get("NODE_NAME", ""), help="this node's name")
+        s.add_argument("--cluster-cidr", default="", help="pods' CIDR; traffic from outside it is masqueraded")
+        s.add_argument("--masquerade-all", action="store_true", help="masquerade all traffic to Service IPs")
+        s.add_argument("--masquerade-bit", type=int, default=14, help="bit of the fwmark for SNAT (0-31)")
+        s.add_argument("--nodeport-addresses", default="", help="comma-separated CIDRs for NodePorts (default all)")
+        if name == "run":
+            s.add_argument("--kubeconfig", required=True)
+            s.add_argument("--proxy-mode", default="iptables", choices=["iptables", "nftables", "ipvs"])
+            s.add_argument("--iptables-sync-period", type=float, default=30.0, help="full resync period (seconds)")
+            s.add_argument("--iptables-min-sync-period", type=float, default=1.0,
+                           help="least time between syncs; changes within it are batched (seconds)")
+            s.add_argument("--iptables-backend", choices=["auto", "legacy", "nft"], default="auto")
+            s.add_argument("--metrics-bind-address", default="127.0.0.1:10249")
+            s.add_argument("--healthz-bind-address", default="0.0.0.0:10256")
+            s.set_defaults(fn=cmd_run)
+        else:
+            s.add_argument("--mode", default="iptables", help="iptables, nftables or ipvs")
+            s.add_argument("--state", required=True, help="YAML file of Services and EndpointSlices")
+            s.add_argument("--node-ip", action="append", default=[], help="this node's IPs (NodePort destinations)")
+            s.set_defaults(fn=cmd_render)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.masquerade_bit not in range(32):
+        sys.exit("netlab-proxy: --masquerade-bit must be between 0 and 31")
+    sys.exit(args.fn(args))
+
+
+if __name__ == "__main__":
+    main()
+

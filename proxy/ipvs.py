@@ -1,0 +1,108 @@
+"""IPVS mode: the kernel's IP Virtual Server does the load balancing, as upstream's ipvs proxier
+(pkg/proxy/ipvs) sets it up: every Service IP on the dummy interface kube-ipvs0, one virtual
+server per IP and port with the round-robin scheduler (persistent for ClientIP affinity), one
+real server per endpoint, and the few iptables rules around it matching ipsets (KUBE-CLUSTER-IP,
+KUBE-NODE-PORT-TCP, ...) for masquerading. Needs the kernel's ip_vs module."""
+
+from __future__ import annotations
+
+from netlab import net
+from proxy.iptables import Config
+from proxy.model import ServicePort
+
+DUMMY = "kube-ipvs0"
+MISSING = ("IPVS mode needs the kernel's IP Virtual Server (the ip_vs module, CONFIG_IP_VS), which this kernel "
+           "lacks (no /proc/net/ip_vs); use proxyMode iptables or nftables, or a kernel with ip_vs (the Vagrant VM)")
+
+
+def require_kernel() -> None:
+    if not net.ipvs_available():
+        raise SystemExit(f"netlab-proxy: {MISSING}")
+
+
+def virtual_servers(ports: list[ServicePort], cfg: Config, node_ips: list[str]) -> dict:
+    out = {}
+    for sp in ports:
+        cluster, local, _ = sp.categorize(cfg.node_name)
+        internal = local if sp.itp_local else cluster
+        external = local if sp.etp_local else cluster
+        persist = sp.affinity_seconds
+        out[(sp.cluster_ip, sp.port, sp.protocol)] = ("rr", persist, [(e.ip, e.port) for e in internal])
+        for ip in sp.external_ips + sp.lb_ips:
+            out[(ip, sp.port, sp.protocol)] = ("rr", persist, [(e.ip, e.port) for e in external])
+        if sp.node_port:
+            for ip in node_ips:
+                out[(ip, sp.node_port, sp.protocol)] = ("rr", persist, [(e.ip, e.port) for e in external])
+    return out
+
+
+def ipsets(ports: list[ServicePort]) -> dict[str, list[str]]:
+    sets: dict[str, list[str]] = {"KUBE-CLUSTER-IP": [], "KUBE-EXTERNAL-IP": [], "KUBE-LOAD-BALANCER": [],
+                                  "KUBE-NODE-PORT-TCP": [], "KUBE-NODE-PORT-UDP": [], "KUBE-LOOP-BACK": []}
+    for sp in ports:
+        p = sp.proto
+        sets["KUBE-CLUSTER-IP"].append(f"{sp.cluster_ip},{p}:{sp.port}")
+        sets["KUBE-EXTERNAL-IP"] += [f"{ip},{p}:{sp.port}" for ip in sp.external_ips]
+        sets["KUBE-LOAD-BALANCER"] += [f"{ip},{p}:{sp.port}" for ip in sp.lb_ips]
+        if sp.node_port and sp.protocol in ("TCP", "UDP"):
+            sets[f"KUBE-NODE-PORT-{sp.protocol}"].append(str(sp.node_port))
+        sets["KUBE-LOOP-BACK"] += [f"{e.ip},{p}:{e.port},{e.ip}" for e in sp.endpoints]
+    return sets
+
+
+def iptables_rules(cfg: Config) -> list[str]:
+    masq = f"! -s {cfg.cluster_cidr} " if cfg.cluster_cidr else ""
+    return [
+        f'-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" '
+        f"-m set --match-set KUBE-CLUSTER-IP dst,dst {masq}-j KUBE-MARK-MASQ",
+        '-A KUBE-SERVICES -m comment --comment "Kubernetes service external ip + port for masquerade and filter '
+        'purpose" -m set --match-set KUBE-EXTERNAL-IP dst,dst -j KUBE-MARK-MASQ',
+        "-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT",
+        "-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT",
+        '-A KUBE-NODE-PORT -p tcp -m comment --comment "Kubernetes nodeport TCP port for masquerade purpose" '
+        "-m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ",
+        '-A KUBE-POSTROUTING -m comment --comment "Kubernetes endpoints dst ip:port, source ip for solving hairpin '
+        'purpose" -m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE',
+    ]
+
+
+def describe(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = None) -> str:
+    """What `ipvsadm -Ln`, `ipset list` and `iptables-save` would show, for `netlab-proxy render`."""
+    lines = ["# ipvsadm -Ln", "Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port   Forward Weight"]
+    for (ip, port, proto), (sched, persist, reals) in sorted(virtual_servers(ports, cfg, node_ips or []).items()):
+        lines.append(f"{proto} {ip}:{port} {sched}" + (f" persistent {persist}" if persist else ""))
+        lines += [f"  -> {rip}:{rport}   Masq 1" for rip, rport in reals]
+    lines.append(f"# ip addr show {DUMMY}")
+    lines += [f"inet {sp.cluster_ip}/32" for sp in ports]
+    for name, members in ipsets(ports).items():
+        lines.append(f"# ipset list {name}")
+        lines += [f"  {m}" for m in members]
+    lines.append("# iptables-save -t nat (ipvs mode)")
+    lines += iptables_rules(cfg)
+    return "\n".join(lines) + "\n"
+
+
+class IpvsSyncer:
+    def __init__(self, cfg: Config, node_ips: list[str] | None = None):
+        self.cfg, self.node_ips = cfg, node_ips or []
+        self.stats = {"syncs": 0, "partial": 0, "failures": 0}
+
+    def sync(self, ports: list[ServicePort], full: bool = False) -> str:
+        import subprocess
+
+        net.dummy(None, DUMMY)
+        want = {f"{sp.cluster_ip}/32" for sp in ports} | {f"{ip}/32" for sp in ports for ip in sp.external_ips}
+        have = set(net.addr_list(None, DUMMY))
+        for a in want - have:
+            net.addr_add(None, DUMMY, a)
+        for a in have - want:
+            net.addr_del(None, DUMMY, a)
+        net.ipvs_apply(None, virtual_servers(ports, self.cfg, self.node_ips))
+        restore = []
+        for name, members in ipsets(ports).items():
+            kind = "hash:ip,port,ip" if name == "KUBE-LOOP-BACK" else (
+                "bitmap:port range 0-65535" if name.startswith("KUBE-NODE-PORT") else "hash:ip,port")
+            restore += [f"create {name} {kind} -exist", f"flush {name}"] + [f"add {name} {m}" for m in members]
+        subprocess.run(["ipset", "restore"], input="\n".join(restore) + "\n", text=True, check=True)
+        self.stats["syncs"] += 1
+        return "full"

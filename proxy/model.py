@@ -1,0 +1,142 @@
+"""Small typed views of what kube-proxy reads: each Service port with its settings, and its
+endpoints from the EndpointSlices (matched by port name and protocol), categorized as upstream's
+CategorizeEndpoints does for traffic policies and terminating endpoints."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+
+SERVICE_NAME = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int
+    ready: bool
+    serving: bool
+    terminating: bool
+    node: str = ""
+
+    @property
+    def addr(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass
+class ServicePort:
+    namespace: str
+    name: str
+    port_name: str
+    protocol: str            # TCP, UDP, SCTP
+    cluster_ip: str
+    port: int
+    node_port: int = 0
+    external_ips: list[str] = field(default_factory=list)
+    lb_ips: list[str] = field(default_factory=list)
+    lb_source_ranges: list[str] = field(default_factory=list)
+    affinity_seconds: int = 0   # > 0: sessionAffinity ClientIP with this timeout
+    etp_local: bool = False
+    itp_local: bool = False
+    health_check_node_port: int = 0
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """upstream's ServicePortName.String(): ns/name, plus :port when the port is named."""
+        return f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
+
+    @property
+    def proto(self) -> str:
+        return self.protocol.lower()
+
+    @property
+    def externally_accessible(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.lb_ips)
+
+    def categorize(self, node: str) -> tuple[list[Endpoint], list[Endpoint], list[Endpoint]]:
+        """(cluster endpoints, local endpoints, all endpoints reachable from this node). Ready
+        endpoints are used; when none is ready, serving terminating ones are, so connections drain."""
+        def usable(eps: list[Endpoint]) -> list[Endpoint]:
+            ready = [e for e in eps if e.ready]
+            return ready or [e for e in eps if e.serving and e.terminating]
+        need_local = self.itp_local or (self.etp_local and self.externally_accessible)
+        need_cluster = not self.itp_local or (self.externally_accessible and not self.etp_local)
+        cluster = usable(self.endpoints) if need_cluster else []
+        local = usable([e for e in self.endpoints if e.node == node]) if need_local else []
+        seen, reachable = set(), []
+        for e in cluster + local:
+            if e.addr not in seen:
+                seen.add(e.addr)
+                reachable.append(e)
+        return cluster, local, reachable
+
+
+def _hash(*parts: str) -> str:
+    return base64.b32encode(hashlib.sha256("".join(parts).encode()).digest()).decode()[:16]
+
+
+def svc_chain(sp: ServicePort) -> str:
+    return "KUBE-SVC-" + _hash(sp.key, sp.proto)
+
+
+def svl_chain(sp: ServicePort) -> str:
+    return "KUBE-SVL-" + _hash(sp.key, sp.proto)
+
+
+def ext_chain(sp: ServicePort) -> str:
+    return "KUBE-EXT-" + _hash(sp.key, sp.proto)
+
+
+def fw_chain(sp: ServicePort) -> str:
+    return "KUBE-FW-" + _hash(sp.key, sp.proto)
+
+
+def sep_chain(sp: ServicePort, ep: Endpoint) -> str:
+    return "KUBE-SEP-" + _hash(sp.key, sp.proto, ep.addr)
+
+
+def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]:
+    """Every proxied Service port (ClusterIP set, not headless or ExternalName), with endpoints."""
+    by_svc: dict[tuple[str, str], list[dict]] = {}
+    for s in slices:
+        owner = (s["metadata"].get("labels") or {}).get(SERVICE_NAME)
+        if owner and s.get("addressType", "IPv4") == "IPv4":
+            by_svc.setdefault((s["metadata"]["namespace"], owner), []).append(s)
+    out = []
+    for svc in services:
+        spec, meta = svc.get("spec") or {}, svc["metadata"]
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None" or spec.get("type") == "ExternalName":
+            continue
+        lb = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+        affinity = 0
+        if spec.get("sessionAffinity") == "ClientIP":
+            affinity = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds", 10800)
+        for p in spec.get("ports") or []:
+            sp = ServicePort(meta["namespace"], meta["name"], p.get("name", ""), p.get("protocol", "TCP"), ip,
+                             p["port"], p.get("nodePort", 0) if spec.get("type") in ("NodePort", "LoadBalancer")
+                             else 0, list(spec.get("externalIPs") or []),
+                             lb if spec.get("type") == "LoadBalancer" else [],
+                             list(spec.get("loadBalancerSourceRanges") or []), affinity,
+                             spec.get("externalTrafficPolicy") == "Local", spec.get("internalTrafficPolicy") == "Local",
+                             spec.get("healthCheckNodePort", 0))
+            seen = set()
+            for s in by_svc.get((meta["namespace"], meta["name"]), []):
+                port = next((x.get("port") for x in s.get("ports") or []
+                             if x.get("name", "") == sp.port_name and x.get("protocol", "TCP") == sp.protocol), None)
+                if not port:
+                    continue
+                for e in s.get("endpoints") or []:
+                    cond = e.get("conditions") or {}
+                    ready = cond.get("ready") is not False
+                    for a in e.get("addresses") or []:
+                        ep = Endpoint(a, port, ready, cond.get("serving", ready) is not False,
+                                      bool(cond.get("terminating")), e.get("nodeName", ""))
+                        if ep.addr not in seen:
+                            seen.add(ep.addr)
+                            sp.endpoints.append(ep)
+            out.append(sp)
+    return out

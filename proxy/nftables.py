@@ -1,0 +1,248 @@
+"""nftables mode: the table upstream's nftables proxier (pkg/proxy/nftables) programs.
+
+One table, `ip kube-proxy`. Traffic is dispatched by verdict maps instead of rule lists:
+`service-ips` (ClusterIP, external and load-balancer IP . protocol . port -> service chain) and
+`service-nodeports` (protocol . port -> external chain), so the first packet's cost does not grow
+with the number of Services as the iptables mode's KUBE-SERVICES list does. A service chain picks
+an endpoint with `numgen random mod N vmap { 0 : goto endpoint-..., ... }`; an endpoint chain
+DNATs. Services without endpoints are rejected through `no-endpoint-services`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+
+from proxy.iptables import Config
+from proxy.model import Endpoint, ServicePort
+
+TABLE = "kube-proxy"
+T = f"ip {TABLE}"
+
+
+def _h(s: str) -> str:
+    return base64.b32encode(hashlib.sha256(s.encode()).digest()).decode()[:8]
+
+
+def _base(sp: ServicePort) -> str:
+    return f"{_h(sp.key + sp.proto)}-{sp.namespace}/{sp.name}/{sp.proto}/{sp.port_name}"
+
+
+def service_chain(sp: ServicePort) -> str:
+    return f"service-{_base(sp)}"
+
+
+def local_chain(sp: ServicePort) -> str:
+    return f"local-{_base(sp)}"
+
+
+def external_chain(sp: ServicePort) -> str:
+    return f"external-{_base(sp)}"
+
+
+def firewall_chain(sp: ServicePort) -> str:
+    return f"firewall-{_base(sp)}"
+
+
+def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
+    return (f"endpoint-{_h(sp.key + sp.proto + ep.addr)}-{sp.namespace}/{sp.name}/{sp.proto}/{sp.port_name}"
+            f"__{ep.ip}/{ep.port}")
+
+
+def affinity_set(sp: ServicePort, ep: Endpoint) -> str:
+    return f"affinity-{_h(sp.key + sp.proto + ep.addr)}-{sp.namespace}/{sp.name}/{sp.proto}/{sp.port_name}__{ep.ip}/{ep.port}"
+
+
+@dataclass
+class Ruleset:
+    """Base chains/maps (always rewritten), per-service chains, and map and set elements."""
+    chains: dict[str, list[str]] = field(default_factory=dict)     # name -> rules
+    service_chains: set[str] = field(default_factory=set)
+    elements: dict[str, list[str]] = field(default_factory=dict)   # map/set name -> elements
+    sets: dict[str, str] = field(default_factory=dict)             # affinity sets -> definition
+
+    def add(self, chain: str, rule: str) -> None:
+        self.chains.setdefault(chain, []).append(rule)
+
+
+BASE_CHAINS = {
+    "filter-prerouting": "type filter hook prerouting priority -110 ;",
+    "filter-input": "type filter hook input priority -110 ;",
+    "filter-forward": "type filter hook forward priority -110 ;",
+    "filter-output": "type filter hook output priority -110 ;",
+    "nat-prerouting": "type nat hook prerouting priority -100 ;",
+    "nat-output": "type nat hook output priority -100 ;",
+    "nat-postrouting": "type nat hook postrouting priority 100 ;",
+}
+MAPS = {
+    "service-ips": 'type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and '
+                   'LoadBalancer IP traffic" ;',
+    "service-nodeports": 'type inet_proto . inet_service : verdict ; comment "NodePort traffic" ;',
+    "no-endpoint-services": 'type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject '
+                            'packets to services with no endpoints" ;',
+    "no-endpoint-nodeports": 'type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to '
+                             'service nodeports with no endpoints" ;',
+    "firewall-ips": 'type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to '
+                    'LoadBalancerSourceRanges" ;',
+}
+SETS = {
+    "cluster-ips": 'type ipv4_addr ; comment "Active ClusterIPs" ;',
+    "nodeport-ips": 'type ipv4_addr ; comment "IPs that accept NodePort traffic" ;',
+}
+
+
+def render(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = None) -> Ruleset:
+    rs = Ruleset()
+    mark = cfg.mark
+    rs.add("mark-for-masquerade", f"mark set mark or {mark}")
+    rs.add("masquerading", f"mark and {mark} == 0 return")
+    rs.add("masquerading", f"mark set mark xor {mark}")
+    rs.add("masquerading", "masquerade fully-random")
+    rs.add("services", "ip daddr . meta l4proto . th dport vmap @service-ips")
+    rs.add("services", "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports")
+    rs.add("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
+    rs.add("nodeport-endpoints-check", "ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
+    rs.add("firewall-check", "ip daddr . meta l4proto . th dport vmap @firewall-ips")
+    rs.add("reject-chain", "reject")
+    rs.add("cluster-ips-check", 'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"')
+    rs.add("filter-prerouting", "ct state new jump firewall-check")
+    rs.add("filter-input", "ct state new jump nodeport-endpoints-check")
+    rs.add("filter-input", "ct state new jump service-endpoints-check")
+    rs.add("filter-forward", "ct state new jump service-endpoints-check")
+    rs.add("filter-forward", "ct state new jump cluster-ips-check")
+    rs.add("filter-output", "ct state new jump service-endpoints-check")
+    rs.add("filter-output", "ct state new jump firewall-check")
+    rs.add("nat-prerouting", "jump services")
+    rs.add("nat-output", "jump services")
+    rs.add("nat-postrouting", "jump masquerading")
+    for name in list(MAPS) + list(SETS):
+        rs.elements.setdefault(name, [])
+    for ip in node_ips or []:
+        rs.elements["nodeport-ips"].append(ip)
+    for sp in sorted(ports, key=lambda p: (p.key, p.protocol)):
+        _service(rs, sp, cfg)
+    return rs
+
+
+def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
+    proto = sp.proto
+    cluster_eps, local_eps, reachable = sp.categorize(cfg.node_name)
+    svc, loc, ext, fw = service_chain(sp), local_chain(sp), external_chain(sp), firewall_chain(sp)
+    internal_chain = loc if sp.itp_local else svc
+    external_policy = loc if sp.etp_local else svc
+    has_internal = bool(local_eps if sp.itp_local else cluster_eps)
+    has_external = bool(local_eps if sp.etp_local else cluster_eps)
+    uses_ext = has_external and sp.externally_accessible
+    rs.elements["cluster-ips"].append(sp.cluster_ip)
+    reject = "drop" if (cluster_eps or local_eps) else "goto reject-chain"
+    if has_internal:
+        rs.elements["service-ips"].append(f"{sp.cluster_ip} . {proto} . {sp.port} : goto {internal_chain}")
+        rs.service_chains.add(internal_chain)
+        if cfg.masquerade_all:
+            rs.add(internal_chain, f"ip daddr {sp.cluster_ip} {proto} dport {sp.port} jump mark-for-masquerade")
+        elif cfg.cluster_cidr:
+            rs.add(internal_chain, f"ip daddr {sp.cluster_ip} {proto} dport {sp.port} ip saddr != {cfg.cluster_cidr} "
+                                   "jump mark-for-masquerade")
+    else:
+        rs.elements["no-endpoint-services"].append(
+            f'{sp.cluster_ip} . {proto} . {sp.port} comment "{sp.key}" : goto reject-chain')
+    for ip in sp.external_ips + sp.lb_ips:
+        if uses_ext:
+            rs.elements["service-ips"].append(f"{ip} . {proto} . {sp.port} : goto {ext}")
+        else:
+            rs.elements["no-endpoint-services"].append(f'{ip} . {proto} . {sp.port} comment "{sp.key}" : {reject}')
+        if uses_ext and sp.lb_source_ranges and ip in sp.lb_ips:
+            rs.elements["firewall-ips"].append(f'{ip} . {proto} . {sp.port} comment "{sp.key}" : goto {fw}')
+    if uses_ext and sp.lb_ips and sp.lb_source_ranges:
+        rs.service_chains.add(fw)
+        rs.add(fw, f"ip saddr != {{ {', '.join(sp.lb_source_ranges)} }} drop")
+    if sp.node_port:
+        if uses_ext:
+            rs.elements["service-nodeports"].append(f"{proto} . {sp.node_port} : goto {ext}")
+        else:
+            rs.elements["no-endpoint-nodeports"].append(f'{proto} . {sp.node_port} comment "{sp.key}" : {reject}')
+    if uses_ext:
+        rs.service_chains.add(ext)
+        if not sp.etp_local:
+            rs.add(ext, "jump mark-for-masquerade")
+        else:
+            if cfg.cluster_cidr and cluster_eps:
+                rs.add(ext, f'ip saddr {cfg.cluster_cidr} goto {svc} comment "short-circuit pod traffic"')
+            rs.add(ext, 'fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"')
+            if cluster_eps:
+                rs.add(ext, f'fib saddr type local goto {svc} comment "short-circuit local traffic"')
+        rs.add(ext, f"goto {external_policy}")
+    for chain, eps in ((svc, cluster_eps), (loc, local_eps)):
+        if not eps or (chain == loc and not (sp.itp_local or sp.etp_local)):
+            continue
+        if chain == svc and sp.itp_local and not (sp.externally_accessible and not sp.etp_local):
+            continue
+        rs.service_chains.add(chain)
+        if sp.affinity_seconds:
+            for ep in eps:
+                rs.add(chain, f"ip saddr @{affinity_set(sp, ep)} goto {endpoint_chain(sp, ep)}")
+        targets = ", ".join(f"{i} : goto {endpoint_chain(sp, ep)}" for i, ep in enumerate(eps))
+        rs.add(chain, f"numgen random mod {len(eps)} vmap {{ {targets} }}")
+    for ep in reachable:
+        chain = endpoint_chain(sp, ep)
+        rs.service_chains.add(chain)
+        rs.add(chain, f"ip saddr {ep.ip} jump mark-for-masquerade")
+        if sp.affinity_seconds:
+            aff = affinity_set(sp, ep)
+            rs.sets[aff] = f"type ipv4_addr ; flags dynamic,timeout ; timeout {sp.affinity_seconds}s ;"
+            rs.add(chain, f"update @{aff} {{ ip saddr }}")
+        rs.add(chain, f"meta l4proto {proto} dnat to {ep.addr}")
+
+
+def _chain_decl(name: str) -> str:
+    return f"add chain {T} {name}" + (f" {{ {BASE_CHAINS[name]} }}" if name in BASE_CHAINS else "")
+
+
+def transaction(new: Ruleset, old: Ruleset | None) -> str:
+    """`nft -f` input. Full (old None): the table is replaced in one transaction. Partial: the
+    maps and sets are refilled, changed service chains flushed and rewritten, new ones added,
+    stale ones deleted, all in one transaction."""
+    out: list[str] = []
+    if old is None:
+        out += [f"add table {T} {{ comment \"rules for kube-proxy\" ; }}", f"delete table {T}",
+                f"add table {T} {{ comment \"rules for kube-proxy\" ; }}"]
+        for name in new.chains:
+            out.append(_chain_decl(name))
+        for name, spec in {**MAPS}.items():
+            out.append(f"add map {T} {name} {{ {spec} }}")
+        for name, spec in {**SETS, **new.sets}.items():
+            out.append(f"add set {T} {name} {{ {spec} }}")
+        for name, rules in new.chains.items():
+            out += [f"add rule {T} {name} {r}" for r in rules]
+    else:
+        for name, spec in new.sets.items():
+            if name not in old.sets:
+                out.append(f"add set {T} {name} {{ {spec} }}")
+        for name, rules in new.chains.items():
+            if old.chains.get(name) == rules:
+                continue
+            if name in old.chains:
+                out.append(f"flush chain {T} {name}")
+            else:
+                out.append(_chain_decl(name))
+            out += [f"add rule {T} {name} {r}" for r in rules]
+        for name in MAPS:
+            out.append(f"flush map {T} {name}")
+        for name in SETS:
+            out.append(f"flush set {T} {name}")
+    for name, elems in new.elements.items():
+        for e in elems:
+            out.append(f"add element {T} {name} {{ {e} }}")
+    if old is not None:
+        # chains no longer referenced go last, once the maps no longer point at them
+        for name in old.chains:
+            if name not in new.chains:
+                out.append(f"flush chain {T} {name}")
+        for name in old.chains:
+            if name not in new.chains:
+                out.append(f"delete chain {T} {name}")
+        for name in old.sets:
+            if name not in new.sets:
+                out.append(f"delete set {T} {name}")
+    return "\n".join(out) + "\n"
