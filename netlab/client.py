@@ -21,7 +21,6 @@ import inspect
 import json
 import logging
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -91,6 +90,18 @@ class Client:
         ca_data = base64.b64decode(cluster["certificate-authority-data"]) if "certificate-authority-data" in cluster \
             else None
         return cls(cluster["server"], user.get("token"), cluster.get("certificate-authority"), ca_data)
+
+    @classmethod
+    def in_cluster(cls) -> Client:
+        """From inside a pod, as client-go's rest.InClusterConfig: the `kubernetes` Service from the
+        environment the kubelet sets, and the service account's token and CA."""
+        import os
+
+        sa = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+        if not host or not port:
+            raise ApiError(0, "NotInCluster", "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set")
+        return cls(f"https://{host}:{port}", (sa / "token").read_text().strip(), str(sa / "ca.crt"))
 
     @classmethod
     def from_lab(cls, lab: str, in_lab: bool = False) -> Client:
@@ -336,6 +347,3 @@ def event(obj: dict, reason: str, message: str, type_: str = "Normal", component
         "reportingComponent": component, "reportingInstance": host,
     }
 
-
-def temp_kubeconfig_dir() -> str:
-    return tempfile.mkdtemp(prefix="nlt-kube-")
