@@ -20,29 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from coredns.corefile import CorefileError, ServerBlock, parse
+from coredns.corefile import CorefileError, ServerBlock, kubeadm_corefile, parse
 from coredns.records import Kubernetes, State
 from coredns.server import Engine
 
 log = logging.getLogger("netlab.dns")
-DEFAULT_COREFILE = """.:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    cache 30
-    loop
-    reload
-    loadbalance
-}
-"""
 
 
 def kubernetes_plugin(block: ServerBlock) -> tuple[Kubernetes, dict]:
@@ -171,7 +153,7 @@ async def http(addr: str, routes: dict) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    text = Path(args.conf).read_text() if args.conf else DEFAULT_COREFILE
+    text = Path(args.conf).read_text() if args.conf else kubeadm_corefile()
     block = parse(text)[0]
     kube, extra = kubernetes_plugin(block)
     fwd = forward_targets(block)

@@ -56,7 +56,7 @@ def parse(text: str) -> list[ServerBlock]:
     blocks: list[ServerBlock] = []
     i = 0
 
-    def parse_body(i: int, depth: int) -> tuple[list[Directive], int]:
+    def parse_body(i: int, opened: int) -> tuple[list[Directive], int]:
         items: list[Directive] = []
         while i < len(lines):
             n, words = lines[i]
@@ -71,9 +71,9 @@ def parse(text: str) -> list[ServerBlock]:
             d = Directive(name, args, n)
             i += 1
             if opens:
-                d.block, i = parse_body(i, depth + 1)
+                d.block, i = parse_body(i, n)
             items.append(d)
-        raise CorefileError(f"Corefile line {lines[-1][0] if lines else 1}: missing '}}' (unclosed block)")
+        raise CorefileError(f"Corefile line {opened}: the '{{' opened here is never closed")
 
     while i < len(lines):
         n, words = lines[i]
@@ -91,7 +91,7 @@ def parse(text: str) -> list[ServerBlock]:
                     raise CorefileError(f"Corefile line {n}: {k!r}: the port must be a number between 1 and 65535")
                 port = int(p)
             zones.append(_fqdn(zone or "."))
-        plugins, i = parse_body(i + 1, 1)
+        plugins, i = parse_body(i + 1, n)
         for p in plugins:
             if p.name not in PLUGINS:
                 raise CorefileError(f"Corefile line {p.line}: unknown plugin {p.name!r}; netlab serves "
@@ -105,3 +105,26 @@ def parse(text: str) -> list[ServerBlock]:
 def _fqdn(z: str) -> str:
     z = z.lower()
     return z if z.endswith(".") else z + "."
+
+
+def kubeadm_corefile(domain: str = "cluster.local") -> str:
+    """The Corefile kubeadm installs, less `forward . /etc/resolv.conf`: nothing leaves a lab."""
+    return f"""\
+.:53 {{
+    errors
+    health {{
+       lameduck 5s
+    }}
+    ready
+    kubernetes {domain} in-addr.arpa ip6.arpa {{
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }}
+    prometheus :9153
+    cache 30
+    loop
+    reload
+    loadbalance
+}}
+"""

@@ -31,16 +31,12 @@ import yaml
 
 log = logging.getLogger("netlab.client")
 
-# plural -> (group, version, namespaced)
-RESOURCES: dict[str, tuple[str, str, bool]] = {
-    "namespaces": ("", "v1", False), "nodes": ("", "v1", False), "pods": ("", "v1", True),
-    "services": ("", "v1", True), "endpoints": ("", "v1", True), "configmaps": ("", "v1", True),
-    "events": ("", "v1", True), "deployments": ("apps", "v1", True), "replicasets": ("apps", "v1", True),
-    "endpointslices": ("discovery.k8s.io", "v1", True), "leases": ("coordination.k8s.io", "v1", True),
-}
-KINDS = {"Namespace": "namespaces", "Node": "nodes", "Pod": "pods", "Service": "services", "Endpoints": "endpoints",
-         "ConfigMap": "configmaps", "Event": "events", "Deployment": "deployments", "ReplicaSet": "replicasets",
-         "EndpointSlice": "endpointslices", "Lease": "leases"}
+from netlab.apiserver import resources as _served
+
+# plural -> (group, version, namespaced), kind -> plural: what the API server serves (core events)
+_PLAIN = [r for r in _served.RESOURCES if r.group != "events.k8s.io" and r.plural != "bindings"]
+RESOURCES: dict[str, tuple[str, str, bool]] = {r.plural: (r.group, r.version, r.namespaced) for r in _PLAIN}
+KINDS = {r.kind: r.plural for r in _PLAIN}
 PATCH_TYPES = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json",
                "json": "application/json-patch+json"}
 

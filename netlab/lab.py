@@ -54,6 +54,10 @@ def up(cluster: Cluster, components: list[supervisor.Component] | None = None) -
     """Build the lab's network and start its supervisor with `components` (default: the lab's own,
     from netlab.components). On any failure, what was made is removed."""
     require_root()
+    if cluster.proxy_mode == "ipvs" and not net.ipvs_available():
+        from proxy.ipvs import MISSING
+
+        raise LabError(f"networking.proxyMode ipvs: {MISSING}")
     for other in running_labs():
         why = cluster.clashes_with(other)
         if why:
@@ -70,6 +74,9 @@ def up(cluster: Cluster, components: list[supervisor.Component] | None = None) -
         supervisor.start(cluster, components)
         if components is None:  # the lab's own control plane: wait for it, as `kind create` does
             wait_for_api(cluster)
+            from netlab import addons  # the API client is only needed here
+
+            addons.install(cluster)
     except BaseException:
         down(cluster.name)
         raise

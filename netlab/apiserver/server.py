@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from netlab.apiserver import exec as podexec
 from netlab.apiserver import openapi, patch, registry, schema, tables
 from netlab.apiserver.resources import (GROUPS, RESOURCES, Resource, discovery_list, field_value, lookup,
                                         parse_selector, storage_key)
@@ -266,6 +267,8 @@ class APIServer:
             return await self.bind(request, namespace, name)
         elif sub == "log" and m == "GET":
             return await self.pod_log(request, namespace, name)
+        elif sub == "exec" and m in ("GET", "POST"):
+            return await self.pod_exec(request, namespace, name)
         elif sub in ("status", "finalize"):
             if m == "GET":
                 return self.respond(request, r, self.get(r, namespace, name))
@@ -754,6 +757,22 @@ class APIServer:
                 pos += len(chunk)
                 await resp.write(chunk)
         return resp
+
+    async def pod_exec(self, request: web.Request, namespace: str | None, name: str) -> web.StreamResponse:
+        pod = self.get(lookup("", "v1", "pods"), namespace, name)
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        container = request.query.get("container") or containers[0]
+        if container not in containers:
+            raise APIError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        if not request.query.getall("command", []):
+            raise APIError(400, "BadRequest", "you must specify at least 1 command")
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise APIError(400, "BadRequest", "netlab serves exec over WebSocket only (kubectl 1.30 and later, or "
+                           "the kubernetes Python client's stream())")
+        pid = podexec.container_pid(self.state_dir, pod, container)
+        if pid is None:
+            raise APIError(400, "BadRequest", f"container {container} is not running in pod {name}")
+        return await podexec.serve(request, pid)
 
     def log_path(self, node: str | None, pod: dict, container: str, previous: bool) -> Path | None:
         """Where the kubelet keeps a container's log (see netlab.kubelet): the API server reads it

@@ -30,6 +30,9 @@ class Kubelet:
         self.me = self.cluster.node(node)
         self.node_ip = self.me.ip
         self.client = Client.from_kubeconfig(kubeconfig)
+        # what a pod's service account mount holds: the lab's token and CA
+        self.identity = ((self.cluster.state_dir / "token").read_text().strip(),
+                         (self.cluster.state_dir / "pki" / "ca.crt").read_bytes())
         node_dir = self.cluster.state_dir / "nodes" / node
         self.pods_dir = node_dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)

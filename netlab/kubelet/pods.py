@@ -195,13 +195,14 @@ class PodWorker:
             return
         env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps)
         upper, work = await asyncio.to_thread(runtime.etc_files, self.dir.path, self._files(), etc, c.name)
+        run_upper = await asyncio.to_thread(runtime.service_account, self.pod, self.dir.path, *self.k.identity)
         log_file = self.dir.logs / f"{c.name}.log"
         if c.restarts and log_file.exists():
             log_file.replace(self.dir.logs / f"{c.name}.previous.log")
         if not c.restarts and not c.proc:
             await self.record("Pulled", f'Container image "{spec.get("image")}" already present on machine')
         c.proc = await asyncio.to_thread(runtime.start_container, self.netns, self.pause, argv, env,
-                                         spec.get("workingDir", "/"), upper, work, binds, log_file)
+                                         spec.get("workingDir", "/"), upper, work, binds, log_file, run_upper)
         c.started_at, c.t0 = now(), time.monotonic()
         c.state = {"running": {"startedAt": c.started_at}}
         c.probe_state = {}

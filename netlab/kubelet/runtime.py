@@ -121,13 +121,37 @@ def etc_files(pod_dir: Path, files: dict[str, str], volumes: dict[str, Path], na
     return upper, work
 
 
+SERVICE_ACCOUNT = "secrets/kubernetes.io/serviceaccount"  # under /run (/var/run links there)
+
+
+def service_account(pod: dict, pod_dir: Path, token: str, ca: bytes) -> Path | None:
+    """The upper dir of a /run overlay holding the pod's service account files (token, ca.crt,
+    namespace) at /var/run/secrets/kubernetes.io/serviceaccount, unless the pod opts out with
+    automountServiceAccountToken: false. netlab has one identity: the lab's token."""
+    if (pod.get("spec") or {}).get("automountServiceAccountToken") is False:
+        return None
+    upper = pod_dir / "run" / "upper"
+    d = upper / SERVICE_ACCOUNT
+    d.mkdir(parents=True, exist_ok=True)
+    (pod_dir / "run" / "work").mkdir(exist_ok=True)
+    (d / "token").write_text(token)
+    (d / "ca.crt").write_bytes(ca)
+    (d / "namespace").write_text(pod["metadata"]["namespace"])
+    return upper
+
+
 def start_container(netns: str | None, pause: Process | None, argv: list[str], env: dict[str, str], workdir: str,
-                    upper: Path, work: Path, binds: list[tuple[Path, str]], log: Path) -> Process:
+                    upper: Path, work: Path, binds: list[tuple[Path, str]], log: Path,
+                    run_upper: Path | None = None) -> Process:
     """A container process: joins the pod's network and UTS namespaces, takes its own mount
-    namespace with the /etc overlay and bind-mounted volumes, then becomes the program (each
-    step execs the next, so the pid is the program's)."""
+    namespace with the /etc overlay (and a /run overlay for the service account) and
+    bind-mounted volumes, then becomes the program (each step execs the next, so the pid is
+    the program's)."""
     script = [f"mount -t overlay overlay -o lowerdir=/etc,upperdir={shlex.quote(str(upper))},"
               f"workdir={shlex.quote(str(work))} /etc"]
+    if run_upper is not None:
+        script.append(f"mount -t overlay overlay -o lowerdir=/run,upperdir={shlex.quote(str(run_upper))},"
+                      f"workdir={shlex.quote(str(run_upper.parent / 'work'))} /run")
     for src, dst in binds:
         script.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}")
     script.append(f'cd {shlex.quote(workdir or "/")} && exec "$@"')
