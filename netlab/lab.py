@@ -2,6 +2,7 @@
 
     lab namespace <lab>           br-nodes 172.18.0.1/24 ── one veth per node (named after the node)
     node namespace <lab>-<node>   eth0 172.18.0.(i+2)/24, cni0 10.244.i.1/24, forwarding on
+                                  default route via the lab namespace (which forwards nothing)
                                   host-gw: a route per other node's pod CIDR via that node's eth0 address
                                   vxlan:   flannel.1 (VNI 1, UDP 8472, MTU 1450) with FDB + neighbour
                                            entries per other node, as flannel programs them
@@ -102,6 +103,10 @@ def build_network(cluster: Cluster) -> None:
         })
         with net.held(node.netns):
             net.addr_add(node.netns, "eth0", f"{node.ip}/{prefix}")
+            # a node's default route goes to the node network's router, the lab namespace, which
+            # forwards nothing: packets to a ClusterIP without endpoints reach the FORWARD chain
+            # (and its REJECT) as on a real node, and nothing leaves the lab
+            net.route_add(node.netns, "default", via=cluster.node_gateway)
             net.bridge(node.netns, "cni0", mtu=VXLAN_MTU if cluster.backend == "vxlan" else None)
             net.addr_add(node.netns, "cni0", f"{node.gateway}/{node.pod_cidr.split('/')[1]}")
             if cluster.backend == "vxlan":

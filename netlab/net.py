@@ -344,7 +344,7 @@ def attach(ns: str | None, ifname: str, bridge_name: str, *, hairpin: bool = Fal
         idx = _index(ip, ifname)
         ip.link("set", index=idx, master=_index(ip, bridge_name))
         if hairpin:
-            ip.brport("set", index=idx, hairpin_mode=1)
+            ip.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE is the hairpin flag
         ip.link("set", index=idx, state="up")
 
 

@@ -89,6 +89,7 @@ class Sniffer:
                 break
             data += chunk
         self._stop()
+        from scapy.layers import inet  # noqa: F401 - binds IP, TCP, UDP and ICMP under Ether
         from scapy.layers.l2 import Ether
 
         while len(data) >= 4:

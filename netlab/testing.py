@@ -40,6 +40,8 @@ class Lab:
         lab_mod.up(self.cluster)
         self.wait(lambda: len([n for n in self.items("nodes") if _ready(n)]) == len(self.cluster.nodes),
                   timeout=60, what="all nodes Ready")
+        # cluster DNS: its readiness probe passes on its second try, 10 s in (kubeadm's period)
+        self.wait_ready("k8s-app=kube-dns", namespace="kube-system", count=1, timeout=60)
         return self
 
     def down(self) -> None:

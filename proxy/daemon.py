@@ -52,9 +52,9 @@ class Proxy:
             from proxy import ipvs
 
             ipvs.require_kernel()
-            self.syncer = ipvs.IpvsSyncer(cfg)
+            self.syncer = ipvs.IpvsSyncer(cfg, sync.node_ips(cfg))
         elif mode == "nftables":
-            self.syncer = sync.NftablesSyncer(cfg)
+            self.syncer = sync.NftablesSyncer(cfg, sync.node_ips(cfg))
         else:
             backend = sync.detect_backend() if args.iptables_backend == "auto" else args.iptables_backend
             log.info("iptables mode, %s backend", backend)

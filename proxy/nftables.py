@@ -219,13 +219,13 @@ def transaction(new: Ruleset, old: Ruleset | None) -> str:
         for name, spec in new.sets.items():
             if name not in old.sets:
                 out.append(f"add set {T} {name} {{ {spec} }}")
+        # new chains are declared before any rule jumps to them
+        out += [_chain_decl(name) for name in new.chains if name not in old.chains]
         for name, rules in new.chains.items():
             if old.chains.get(name) == rules:
                 continue
             if name in old.chains:
                 out.append(f"flush chain {T} {name}")
-            else:
-                out.append(_chain_decl(name))
             out += [f"add rule {T} {name} {r}" for r in rules]
         for name in MAPS:
             out.append(f"flush map {T} {name}")

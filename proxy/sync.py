@@ -121,11 +121,12 @@ class IptablesSyncer:
 @dataclass
 class NftablesSyncer:
     cfg: iptables.Config
+    node_ips: list[str] = field(default_factory=list)
     applied: nftables.Ruleset | None = None
     stats: dict = field(default_factory=lambda: {"syncs": 0, "partial": 0, "failures": 0})
 
     def sync(self, ports: list[ServicePort], full: bool = False) -> str:
-        new = nftables.render(ports, self.cfg)
+        new = nftables.render(ports, self.cfg, self.node_ips)
         kind = "full" if full or self.applied is None else "partial"
         text = nftables.transaction(new, None if kind == "full" else self.applied)
         try:
@@ -163,3 +164,19 @@ def conntrack_cleanup(old: list[ServicePort], new: list[ServicePort]) -> list[li
         subprocess.run(c, capture_output=True)  # exit 1 when there was nothing to delete
     return cmds
 
+
+
+def node_ips(cfg: iptables.Config) -> list[str]:
+    """This node's IPv4 addresses that accept NodePorts (--nodeport-addresses, default all but
+    loopback), as upstream's GetNodeIPs finds them."""
+    import ipaddress
+
+    from netlab import net
+
+    cidrs = [ipaddress.ip_network(c, strict=False) for c in cfg.nodeport_addresses]
+    out = []
+    for a in net.addr_list(None):
+        ip = ipaddress.ip_interface(a).ip
+        if ip.version == 4 and not ip.is_loopback and (not cidrs or any(ip in c for c in cidrs)):
+            out.append(str(ip))
+    return out

@@ -142,6 +142,8 @@ def test_add_check_del_every_version(env, version):
     assert "10.250.0.2/24" in net.addr_list(pod, "eth0")
     assert {"dst": "default", "via": "10.250.0.1", "dev": "eth0"} in net.route_list(pod)
     assert ping(pod, "10.250.0.1")
+    port = net.run(NODE, ["bridge", "-d", "link", "show", "dev", names[1]]).stdout
+    assert "master cni0" in port and "hairpin on" in port  # hairpinMode: a pod reaches itself via its Service
     if version >= "0.4.0":
         assert env.call("CHECK", {**conf, "prevResult": res}, "c1", pod) == (0, None)
     else:

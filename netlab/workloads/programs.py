@@ -43,7 +43,7 @@ def serve_http(port: int, handler, host: str = "") -> threading.Thread:
                 if not line:
                     return
                 try:
-                    method, target, _ = line.decode("latin-1").split(" ", 2)
+                    method, target, version = line.decode("latin-1").split(" ", 2)
                 except ValueError:
                     return
                 headers = {}
@@ -60,7 +60,9 @@ def serve_http(port: int, handler, host: str = "") -> threading.Thread:
                     status, ctype, out = 500, "text/plain", f"{type(e).__name__}: {e}".encode()
                 if isinstance(out, str):
                     out = out.encode()
-                close = headers.get("connection", "").lower() == "close"
+                # HTTP/1.0 closes unless it asks for keep-alive; HTTP/1.1 keeps unless it asks to close
+                conn = headers.get("connection", "").lower()
+                close = conn == "close" or (version.strip() == "HTTP/1.0" and conn != "keep-alive")
                 self.wfile.write(f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\nContent-Type: {ctype}\r\n"
                                  f"Content-Length: {len(out)}\r\nDate: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}"
                                  f"\r\n{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n".encode() + out)
