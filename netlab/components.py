@@ -34,5 +34,6 @@ def components(cluster: Cluster) -> list[Component]:
         out.append(Component(f"kube-proxy-{node.name}", [py, "-m", "proxy", "run", "--kubeconfig", in_lab,
                                                          "--hostname-override", node.name,
                                                          "--proxy-mode", cluster.proxy_mode,
-                                                         "--cluster-cidr", cluster.pod_subnet], node.netns))
+                                                         "--cluster-cidr", cluster.pod_subnet,
+                                                         "--service-cidr", cluster.service_subnet], node.netns))
     return out

@@ -41,7 +41,10 @@ def config(args: argparse.Namespace) -> iptables.Config:
     return iptables.Config(node_name=args.hostname_override or "", cluster_cidr=args.cluster_cidr or "",
                            masquerade_all=args.masquerade_all, masquerade_bit=args.masquerade_bit,
                            nodeport_addresses=[a for a in (args.nodeport_addresses or "").split(",") if a
-                                               and a != "primary"])
+                                               and a != "primary"],
+                           localhost_nodeports=args.iptables_localhost_nodeports != "false",
+                           node_ips=list(getattr(args, "node_ip", None) or []),
+                           service_cidrs=[c for c in (args.service_cidr or "").split(",") if c])
 
 
 def render_text(mode: str, services: list[dict], slices: list[dict], cfg: iptables.Config,
@@ -91,6 +94,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--cluster-cidr", default="", help="pods' CIDR; traffic from outside it is masqueraded")
         s.add_argument("--masquerade-all", action="store_true", help="masquerade all traffic to Service IPs")
         s.add_argument("--masquerade-bit", type=int, default=14, help="bit of the fwmark for SNAT (0-31)")
+        s.add_argument("--service-cidr", default="", help="the Service CIDRs (upstream learns them from "
+                       "ServiceCIDR objects): nftables mode drops traffic to unallocated ClusterIPs")
+        s.add_argument("--iptables-localhost-nodeports", choices=["true", "false"], default="true",
+                       help="accept NodePort connections to 127.0.0.1 (iptables mode)")
         s.add_argument("--nodeport-addresses", default="", help="comma-separated CIDRs for NodePorts (default all)")
         if name == "run":
             s.add_argument("--kubeconfig", required=True)

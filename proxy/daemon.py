@@ -48,6 +48,8 @@ class Proxy:
         self.svcs = Informer(self.client, "services")
         self.slices = Informer(self.client, "endpointslices")
         mode = args.proxy_mode
+        if cfg.nodeport_addresses and not cfg.node_ips:
+            cfg.node_ips = sync.node_ips(cfg)
         if mode == "ipvs":
             from proxy import ipvs
 

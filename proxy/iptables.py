@@ -20,6 +20,7 @@ Chain names hash the service port name ("ns/svc:port"), protocol and endpoint as
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from proxy.model import ServicePort, ext_chain, fw_chain, sep_chain, svc_chain, svl_chain
@@ -61,6 +62,21 @@ class Config:
     masquerade_all: bool = False
     masquerade_bit: int = 14
     nodeport_addresses: list[str] = field(default_factory=list)  # empty: every local address
+    node_ips: list[str] = field(default_factory=list)  # this node's addresses within nodeport_addresses
+    localhost_nodeports: bool = True  # --iptables-localhost-nodeports (needs route_localnet)
+    random_fully: bool = True         # MASQUERADE --random-fully, where iptables has it
+    nfacct: bool = False              # count with -m nfacct (upstream, when it could make the counters)
+    service_cidrs: list[str] = field(default_factory=list)  # nftables: traffic to unallocated ClusterIPs dropped
+
+    @property
+    def localhost_nodeports_enabled(self) -> bool:
+        """NodePorts on 127.0.0.1: when enabled and the NodePort addresses include loopback."""
+        return self.localhost_nodeports and (not self.nodeport_addresses or any(
+            ipaddress.ip_address("127.0.0.1") in ipaddress.ip_network(c, strict=False)
+            for c in self.nodeport_addresses))
+
+    def nfacct_match(self, name: str) -> str:
+        return f" -m nfacct --nfacct-name {name}" if self.nfacct else ""
 
     @property
     def mark(self) -> str:
@@ -104,16 +120,21 @@ def render(ports: list[ServicePort], cfg: Config) -> Ruleset:
     owners: dict[str, set[str]] = {}
     for sp in sorted(ports, key=lambda p: (p.key, p.protocol)):
         owners[sp.key + "/" + sp.proto] = _service(sp, cfg, flt, nat)
-    nat.add("KUBE-SERVICES", '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in '
-                             'this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
+    last = '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+    if not cfg.nodeport_addresses:
+        nat.add("KUBE-SERVICES", f"{last} -m addrtype --dst-type LOCAL"
+                                 f"{'' if cfg.localhost_nodeports else ' ! -d 127.0.0.0/8'} -j KUBE-NODEPORTS")
+    else:
+        for ip in cfg.node_ips + (["127.0.0.1"] if cfg.localhost_nodeports_enabled else []):
+            nat.add("KUBE-SERVICES", f"{last} -d {ip} -j KUBE-NODEPORTS")
     nat.add("KUBE-MARK-MASQ", f"-j MARK --or-mark {mark}")
     nat.add("KUBE-POSTROUTING", f"-m mark ! --mark {mark}/{mark} -j RETURN")
     nat.add("KUBE-POSTROUTING", f"-j MARK --xor-mark {mark}")
-    nat.add("KUBE-POSTROUTING", '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE '
-                                "--random-fully")
+    nat.add("KUBE-POSTROUTING", '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE'
+                                + (" --random-fully" if cfg.random_fully else ""))
     flt.add("KUBE-FIREWALL", '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 '
                              "! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
-    flt.add("KUBE-FORWARD", "-m conntrack --ctstate INVALID -j DROP")
+    flt.add("KUBE-FORWARD", f"-m conntrack --ctstate INVALID{cfg.nfacct_match('ct_state_invalid_dropped_pkts')} -j DROP")
     flt.add("KUBE-FORWARD", f'-m comment --comment "kubernetes forwarding rules" -m mark --mark {mark}/{mark} -j ACCEPT')
     flt.add("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate '
                             "RELATED,ESTABLISHED -j ACCEPT")
@@ -121,88 +142,97 @@ def render(ports: list[ServicePort], cfg: Config) -> Ruleset:
 
 
 def _service(sp: ServicePort, cfg: Config, flt: Table, nat: Table) -> set[str]:
-    """One service port's rules; returns the per-service nat chains it made."""
+    """One service port's rules, in upstream's order; returns the per-service nat chains it made."""
     key, proto = sp.key, sp.proto
     match = f"-m {proto} -p {proto}"
     cluster_eps, local_eps, reachable = sp.categorize(cfg.node_name)
     svc, svl, ext, fw = svc_chain(sp), svl_chain(sp), ext_chain(sp), fw_chain(sp)
     internal_chain = svl if sp.itp_local else svc
-    external_chain = svl if sp.etp_local else svc
+    external_policy = svl if sp.etp_local else svc
+    has_any = sp.has_endpoints
     has_internal = bool(local_eps if sp.itp_local else cluster_eps)
     has_external = bool(local_eps if sp.etp_local else cluster_eps)
-    has_any = bool(cluster_eps or local_eps)
-    uses_svc = bool(cluster_eps) and (not sp.itp_local or (sp.externally_accessible and not sp.etp_local))
+    uses_svc = bool(cluster_eps) and (not sp.itp_local or sp.externally_accessible)
     uses_svl = bool(local_eps) and (sp.itp_local or (sp.etp_local and sp.externally_accessible))
-    uses_ext = has_external and sp.externally_accessible
-    uses_fw = uses_ext and bool(sp.lb_ips) and bool(sp.lb_source_ranges)
+    uses_ext = has_any and sp.externally_accessible
+    uses_fw = has_any and bool(sp.lb_ips) and bool(sp.lb_source_ranges)
     owned = set()
     for chain, used in ((svc, uses_svc), (svl, uses_svl), (ext, uses_ext), (fw, uses_fw)):
         if used:
             nat.chain(chain)
             owned.add(chain)
+    # where traffic goes when there is nothing to send it to: REJECT with no endpoints at all,
+    # DROP when only the Local policy finds none
+    no_eps = ("REJECT", f'"{key} has no endpoints"') if not has_any else ("DROP", f'"{key} has no local endpoints"')
 
-    # traffic to the ClusterIP
+    # the ClusterIP
     cip = f'-m comment --comment "{key} cluster IP" {match} -d {sp.cluster_ip} --dport {sp.port}'
+    if has_internal:
+        nat.add("KUBE-SERVICES", f"{cip} -j {internal_chain}")
+    else:
+        flt.add("KUBE-SERVICES", f"-m comment --comment {no_eps[1]} {match} -d {sp.cluster_ip} --dport {sp.port} "
+                                 f"-j {no_eps[0]}")
+    # externalIPs
+    for eip in sp.external_ips:
+        if has_any:
+            nat.add("KUBE-SERVICES", f'-m comment --comment "{key} external IP" {match} -d {eip} --dport {sp.port} '
+                                     f"-j {ext}")
+        if not has_external:
+            flt.add("KUBE-EXTERNAL-SERVICES", f"-m comment --comment {no_eps[1]} {match} -d {eip} --dport {sp.port} "
+                                              f"-j {no_eps[0]}")
+    # load balancer IPs, through the firewall chain when source ranges are set
+    for lb in sp.lb_ips:
+        if has_any:
+            nat.add("KUBE-SERVICES", f'-m comment --comment "{key} loadbalancer IP" {match} -d {lb} --dport {sp.port} '
+                                     f"-j {fw if uses_fw else ext}")
+        if uses_fw:
+            flt.add("KUBE-PROXY-FIREWALL", f'-m comment --comment "{key} traffic not accepted by {fw}" {match} '
+                                           f"-d {lb} --dport {sp.port} -j DROP")
+    if not has_external:
+        for lb in sp.lb_ips:
+            flt.add("KUBE-EXTERNAL-SERVICES", f"-m comment --comment {no_eps[1]} {match} -d {lb} --dport {sp.port} "
+                                              f"-j {no_eps[0]}")
+    # NodePorts (not subject to loadBalancerSourceRanges, as upstream)
+    if sp.node_port:
+        if has_any:
+            if cfg.localhost_nodeports_enabled:
+                nat.add("KUBE-NODEPORTS", f"-m comment --comment {_comment(key)} {match} -d 127.0.0.0/8 "
+                                          f"--dport {sp.node_port}{cfg.nfacct_match('localhost_nps_accepted_pkts')} "
+                                          f"-j {ext}")
+            nat.add("KUBE-NODEPORTS", f"-m comment --comment {_comment(key)} {match} --dport {sp.node_port} -j {ext}")
+        if not has_external:
+            flt.add("KUBE-EXTERNAL-SERVICES", f"-m comment --comment {no_eps[1]} -m addrtype --dst-type LOCAL "
+                                              f"{match} --dport {sp.node_port} -j {no_eps[0]}")
+    if sp.health_check_node_port:
+        flt.add("KUBE-NODEPORTS", f'-m comment --comment "{key} health check node port" -m tcp -p tcp --dport '
+                                  f"{sp.health_check_node_port} -j ACCEPT")
+
+    # the external chain: masquerade (Cluster policy), or keep the client's address (Local)
+    if uses_ext:
+        if not sp.etp_local:
+            nat.add(ext, f'-m comment --comment "masquerade traffic for {key} external destinations" -j KUBE-MARK-MASQ')
+        else:
+            if cfg.cluster_cidr:  # pods going out to an external IP come back in as if from outside: Cluster
+                nat.add(ext, f'-m comment --comment "pod traffic for {key} external destinations" '
+                             f"-s {cfg.cluster_cidr} -j {svc}")
+            nat.add(ext, f'-m comment --comment "masquerade LOCAL traffic for {key} external destinations" -m addrtype '
+                         "--src-type LOCAL -j KUBE-MARK-MASQ")
+            nat.add(ext, f'-m comment --comment "route LOCAL traffic for {key} external destinations" -m addrtype '
+                         f"--src-type LOCAL -j {svc}")
+        if has_external:
+            nat.add(ext, f"-j {external_policy}")
+    if uses_fw:
+        for src in sp.lb_source_ranges:
+            nat.add(fw, f'-m comment --comment "{key} loadbalancer IP" -s {src} -j {ext}')
+        # what reaches the end was not DNATed: KUBE-PROXY-FIREWALL drops it
+        nat.add(fw, f'-m comment --comment "other traffic to {key} will be dropped by KUBE-PROXY-FIREWALL"')
+
+    # internal traffic from outside the cluster CIDR is masqueraded
     if has_internal:
         if cfg.masquerade_all:
             nat.add(internal_chain, f"{cip} -j KUBE-MARK-MASQ")
         elif cfg.cluster_cidr:
             nat.add(internal_chain, f"{cip} ! -s {cfg.cluster_cidr} -j KUBE-MARK-MASQ")
-        nat.add("KUBE-SERVICES", f"{cip} -j {internal_chain}")
-    else:
-        flt.add("KUBE-SERVICES", f'-m comment --comment "{key} has no endpoints" {match} -d {sp.cluster_ip} '
-                                 f"--dport {sp.port} -j REJECT")
-
-    # external traffic: externalIPs, load balancer IPs, NodePorts
-    no_ext = "has no local endpoints" if has_any else "has no endpoints"
-    no_ext_target = "DROP" if has_any else "REJECT"
-    for eip in sp.external_ips:
-        if uses_ext:
-            nat.add("KUBE-SERVICES", f'-m comment --comment "{key} external IP" {match} -d {eip} --dport {sp.port} '
-                                     f"-j {ext}")
-        else:
-            flt.add("KUBE-EXTERNAL-SERVICES", f'-m comment --comment "{key} {no_ext}" {match} -d {eip} '
-                                              f"--dport {sp.port} -j {no_ext_target}")
-    for lb in sp.lb_ips:
-        if uses_ext:
-            nat.add("KUBE-SERVICES", f'-m comment --comment "{key} loadbalancer IP" {match} -d {lb} --dport {sp.port} '
-                                     f"-j {fw if uses_fw else ext}")
-            if uses_fw:
-                flt.add("KUBE-PROXY-FIREWALL", f'-m comment --comment "{key} traffic not accepted by {fw}" {match} '
-                                               f"-d {lb} --dport {sp.port} -j DROP")
-        else:
-            flt.add("KUBE-EXTERNAL-SERVICES", f'-m comment --comment "{key} {no_ext}" {match} -d {lb} '
-                                              f"--dport {sp.port} -j {no_ext_target}")
-    if sp.node_port:
-        dests = [f"-d {a} " for a in cfg.nodeport_addresses] or [""]
-        for d in dests:
-            if uses_ext:
-                nat.add("KUBE-NODEPORTS", f"-m comment --comment {_comment(key)} {match} {d}--dport {sp.node_port} "
-                                          f"-j {ext}")
-            else:
-                flt.add("KUBE-EXTERNAL-SERVICES", f'-m comment --comment "{key} {no_ext}" -m addrtype --dst-type LOCAL '
-                                                  f"{match} {d}--dport {sp.node_port} -j {no_ext_target}")
-    if sp.health_check_node_port:
-        flt.add("KUBE-NODEPORTS", f'-m comment --comment "{key} health check node port" -m tcp -p tcp --dport '
-                                  f"{sp.health_check_node_port} -j ACCEPT")
-
-    if uses_fw:
-        for src in sp.lb_source_ranges:
-            nat.add(fw, f'-m comment --comment "{key} loadbalancer IP" -s {src} -j {ext}')
-    if uses_ext:
-        if not sp.etp_local:
-            nat.add(ext, f'-m comment --comment "masquerade traffic for {key} external destinations" -j KUBE-MARK-MASQ')
-        else:
-            if cfg.cluster_cidr and uses_svc:
-                nat.add(ext, f'-m comment --comment "pod traffic for {key} external destinations" -s {cfg.cluster_cidr} '
-                             f"-j {svc}")
-            nat.add(ext, f'-m comment --comment "masquerade LOCAL traffic for {key} external destinations" -m addrtype '
-                         "--src-type LOCAL -j KUBE-MARK-MASQ")
-            if uses_svc:
-                nat.add(ext, f'-m comment --comment "route LOCAL traffic for {key} external destinations" -m addrtype '
-                             f"--src-type LOCAL -j {svc}")
-        nat.add(ext, f"-j {external_chain}")
-
     # endpoint selection and the endpoints' DNAT
     if uses_svc:
         _select(nat, svc, sp, cluster_eps)

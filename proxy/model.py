@@ -56,6 +56,11 @@ class ServicePort:
     def externally_accessible(self) -> bool:
         return bool(self.node_port or self.external_ips or self.lb_ips)
 
+    @property
+    def has_endpoints(self) -> bool:
+        """Any usable endpoint anywhere in the cluster (upstream's hasAnyEndpoints)."""
+        return any(e.ready or (e.serving and e.terminating) for e in self.endpoints)
+
     def categorize(self, node: str) -> tuple[list[Endpoint], list[Endpoint], list[Endpoint]]:
         """(cluster endpoints, local endpoints, all endpoints reachable from this node). Ready
         endpoints are used; when none is ready, serving terminating ones are, so connections drain."""
@@ -63,7 +68,7 @@ class ServicePort:
             ready = [e for e in eps if e.ready]
             return ready or [e for e in eps if e.serving and e.terminating]
         need_local = self.itp_local or (self.etp_local and self.externally_accessible)
-        need_cluster = not self.itp_local or (self.externally_accessible and not self.etp_local)
+        need_cluster = not self.itp_local or self.externally_accessible  # eTP Local short-circuits pods
         cluster = usable(self.endpoints) if need_cluster else []
         local = usable([e for e in self.endpoints if e.node == node]) if need_local else []
         seen, reachable = set(), []
@@ -120,9 +125,11 @@ def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]
                              p["port"], p.get("nodePort", 0) if spec.get("type") in ("NodePort", "LoadBalancer")
                              else 0, list(spec.get("externalIPs") or []),
                              lb if spec.get("type") == "LoadBalancer" else [],
-                             list(spec.get("loadBalancerSourceRanges") or []), affinity,
+                             [r.strip() for r in spec.get("loadBalancerSourceRanges") or []], affinity,
                              spec.get("externalTrafficPolicy") == "Local", spec.get("internalTrafficPolicy") == "Local",
-                             spec.get("healthCheckNodePort", 0))
+                             spec.get("healthCheckNodePort", 0) if spec.get("type") == "LoadBalancer"
+                             and spec.get("externalTrafficPolicy") == "Local" else 0)
+            sp.etp_local = sp.etp_local and sp.externally_accessible
             seen = set()
             for s in by_svc.get((meta["namespace"], meta["name"]), []):
                 port = next((x.get("port") for x in s.get("ports") or []

@@ -21,12 +21,13 @@ TABLE = "kube-proxy"
 T = f"ip {TABLE}"
 
 
-def _h(s: str) -> str:
-    return base64.b32encode(hashlib.sha256(s.encode()).digest()).decode()[:8]
+def _hashed(name: str) -> str:
+    """Upstream's hashAndTruncate: the name prefixed with 8 base32 characters of its sha256."""
+    return base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()[:8] + "-" + name
 
 
 def _base(sp: ServicePort) -> str:
-    return f"{_h(sp.key + sp.proto)}-{sp.namespace}/{sp.name}/{sp.proto}/{sp.port_name}"
+    return _hashed(f"{sp.namespace}/{sp.name}/{sp.proto}/{sp.port_name}")
 
 
 def service_chain(sp: ServicePort) -> str:
@@ -45,13 +46,16 @@ def firewall_chain(sp: ServicePort) -> str:
     return f"firewall-{_base(sp)}"
 
 
+def _endpoint_base(sp: ServicePort, ep: Endpoint) -> str:
+    return _hashed(f"{sp.namespace}/{sp.name}/{sp.proto}/{sp.port_name}__{ep.ip}/{ep.port}")
+
+
 def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
-    return (f"endpoint-{_h(sp.key + sp.proto + ep.addr)}-{sp.namespace}/{sp.name}/{sp.proto}/{sp.port_name}"
-            f"__{ep.ip}/{ep.port}")
+    return f"endpoint-{_endpoint_base(sp, ep)}"
 
 
 def affinity_set(sp: ServicePort, ep: Endpoint) -> str:
-    return f"affinity-{_h(sp.key + sp.proto + ep.addr)}-{sp.namespace}/{sp.name}/{sp.proto}/{sp.port_name}__{ep.ip}/{ep.port}"
+    return f"affinity-{_endpoint_base(sp, ep)}"
 
 
 @dataclass
@@ -67,24 +71,26 @@ class Ruleset:
 
 
 BASE_CHAINS = {
-    "filter-prerouting": "type filter hook prerouting priority -110 ;",
-    "filter-input": "type filter hook input priority -110 ;",
-    "filter-forward": "type filter hook forward priority -110 ;",
-    "filter-output": "type filter hook output priority -110 ;",
-    "nat-prerouting": "type nat hook prerouting priority -100 ;",
+    "filter-prerouting-pre-dnat": "type filter hook prerouting priority -110 ;",
+    "filter-output-pre-dnat": "type filter hook output priority -110 ;",
+    "filter-forward": "type filter hook forward priority 0 ;",
+    "filter-input": "type filter hook input priority 0 ;",
+    "filter-output": "type filter hook output priority 0 ;",
     "nat-output": "type nat hook output priority -100 ;",
     "nat-postrouting": "type nat hook postrouting priority 100 ;",
+    "nat-prerouting": "type nat hook prerouting priority -100 ;",
+    "reject-chain": 'comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ;',
 }
 MAPS = {
+    "firewall-ips": 'type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to '
+                    'LoadBalancerSourceRanges" ;',
+    "no-endpoint-nodeports": 'type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to '
+                             'service nodeports with no endpoints" ;',
+    "no-endpoint-services": 'type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject '
+                            'packets to services with no endpoints" ;',
     "service-ips": 'type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and '
                    'LoadBalancer IP traffic" ;',
     "service-nodeports": 'type inet_proto . inet_service : verdict ; comment "NodePort traffic" ;',
-    "no-endpoint-services": 'type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject '
-                            'packets to services with no endpoints" ;',
-    "no-endpoint-nodeports": 'type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to '
-                             'service nodeports with no endpoints" ;',
-    "firewall-ips": 'type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to '
-                    'LoadBalancerSourceRanges" ;',
 }
 SETS = {
     "cluster-ips": 'type ipv4_addr ; comment "Active ClusterIPs" ;',
@@ -93,96 +99,111 @@ SETS = {
 
 
 def render(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = None) -> Ruleset:
+    """The whole table for `ports`. `node_ips`: the addresses that accept NodePorts."""
     rs = Ruleset()
     mark = cfg.mark
+    rs.add("cluster-ips-check", 'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"')
+    if cfg.service_cidrs:
+        rs.add("cluster-ips-check", f"ip daddr {{ {', '.join(cfg.service_cidrs)} }} drop "
+                                    'comment "Drop traffic to unallocated ClusterIPs"')
+    for chain in ("filter-prerouting-pre-dnat", "filter-output-pre-dnat"):
+        rs.add(chain, "ct state new jump firewall-check")
+    for chain, checks in (("filter-forward", ("service-endpoints-check", "cluster-ips-check")),
+                          ("filter-input", ("nodeport-endpoints-check", "service-endpoints-check")),
+                          ("filter-output", ("service-endpoints-check", "cluster-ips-check"))):
+        for check in checks:
+            rs.add(chain, f"ct state new jump {check}")
+    rs.add("firewall-check", "ip daddr . meta l4proto . th dport vmap @firewall-ips")
     rs.add("mark-for-masquerade", f"mark set mark or {mark}")
     rs.add("masquerading", f"mark and {mark} == 0 return")
     rs.add("masquerading", f"mark set mark xor {mark}")
     rs.add("masquerading", "masquerade fully-random")
-    rs.add("services", "ip daddr . meta l4proto . th dport vmap @service-ips")
-    rs.add("services", "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports")
-    rs.add("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
-    rs.add("nodeport-endpoints-check", "ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
-    rs.add("firewall-check", "ip daddr . meta l4proto . th dport vmap @firewall-ips")
-    rs.add("reject-chain", "reject")
-    rs.add("cluster-ips-check", 'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"')
-    rs.add("filter-prerouting", "ct state new jump firewall-check")
-    rs.add("filter-input", "ct state new jump nodeport-endpoints-check")
-    rs.add("filter-input", "ct state new jump service-endpoints-check")
-    rs.add("filter-forward", "ct state new jump service-endpoints-check")
-    rs.add("filter-forward", "ct state new jump cluster-ips-check")
-    rs.add("filter-output", "ct state new jump service-endpoints-check")
-    rs.add("filter-output", "ct state new jump firewall-check")
-    rs.add("nat-prerouting", "jump services")
     rs.add("nat-output", "jump services")
     rs.add("nat-postrouting", "jump masquerading")
+    rs.add("nat-prerouting", "jump services")
+    rs.add("nodeport-endpoints-check", "ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
+    rs.add("reject-chain", "reject")
+    rs.add("services", "ip daddr . meta l4proto . th dport vmap @service-ips")
+    rs.add("services", "ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports")
+    rs.add("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
     for name in list(MAPS) + list(SETS):
         rs.elements.setdefault(name, [])
-    for ip in node_ips or []:
-        rs.elements["nodeport-ips"].append(ip)
+    rs.elements["nodeport-ips"] += node_ips or []
     for sp in sorted(ports, key=lambda p: (p.key, p.protocol)):
         _service(rs, sp, cfg)
     return rs
 
 
 def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
-    proto = sp.proto
+    """One service port, as upstream's syncProxyRules writes it."""
+    proto, key = sp.proto, sp.key
     cluster_eps, local_eps, reachable = sp.categorize(cfg.node_name)
     svc, loc, ext, fw = service_chain(sp), local_chain(sp), external_chain(sp), firewall_chain(sp)
     internal_chain = loc if sp.itp_local else svc
     external_policy = loc if sp.etp_local else svc
+    has_any = sp.has_endpoints
     has_internal = bool(local_eps if sp.itp_local else cluster_eps)
     has_external = bool(local_eps if sp.etp_local else cluster_eps)
-    uses_ext = has_external and sp.externally_accessible
+    uses_ext = has_any and sp.externally_accessible
+    uses_fw = has_any and bool(sp.lb_ips) and bool(sp.lb_source_ranges)
+    # nothing to send to: reject when there is no endpoint at all, drop when only Local finds none
+    internal_verdict = "goto reject-chain" if not has_any else "drop"
+    external_verdict = internal_verdict
+
     rs.elements["cluster-ips"].append(sp.cluster_ip)
-    reject = "drop" if (cluster_eps or local_eps) else "goto reject-chain"
     if has_internal:
         rs.elements["service-ips"].append(f"{sp.cluster_ip} . {proto} . {sp.port} : goto {internal_chain}")
-        rs.service_chains.add(internal_chain)
-        if cfg.masquerade_all:
-            rs.add(internal_chain, f"ip daddr {sp.cluster_ip} {proto} dport {sp.port} jump mark-for-masquerade")
-        elif cfg.cluster_cidr:
-            rs.add(internal_chain, f"ip daddr {sp.cluster_ip} {proto} dport {sp.port} ip saddr != {cfg.cluster_cidr} "
-                                   "jump mark-for-masquerade")
     else:
         rs.elements["no-endpoint-services"].append(
-            f'{sp.cluster_ip} . {proto} . {sp.port} comment "{sp.key}" : goto reject-chain')
-    for ip in sp.external_ips + sp.lb_ips:
-        if uses_ext:
+            f'{sp.cluster_ip} . {proto} . {sp.port} comment "{key}" : {internal_verdict}')
+    for ip in sp.external_ips:
+        if has_any:
             rs.elements["service-ips"].append(f"{ip} . {proto} . {sp.port} : goto {ext}")
-        else:
-            rs.elements["no-endpoint-services"].append(f'{ip} . {proto} . {sp.port} comment "{sp.key}" : {reject}')
-        if uses_ext and sp.lb_source_ranges and ip in sp.lb_ips:
-            rs.elements["firewall-ips"].append(f'{ip} . {proto} . {sp.port} comment "{sp.key}" : goto {fw}')
-    if uses_ext and sp.lb_ips and sp.lb_source_ranges:
+        if not has_external:
+            rs.elements["no-endpoint-services"].append(f'{ip} . {proto} . {sp.port} comment "{key}" : {external_verdict}')
+    for ip in sp.lb_ips:
+        if has_any:
+            rs.elements["service-ips"].append(f"{ip} . {proto} . {sp.port} : goto {ext}")
+        if uses_fw:
+            rs.elements["firewall-ips"].append(f"{ip} . {proto} . {sp.port} : goto {fw}")
+        if not has_external:
+            rs.elements["no-endpoint-services"].append(f'{ip} . {proto} . {sp.port} comment "{key}" : {external_verdict}')
+    if sp.node_port:
+        if has_any:
+            rs.elements["service-nodeports"].append(f"{proto} . {sp.node_port} : goto {ext}")
+        if not has_external:
+            rs.elements["no-endpoint-nodeports"].append(f'{proto} . {sp.node_port} comment "{key}" : {external_verdict}')
+
+    if uses_fw:
         rs.service_chains.add(fw)
         rs.add(fw, f"ip saddr != {{ {', '.join(sp.lb_source_ranges)} }} drop")
-    if sp.node_port:
-        if uses_ext:
-            rs.elements["service-nodeports"].append(f"{proto} . {sp.node_port} : goto {ext}")
-        else:
-            rs.elements["no-endpoint-nodeports"].append(f'{proto} . {sp.node_port} comment "{sp.key}" : {reject}')
+    if has_internal:
+        if cfg.masquerade_all:
+            rs.add(internal_chain, f"ip daddr {sp.cluster_ip} jump mark-for-masquerade")
+        elif cfg.cluster_cidr:
+            rs.add(internal_chain, f"ip daddr {sp.cluster_ip} ip saddr != {cfg.cluster_cidr} jump mark-for-masquerade")
     if uses_ext:
         rs.service_chains.add(ext)
         if not sp.etp_local:
             rs.add(ext, "jump mark-for-masquerade")
         else:
-            if cfg.cluster_cidr and cluster_eps:
+            if cfg.cluster_cidr:
                 rs.add(ext, f'ip saddr {cfg.cluster_cidr} goto {svc} comment "short-circuit pod traffic"')
             rs.add(ext, 'fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"')
-            if cluster_eps:
-                rs.add(ext, f'fib saddr type local goto {svc} comment "short-circuit local traffic"')
-        rs.add(ext, f"goto {external_policy}")
-    for chain, eps in ((svc, cluster_eps), (loc, local_eps)):
-        if not eps or (chain == loc and not (sp.itp_local or sp.etp_local)):
-            continue
-        if chain == svc and sp.itp_local and not (sp.externally_accessible and not sp.etp_local):
+            rs.add(ext, f'fib saddr type local goto {svc} comment "short-circuit local traffic"')
+        if has_external:
+            rs.add(ext, f"goto {external_policy}")
+
+    uses_svc = bool(cluster_eps) and (not sp.itp_local or sp.externally_accessible)
+    uses_loc = bool(local_eps) and (sp.itp_local or (sp.etp_local and sp.externally_accessible))
+    for chain, eps, used in ((svc, cluster_eps, uses_svc), (loc, local_eps, uses_loc)):
+        if not used:
             continue
         rs.service_chains.add(chain)
         if sp.affinity_seconds:
             for ep in eps:
                 rs.add(chain, f"ip saddr @{affinity_set(sp, ep)} goto {endpoint_chain(sp, ep)}")
-        targets = ", ".join(f"{i} : goto {endpoint_chain(sp, ep)}" for i, ep in enumerate(eps))
+        targets = " , ".join(f"{i} : goto {endpoint_chain(sp, ep)}" for i, ep in enumerate(eps))
         rs.add(chain, f"numgen random mod {len(eps)} vmap {{ {targets} }}")
     for ep in reachable:
         chain = endpoint_chain(sp, ep)
@@ -197,6 +218,11 @@ def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
 
 def _chain_decl(name: str) -> str:
     return f"add chain {T} {name}" + (f" {{ {BASE_CHAINS[name]} }}" if name in BASE_CHAINS else "")
+
+
+def _element_key(element: str) -> str:
+    """`10.96.0.1 . tcp . 443 comment "x" : goto c` -> `10.96.0.1 . tcp . 443`."""
+    return element.split(" : ")[0].split(" comment ")[0]
 
 
 def transaction(new: Ruleset, old: Ruleset | None) -> str:
@@ -227,13 +253,16 @@ def transaction(new: Ruleset, old: Ruleset | None) -> str:
             if name in old.chains:
                 out.append(f"flush chain {T} {name}")
             out += [f"add rule {T} {name} {r}" for r in rules]
-        for name in MAPS:
-            out.append(f"flush map {T} {name}")
-        for name in SETS:
-            out.append(f"flush set {T} {name}")
-    for name, elems in new.elements.items():
-        for e in elems:
-            out.append(f"add element {T} {name} {{ {e} }}")
+    if old is None:
+        for name, elems in new.elements.items():
+            out += [f"add element {T} {name} {{ {e} }}" for e in elems]
+    else:
+        # element by element: what went or changed is deleted (by key), what is new added
+        for name, elems in new.elements.items():
+            before, after = set(old.elements.get(name, ())), set(elems)
+            out += [f"delete element {T} {name} {{ {_element_key(e)} }}" for e in old.elements.get(name, ())
+                    if e not in after]
+            out += [f"add element {T} {name} {{ {e} }}" for e in elems if e not in before]
     if old is not None:
         # chains no longer referenced go last, once the maps no longer point at them
         for name in old.chains:

@@ -167,15 +167,21 @@ def conntrack_cleanup(old: list[ServicePort], new: list[ServicePort]) -> list[li
 
 
 def node_ips(cfg: iptables.Config) -> list[str]:
-    """This node's IPv4 addresses that accept NodePorts (--nodeport-addresses, default all but
-    loopback), as upstream's GetNodeIPs finds them."""
+    """This node's IPv4 addresses that accept NodePorts: those within --nodeport-addresses, or
+    by default the node's primary address (of the interface holding the default route), as
+    upstream's nftables mode does with `--nodeport-addresses primary`."""
     import ipaddress
 
     from netlab import net
 
     cidrs = [ipaddress.ip_network(c, strict=False) for c in cfg.nodeport_addresses]
+    if cidrs:
+        addrs = net.addr_list(None)
+    else:
+        dev = next((r["dev"] for r in net.route_list(None) if r["dst"] == "default"), None)
+        addrs = net.addr_list(None, dev) if dev else []
     out = []
-    for a in net.addr_list(None):
+    for a in addrs:
         ip = ipaddress.ip_interface(a).ip
         if ip.version == 4 and not ip.is_loopback and (not cidrs or any(ip in c for c in cidrs)):
             out.append(str(ip))
