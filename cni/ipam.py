@@ -207,7 +207,7 @@ def add(call: spec.Call) -> dict[str, Any]:
                     leased.append((r, ip))
                     break
             else:
-                for r, ip in leased:  # nothing half-made: give back what this ADD took
+                for _, ip in leased:  # nothing half-made: give back what this ADD took
                     if ip not in mine:
                         store.release(str(ip))
                 raise spec.CNIError(spec.INTERNAL, "failed to allocate for range "

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from coredns.corefile import CorefileError, ServerBlock, kubeadm_corefile, parse
+from coredns.corefile import CorefileError, ServerBlock, parse
 from coredns.records import Kubernetes, State
 from coredns.server import Engine
+from netlab.addons import kubeadm_corefile
 
 log = logging.getLogger("netlab.dns")
 

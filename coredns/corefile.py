@@ -106,25 +106,3 @@ def _fqdn(z: str) -> str:
     z = z.lower()
     return z if z.endswith(".") else z + "."
 
-
-def kubeadm_corefile(domain: str = "cluster.local") -> str:
-    """The Corefile kubeadm installs, less `forward . /etc/resolv.conf`: nothing leaves a lab."""
-    return f"""\
-.:53 {{
-    errors
-    health {{
-       lameduck 5s
-    }}
-    ready
-    kubernetes {domain} in-addr.arpa ip6.arpa {{
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }}
-    prometheus :9153
-    cache 30
-    loop
-    reload
-    loadbalance
-}}
-"""

@@ -33,9 +33,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster = Cluster.load(args.file, name=args.name, nodes=args.nodes)
     else:
         cluster = Cluster.default(name=args.name or DEFAULT_LAB, nodes=args.nodes)
-    lab.up(cluster)
-    print(f"lab {cluster.name!r} is up: {len(cluster.nodes)} nodes, backend {cluster.backend}, "
-          f"proxy mode {cluster.proxy_mode}")
+    if args.demo and lab.is_running(cluster.name):  # `scripts/setup` again: the lab is there already
+        cluster = Cluster.from_state(cluster.name)
+        print(f"lab {cluster.name!r} is already up")
+    else:
+        lab.up(cluster)
+        print(f"lab {cluster.name!r} is up: {len(cluster.nodes)} nodes, backend {cluster.backend}, "
+              f"proxy mode {cluster.proxy_mode}")
     print(table(["NODE", "ROLE", "IP", "POD CIDR", "NAMESPACE"],
                 ((n.name, n.role, n.ip, n.pod_cidr, n.netns) for n in cluster.nodes)))
     if args.demo:
@@ -107,6 +111,93 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab(name: str):
+    from netlab import lab
+    from netlab.testing import Lab
+
+    if not lab.is_running(name):
+        raise ClusterError(f"lab {name!r} is not up: sudo netlab up --name {name}")
+    return Lab(cluster=Cluster.from_state(name))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.file == "-" else open(args.file).read()
+    sys.stdout.write(_lab(args.name).apply(text, args.namespace))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from netlab.client import TABLE, path_for, resource_for
+
+    lab = _lab(args.name)
+    resource = resource_for(args.kind)
+    ns = None if args.all_namespaces else args.namespace
+    if args.output in ("json", "yaml"):
+        obj = lab.get(resource, args.object, ns) if args.object else \
+            {"apiVersion": "v1", "kind": "List", "items": lab.items(resource, ns)}
+        import json
+
+        import yaml
+        print(json.dumps(obj, indent=2) if args.output == "json" else yaml.safe_dump(obj, sort_keys=False), end="")
+        return 0
+    t = lab.api(lambda c: c.request("GET", path_for(resource, ns, args.object), accept=TABLE))
+    cols = [i for i, c in enumerate(t["columnDefinitions"]) if args.output == "wide" or not c.get("priority")]
+    headers = [t["columnDefinitions"][i]["name"].upper() for i in cols]
+    rows = [[r["cells"][i] for i in cols] for r in t["rows"]]
+    if args.all_namespaces:
+        headers = ["NAMESPACE", *headers]
+        rows = [[r["object"]["metadata"].get("namespace", ""), *row] for r, row in zip(t["rows"], rows, strict=True)]
+    if not rows:
+        print(f"No resources found{f' in {ns} namespace' if ns else ''}.", file=sys.stderr)
+        return 0
+    print(table(headers, rows))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from netlab.client import resource_for
+
+    resource = resource_for(args.kind)
+    _lab(args.name).api(lambda c: c.delete(resource, args.object, args.namespace))
+    print(f'{resource.rstrip("s")} "{args.object}" deleted')
+    return 0
+
+
+RULES = {"iptables": [["iptables-save", "-t", "filter"], ["iptables-save", "-t", "nat"]],
+         "nftables": [["nft", "list", "table", "ip", "kube-proxy"]],
+         "ipvs": [["ipvsadm", "-Ln"], ["ipset", "list", "-n"], ["iptables-save", "-t", "nat"]]}
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """What kube-proxy programmed in a node: the KUBE-* chains, the kube-proxy table, or IPVS."""
+    from netlab import net
+
+    cluster = Cluster.from_state(args.name)
+    node = cluster.node(args.node)
+    for argv in RULES[cluster.proxy_mode]:
+        out = net.run(node.netns, argv, check=False).stdout
+        if argv[0] == "iptables-save":
+            out = "\n".join(ln for ln in out.splitlines() if "KUBE-" in ln or ln.startswith(("*", "COMMIT"))) + "\n"
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """tcpdump inside a node or a pod (the packets as that namespace sees them)."""
+    import os
+
+    from netlab import net
+
+    cluster = Cluster.from_state(args.name)
+    try:
+        ns = cluster.node(args.target).netns
+    except ClusterError:
+        ns = _lab(args.name).pod_netns(args.target, args.namespace)
+    argv = ["tcpdump", "-nn", "-l", "-i", args.interface] + (["-c", str(args.count)] if args.count else [])
+    net.setns(ns)
+    os.execvp("tcpdump", argv + args.filter)
+
+
 Arg = tuple[tuple[str, ...], dict]
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] = {
     "up": (cmd_up, "build a lab and start its components", [
@@ -125,6 +216,31 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("--tail",), {"type": int, "help": "only the last N lines"}),
     ]),
     "kubeconfig": (cmd_kubeconfig, "print the path of the lab's kubeconfig", []),
+    "apply": (cmd_apply, "create or update the objects of a manifest", [
+        (("-f", "--file"), {"required": True, "help": "manifest file, or - for standard input"}),
+        (("-n", "--namespace"), {"default": "default", "help": "namespace for objects that name none"}),
+    ]),
+    "get": (cmd_get, "list objects, with the columns kubectl shows", [
+        (("kind",), {"help": "resource type: pods, svc, deployments, endpointslices, ..."}),
+        (("object",), {"nargs": "?", "help": "one object's name"}),
+        (("-n", "--namespace"), {"default": "default"}),
+        (("-A", "--all-namespaces"), {"action": "store_true"}),
+        (("-o", "--output"), {"choices": ["wide", "json", "yaml"]}),
+    ]),
+    "delete": (cmd_delete, "delete an object", [
+        (("kind",), {"help": "resource type"}), (("object",), {"help": "name"}),
+        (("-n", "--namespace"), {"default": "default"}),
+    ]),
+    "rules": (cmd_rules, "the rules kube-proxy programmed in a node", [
+        (("node",), {"help": "node name"}),
+    ]),
+    "capture": (cmd_capture, "tcpdump in a node or a pod: netlab capture [-c N] TARGET [FILTER]", [
+        (("target",), {"help": "node name, or pod name"}),
+        (("filter",), {"nargs": "*", "help": "tcpdump filter, e.g. udp port 53"}),
+        (("-n", "--namespace"), {"default": "default", "help": "the pod's namespace"}),
+        (("-i", "--interface"), {"default": "eth0"}),
+        (("-c", "--count"), {"type": int, "help": "stop after N packets"}),
+    ]),
 }
 
 
@@ -147,11 +263,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args) or 0
-    except (ClusterError, LabError) as e:
+    except (ClusterError, LabError, ValueError, OSError) as e:
         print(f"netlab: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into head and the like
+        return 0
+    except Exception as e:
+        from netlab.client import ApiError  # only loaded when an API call failed
+
+        if not isinstance(e, ApiError):
+            raise
+        print(f"Error from server ({e.reason}): {e.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

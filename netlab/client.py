@@ -29,14 +29,66 @@ from urllib.parse import quote
 import aiohttp
 import yaml
 
-log = logging.getLogger("netlab.client")
-
 from netlab.apiserver import resources as _served
+
+log = logging.getLogger("netlab.client")
 
 # plural -> (group, version, namespaced), kind -> plural: what the API server serves (core events)
 _PLAIN = [r for r in _served.RESOURCES if r.group != "events.k8s.io" and r.plural != "bindings"]
 RESOURCES: dict[str, tuple[str, str, bool]] = {r.plural: (r.group, r.version, r.namespaced) for r in _PLAIN}
 KINDS = {r.kind: r.plural for r in _PLAIN}
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"  # what kubectl get asks for
+
+
+def resource_for(name: str) -> str:
+    """The plural for what a user types: `pods`, `pod`, `po`, `Pod`, `deployments.apps`, `svc`."""
+    base = name.split(".", 1)[0]
+    for r in _PLAIN:
+        if base in (r.plural, r.singular, r.kind) or base.lower() in r.short_names:
+            return r.plural
+    raise ValueError(f"unknown resource type {name!r}; netlab serves {', '.join(sorted(RESOURCES))}")
+
+
+def display_name(obj: dict) -> str:
+    """`deployment.apps/web`, as kubectl names an object in its messages."""
+    r = next(x for x in _PLAIN if x.plural == KINDS[obj["kind"]])
+    return f"{r.singular}{'.' + r.group if r.group else ''}/{obj['metadata']['name']}"
+
+
+def manifest_objects(text: str) -> list[dict]:
+    """The objects of a manifest: every YAML document, `List` items unpacked."""
+    out = []
+    for doc in yaml.safe_load_all(text):
+        if not doc:
+            continue
+        if not isinstance(doc, dict) or "kind" not in doc:
+            raise ValueError("a manifest document must be an object with apiVersion and kind")
+        out += doc.get("items") or [] if str(doc["kind"]).endswith("List") else [doc]
+    for o in out:
+        if o.get("kind") not in KINDS:
+            raise ValueError(f"kind {o.get('kind')!r} is not served by netlab; it serves {', '.join(sorted(KINDS))}")
+    return out
+
+
+async def apply(client: Client, obj: dict, namespace: str | None = None) -> str:
+    """Create `obj`, or merge the fields it sets into the existing object (what `kubectl apply`
+    does for a manifest's fields). Returns kubectl's line: `deployment.apps/web created`."""
+    resource = KINDS[obj["kind"]]
+    meta = obj.setdefault("metadata", {})
+    if RESOURCES[resource][2] and namespace and not meta.get("namespace"):
+        meta["namespace"] = namespace
+    try:
+        await client.create(resource, obj)
+        return f"{display_name(obj)} created"
+    except ApiError as e:
+        if e.status != 409:
+            raise
+    cur = await client.get(resource, meta["name"], meta.get("namespace"))
+    new = await client.patch(resource, meta["name"], obj, meta.get("namespace"), "merge")
+    same = new["metadata"].get("resourceVersion") == cur["metadata"].get("resourceVersion")
+    return f"{display_name(obj)} {'unchanged' if same else 'configured'}"
+
+
 PATCH_TYPES = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json",
                "json": "application/json-patch+json"}
 
@@ -123,9 +175,11 @@ class Client:
         await self.close()
 
     async def request(self, method: str, path: str, body: Any = None, params: dict | None = None,
-                      content_type: str = "application/json", raw: bool = False) -> Any:
+                      content_type: str = "application/json", raw: bool = False, accept: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
+        if accept:
+            headers["Accept"] = accept
         params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()
                   if v is not None}
         async with self.session.request(method, self.server + path, data=data, params=params, headers=headers,

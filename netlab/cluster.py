@@ -92,7 +92,7 @@ class Cluster:
         pods = list(ipaddress.ip_network(self.pod_subnet).subnets(new_prefix=24))
         names = _node_names(self.roles)
         return [Node(name, role, i, str(hosts[i + 2]), str(pods[i]), f"{self.name}-{name}")
-                for i, (name, role) in enumerate(zip(names, self.roles))]
+                for i, (name, role) in enumerate(zip(names, self.roles, strict=False))]
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

@@ -51,14 +51,17 @@ def running_labs() -> list[Cluster]:
     return labs
 
 
+def is_running(lab: str) -> bool:
+    """The lab's namespace exists and its supervisor runs."""
+    return net.ns_exists(lab) and supervisor.supervisor_pid(lab) is not None
+
+
 def up(cluster: Cluster, components: list[supervisor.Component] | None = None) -> Cluster:
     """Build the lab's network and start its supervisor with `components` (default: the lab's own,
     from netlab.components). On any failure, what was made is removed."""
     require_root()
     if cluster.proxy_mode == "ipvs" and not net.ipvs_available():
-        from proxy.ipvs import MISSING
-
-        raise LabError(f"networking.proxyMode ipvs: {MISSING}")
+        raise LabError(f"networking.proxyMode ipvs: {net.IPVS_MISSING}")
     for other in running_labs():
         why = cluster.clashes_with(other)
         if why:
@@ -222,9 +225,11 @@ def lab_namespaces(lab: str) -> list[str]:
     """The lab's namespace, its nodes' and its pods' (also when the state directory is gone)."""
     try:
         nodes = {n.netns for n in Cluster.from_state(lab).nodes}
-        ours = lambda ns: ns == lab or ns in nodes or ns.startswith(f"{lab}-pod-")
+        def ours(ns):
+            return ns == lab or ns in nodes or ns.startswith(f"{lab}-pod-")
     except ClusterError:
-        ours = lambda ns: ns == lab or ns.startswith(f"{lab}-")
+        def ours(ns):
+            return ns == lab or ns.startswith(f"{lab}-")
     return [ns for ns in net.ns_list() if ours(ns)]
 
 

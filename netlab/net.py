@@ -434,6 +434,10 @@ def route_list(ns: str | None = None) -> list[dict[str, Any]]:
 
 # --- IPVS (kube-proxy's ipvs mode) -------------------------------------------------------------
 
+IPVS_MISSING = ("IPVS mode needs the kernel's IP Virtual Server (the ip_vs module, CONFIG_IP_VS), which this kernel "
+                "lacks (no /proc/net/ip_vs); use proxyMode iptables or nftables, or a kernel with ip_vs (the Vagrant VM)")
+
+
 def ipvs_available() -> bool:
     """Whether the kernel has IP Virtual Server (the ip_vs module, CONFIG_IP_VS)."""
     return os.path.exists("/proc/net/ip_vs")

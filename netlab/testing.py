@@ -1,4 +1,4 @@
-"""A running lab for scripts and tests: up, kubectl against it, wait for pods, run commands inside
+"""A running lab for scripts and tests: up, the API (or kubectl) against it, wait for pods, run commands inside
 a pod's container, and send or sniff packets in a pod with scapy.
 
     with Lab("demo", nodes=3) as lab:
@@ -12,17 +12,19 @@ fixture.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from netlab import lab as lab_mod
 from netlab import net
+from netlab.client import Client, apply, manifest_objects, resource_for
 from netlab.cluster import Cluster
 from netlab.packets import Sniffer, send
 
@@ -71,21 +73,29 @@ class Lab:
             raise RuntimeError(f"kubectl {' '.join(args)}: {p.stderr.strip()}")
         return p
 
+    def api(self, fn: Callable[[Client], Awaitable[Any]]) -> Any:
+        """Run `fn(client)` with an API client for the lab (the same one every component uses)."""
+        async def go():
+            async with Client.from_kubeconfig(self.kubeconfig) as client:
+                return await fn(client)
+        return asyncio.run(go())
+
     def apply(self, manifest: str | Path, namespace: str | None = None) -> str:
-        """Apply a manifest file, or YAML text."""
-        ns = ["-n", namespace] if namespace else []
-        if isinstance(manifest, Path) or (isinstance(manifest, str) and "\n" not in manifest
-                                          and Path(manifest).exists()):
-            return self.kubectl("apply", *ns, "-f", str(manifest)).stdout
-        return self.kubectl("apply", *ns, "-f", "-", input=manifest).stdout
+        """Apply a manifest file, or YAML text; kubectl's lines (`deployment.apps/web created`)."""
+        is_file = isinstance(manifest, Path) or ("\n" not in manifest and Path(manifest).exists())
+        objs = manifest_objects(Path(manifest).read_text() if is_file else manifest)
+
+        async def go(client):
+            return [await apply(client, o, namespace or "default") for o in objs]
+        return "\n".join(self.api(go)) + "\n"
 
     def items(self, kind: str, namespace: str | None = "default", selector: str = "") -> list[dict]:
-        args = ["get", kind, "-o", "json"] + (["-n", namespace] if namespace else []) + (["-l", selector]
-                                                                                       if selector else [])
-        return json.loads(self.kubectl(*args).stdout)["items"]
+        resource = resource_for(kind)
+        return self.api(lambda c: c.list(resource, namespace, selector or None))["items"]
 
     def get(self, kind: str, name: str, namespace: str = "default") -> dict:
-        return json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
+        resource = resource_for(kind)
+        return self.api(lambda c: c.get(resource, name, namespace))
 
     @staticmethod
     def wait(pred: Callable[[], Any], timeout: float = 30, what: str = "condition", interval: float = 0.1) -> Any:

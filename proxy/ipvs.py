@@ -11,8 +11,7 @@ from proxy.iptables import Config
 from proxy.model import ServicePort
 
 DUMMY = "kube-ipvs0"
-MISSING = ("IPVS mode needs the kernel's IP Virtual Server (the ip_vs module, CONFIG_IP_VS), which this kernel "
-           "lacks (no /proc/net/ip_vs); use proxyMode iptables or nftables, or a kernel with ip_vs (the Vagrant VM)")
+MISSING = net.IPVS_MISSING
 
 
 def require_kernel() -> None:

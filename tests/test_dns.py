@@ -30,7 +30,7 @@ CONFORMANCE = [
     # 2.3.1 ClusterIP Service: A, and NOERROR with no answer for AAAA
     (f"web.default.svc.{Z}", "A", "NOERROR", ["10.96.12.34"]),
     (f"web.default.svc.{Z}", "AAAA", "NOERROR", []),
-    (f"WEB.Default.SVC.cluster.LOCAL.", "A", "NOERROR", ["10.96.12.34"]),
+    ("WEB.Default.SVC.cluster.LOCAL.", "A", "NOERROR", ["10.96.12.34"]),
     # SRV for each named port, target the Service name
     (f"_http._tcp.web.default.svc.{Z}", "SRV", "NOERROR", [f"0 100 80 web.default.svc.{Z}"]),
     (f"_dns._udp.web.default.svc.{Z}", "SRV", "NOERROR", [f"0 100 53 web.default.svc.{Z}"]),

@@ -276,7 +276,7 @@ class APIServer:
                 return await self.update(request, r, namespace, name, sub)
             if m == "PATCH":
                 return await self.patch(request, r, namespace, name, sub)
-        raise APIError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+        raise APIError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     def respond(self, request: web.Request, r: Resource, obj: dict, status: int = 200) -> web.Response:
         if wants_table(request) and request.method == "GET":
@@ -501,6 +501,8 @@ class APIServer:
         except registry.Invalid as e:
             raise invalid(r, name, e.errors) from None
         out.setdefault("metadata", {})["resourceVersion"] = cur_rv
+        if out == old:
+            return old  # a no-op: no write, no new resourceVersion, no watch event (as upstream)
         key = self.key(r, namespace, name)
         if out["metadata"].get("deletionTimestamp") and not out["metadata"].get("finalizers") and \
                 not (out.get("spec") or {}).get("finalizers" if r.kind == "Namespace" else "-") and \

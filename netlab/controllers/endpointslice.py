@@ -36,8 +36,10 @@ class EndpointSliceController(Controller):
         self.pods = ctx.informer("pods")
         self.slices = ctx.informer("endpointslices")
         self.endpoints = ctx.informer("endpoints")
-        self.slices.add_index("service", lambda s: [f"{s['metadata']['namespace']}/{(s['metadata'].get('labels') or {}).get(SERVICE_NAME)}"]
-                              if (s["metadata"].get("labels") or {}).get(SERVICE_NAME) else [])
+        def owner(s: dict) -> list[str]:
+            svc = (s["metadata"].get("labels") or {}).get(SERVICE_NAME)
+            return [f"{s['metadata']['namespace']}/{svc}"] if svc else []
+        self.slices.add_index("service", owner)
         self.pods.add_index("namespace", lambda p: [p["metadata"]["namespace"]])
         self.svcs.add_handler(self.enqueue_obj, self.enqueue_obj, self.enqueue_obj)
         self.pods.add_handler(self._pod, lambda old, new: (self._pod(old), self._pod(new)), self._pod)

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from netlab import net
 

@@ -63,8 +63,9 @@ def serve_http(port: int, handler, host: str = "") -> threading.Thread:
                 # HTTP/1.0 closes unless it asks for keep-alive; HTTP/1.1 keeps unless it asks to close
                 conn = headers.get("connection", "").lower()
                 close = conn == "close" or (version.strip() == "HTTP/1.0" and conn != "keep-alive")
+                date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
                 self.wfile.write(f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\nContent-Type: {ctype}\r\n"
-                                 f"Content-Length: {len(out)}\r\nDate: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}"
+                                 f"Content-Length: {len(out)}\r\nDate: {date}"
                                  f"\r\n{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n".encode() + out)
                 if close:
                     return

@@ -1,0 +1,83 @@
+"""The `netlab` commands a learner uses on a running lab: apply, get, delete, rules, capture,
+and the demo of `netlab up --demo`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+
+def netlab(lab, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "netlab.cli", *args, "--name", lab.name], input=input,
+                       capture_output=True, text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: nlt-cli}\ndata: {greeting: hello}\n"
+
+
+def test_apply_get_delete(netlab_lab):
+    assert netlab(netlab_lab, "apply", "-f", "-", input=CM).stdout == "configmap/nlt-cli created\n"
+    assert netlab(netlab_lab, "apply", "-f", "-", input=CM).stdout == "configmap/nlt-cli unchanged\n"
+    changed = CM.replace("hello", "bonjour")
+    assert netlab(netlab_lab, "apply", "-f", "-", input=changed).stdout == "configmap/nlt-cli configured\n"
+    out = netlab(netlab_lab, "get", "cm", "nlt-cli").stdout.splitlines()
+    assert out[0].split() == ["NAME", "DATA", "AGE"] and out[1].split()[:2] == ["nlt-cli", "1"]
+    assert "greeting: bonjour" in netlab(netlab_lab, "get", "configmap", "nlt-cli", "-o", "yaml").stdout
+    assert netlab(netlab_lab, "delete", "cm", "nlt-cli").stdout == 'configmap "nlt-cli" deleted\n'
+    r = netlab(netlab_lab, "get", "cm", "nlt-cli", check=False)
+    assert r.returncode == 1 and r.stderr == 'Error from server (NotFound): configmaps "nlt-cli" not found\n'
+    # the system pods with kubectl's columns, across namespaces
+    out = netlab(netlab_lab, "get", "pods", "-A", "-o", "wide").stdout
+    assert out.splitlines()[0].split()[:4] == ["NAMESPACE", "NAME", "READY", "STATUS"] and "coredns-" in out
+
+
+def test_bad_manifest_is_one_clear_line(netlab_lab):
+    r = netlab(netlab_lab, "apply", "-f", "-", input="apiVersion: v1\nkind: Frobnicator\nmetadata: {name: x}\n",
+               check=False)
+    assert r.returncode == 1 and r.stderr.startswith("netlab: kind 'Frobnicator' is not served by netlab")
+    r = netlab(netlab_lab, "apply", "-f", "-", check=False,
+               input="apiVersion: v1\nkind: Service\nmetadata: {name: nlt-bad}\nspec: {ports: [{port: 99999}]}\n")
+    assert r.returncode == 1 and "spec.ports[0].port" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_rules_show_the_kube_proxy_chains(netlab_lab):
+    node = netlab_lab.cluster.nodes[1].name
+    out = netlab(netlab_lab, "rules", node).stdout
+    assert "*nat" in out and "-A KUBE-SERVICES" in out and "default/kubernetes:https cluster IP" in out
+    assert "DOCKER" not in out and all("KUBE-" in ln or ln.startswith(("*", "COMMIT")) for ln in out.splitlines())
+
+
+def test_capture_in_a_node(netlab_lab):
+    node, other = netlab_lab.cluster.nodes[1], netlab_lab.cluster.nodes[2]
+    cap = subprocess.Popen([sys.executable, "-m", "netlab.cli", "capture", "--name", netlab_lab.name, "-c", "1",
+                            node.name, "icmp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        netlab_lab.node_exec(other.name, ["ping", "-c", "3", "-i", "0.2", node.ip])
+        out, _ = cap.communicate(timeout=10)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    assert f"IP {other.ip} > {node.ip}: ICMP echo request" in out
+
+
+def test_demo_calls_web_by_name(netlab_lab):
+    from netlab import demo
+
+    try:
+        assert demo.run(netlab_lab.cluster, requests=3) == 0
+        web = {p["metadata"]["name"] for p in netlab_lab.items("pods", selector="app=web")}
+        out = netlab_lab.exec("client", ["wget", "-qO-", "-T", "3", "http://web/hostname"]).stdout.strip()
+        assert out in web
+    finally:
+        netlab_lab.kubectl("delete", "-f", str(demo.WEB), "--ignore-not-found", "--wait=false")
+        netlab_lab.kubectl("delete", "pod", "client", "--ignore-not-found", "--wait=false")
