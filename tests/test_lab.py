@@ -32,10 +32,14 @@ def test_nodes_reach_each_other_and_nothing_else():
             for b in c.nodes:
                 if a is not b:
                     assert ping(a.netns, b.ip), f"{a.name} cannot reach {b.name}"
-            routes = net.route_list(a.netns)
-            assert not [r for r in routes if r["dst"] == "default"], "a node must have no default route out"
+            # the node's default route is the lab's router, which forwards nothing and has no route out
+            defaults = [r for r in net.route_list(a.netns) if r["dst"] == "default"]
+            assert defaults == [{"dst": "default", "via": c.node_gateway, "dev": "eth0"}]
             assert net.read_sysctl(a.netns, "net.ipv4.ip_forward") == "1"
             assert f"{a.gateway}/24" in net.addr_list(a.netns, "cni0")
+        assert not [r for r in net.route_list(c.netns) if r["dst"] == "default"]
+        assert net.run(c.netns, ["ip", "route", "get", "192.0.2.1"], check=False).returncode != 0  # unreachable
+        assert net.read_sysctl(c.netns, "net.ipv4.ip_forward") == "0"
 
 
 @pytest.mark.parametrize("backend", ["host-gw", "vxlan"])
