@@ -10,6 +10,7 @@ queries get FORMERR (or are dropped when not even a header is there).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import struct
@@ -42,12 +43,7 @@ class Metrics:
         self.requests[k] = self.requests.get(k, 0) + 1
         self.responses[rcode] = self.responses.get(rcode, 0) + 1
         self.duration_sum += seconds
-        for i, b in enumerate(self.BUCKETS):
-            if seconds <= b:
-                self.durations[i] += 1
-                break
-        else:
-            self.durations[-1] += 1
+        self.durations[bisect.bisect_left(self.BUCKETS, seconds)] += 1
 
     def text(self, zone: str = ".") -> str:
         lines = ["# HELP coredns_dns_requests_total Counter of DNS requests made per zone, protocol and family.",
