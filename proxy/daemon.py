@@ -66,6 +66,7 @@ class Proxy:
         self.last_sync = 0.0
         self.last_ok: float | None = None
         self.last_ports: list = []
+        self.model_cache: dict = {}  # Service -> its ports, while its resourceVersions stay
         self.sync_hist = Histogram("kubeproxy_sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds")
         self.prog_hist = Histogram("kubeproxy_network_programming_duration_seconds",
                                    "In Cluster Network Programming Latency in seconds")
@@ -108,7 +109,7 @@ class Proxy:
                     t.result()
 
     async def sync(self, full: bool) -> None:
-        ports = service_ports(self.svcs.list(), self.slices.list())
+        ports = service_ports(self.svcs.list(), self.slices.list(), self.model_cache)
         t = time.perf_counter()
         try:
             kind = await asyncio.to_thread(self.syncer.sync, ports, full)

@@ -110,7 +110,22 @@ def _comment(text: str) -> str:
     return f'"{text}"' if " " in text or not text else text
 
 
-def render(ports: list[ServicePort], cfg: Config) -> Ruleset:
+class _Recorder:
+    """Stands in for a Table while one service port is rendered: the calls, to replay."""
+
+    def __init__(self, table: str, ops: list):
+        self.table, self.ops = table, ops
+
+    def chain(self, name: str) -> None:
+        self.ops.append((self.table, name, None))
+
+    def add(self, name: str, rule: str) -> None:
+        self.ops.append((self.table, name, rule))
+
+
+def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None) -> Ruleset:
+    """The whole ruleset for `ports`. With `memo` (kept by the caller with the same `cfg`), a
+    service port equal to last time's is not rendered again: a sync costs what changed."""
     flt, nat = Table(), Table()
     for c in FILTER_CHAINS:
         flt.chain(c)
@@ -118,8 +133,26 @@ def render(ports: list[ServicePort], cfg: Config) -> Ruleset:
         nat.chain(c)
     mark = cfg.mark
     owners: dict[str, set[str]] = {}
+    fresh = {}
     for sp in sorted(ports, key=lambda p: (p.key, p.protocol)):
-        owners[sp.key + "/" + sp.proto] = _service(sp, cfg, flt, nat)
+        k = (sp.key, sp.protocol)
+        hit = memo.get(k) if memo is not None else None
+        if hit is not None and (hit[0] is sp or hit[0] == sp):
+            ops, owned = hit[1], hit[2]
+        else:
+            ops = []
+            owned = _service(sp, cfg, _Recorder("filter", ops), _Recorder("nat", ops))
+        fresh[k] = (sp, ops, owned)
+        for table, chain, rule in ops:
+            t = flt if table == "filter" else nat
+            if rule is None:
+                t.chain(chain)
+            else:
+                t.add(chain, rule)
+        owners[sp.key + "/" + sp.proto] = owned
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
     last = '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
     if not cfg.nodeport_addresses:
         nat.add("KUBE-SERVICES", f"{last} -m addrtype --dst-type LOCAL"

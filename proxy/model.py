@@ -5,6 +5,7 @@ CategorizeEndpoints does for traffic policies and terminating endpoints."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -79,8 +80,11 @@ class ServicePort:
         return cluster, local, reachable
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def _hash(*parts: str) -> str:
-    return base64.b32encode(hashlib.sha256("".join(parts).encode()).digest()).decode()[:16]
+    # upstream: base32 of the sha256, first 16 characters (which 10 bytes of the digest give);
+    # kept, since the same names come back on every sync
+    return base64.b32encode(hashlib.sha256("".join(parts).encode()).digest()[:10]).decode()
 
 
 def svc_chain(sp: ServicePort) -> str:
@@ -103,47 +107,65 @@ def sep_chain(sp: ServicePort, ep: Endpoint) -> str:
     return "KUBE-SEP-" + _hash(sp.key, sp.proto, ep.addr)
 
 
-def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]:
-    """Every proxied Service port (ClusterIP set, not headless or ExternalName), with endpoints."""
+def service_ports(services: list[dict], slices: list[dict], cache: dict | None = None) -> list[ServicePort]:
+    """Every proxied Service port (ClusterIP set, not headless or ExternalName), with endpoints.
+    With `cache` (kept by the caller between syncs), a Service whose object and slices have the
+    same resourceVersions as last time is not read again."""
     by_svc: dict[tuple[str, str], list[dict]] = {}
     for s in slices:
         owner = (s["metadata"].get("labels") or {}).get(SERVICE_NAME)
         if owner and s.get("addressType", "IPv4") == "IPv4":
             by_svc.setdefault((s["metadata"]["namespace"], owner), []).append(s)
-    out = []
+    out: list[ServicePort] = []
+    fresh: dict = {}
     for svc in services:
-        spec, meta = svc.get("spec") or {}, svc["metadata"]
-        ip = spec.get("clusterIP")
-        if not ip or ip == "None" or spec.get("type") == "ExternalName":
-            continue
-        lb = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
-        affinity = 0
-        if spec.get("sessionAffinity") == "ClientIP":
-            affinity = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds", 10800)
-        for p in spec.get("ports") or []:
-            sp = ServicePort(meta["namespace"], meta["name"], p.get("name", ""), p.get("protocol", "TCP"), ip,
-                             p["port"], p.get("nodePort", 0) if spec.get("type") in ("NodePort", "LoadBalancer")
-                             else 0, list(spec.get("externalIPs") or []),
-                             lb if spec.get("type") == "LoadBalancer" else [],
-                             [r.strip() for r in spec.get("loadBalancerSourceRanges") or []], affinity,
-                             spec.get("externalTrafficPolicy") == "Local", spec.get("internalTrafficPolicy") == "Local",
-                             spec.get("healthCheckNodePort", 0) if spec.get("type") == "LoadBalancer"
-                             and spec.get("externalTrafficPolicy") == "Local" else 0)
-            sp.etp_local = sp.etp_local and sp.externally_accessible
-            seen = set()
-            for s in by_svc.get((meta["namespace"], meta["name"]), []):
-                port = next((x.get("port") for x in s.get("ports") or []
-                             if x.get("name", "") == sp.port_name and x.get("protocol", "TCP") == sp.protocol), None)
-                if not port:
-                    continue
-                for e in s.get("endpoints") or []:
-                    cond = e.get("conditions") or {}
-                    ready = cond.get("ready") is not False
-                    for a in e.get("addresses") or []:
-                        ep = Endpoint(a, port, ready, cond.get("serving", ready) is not False,
-                                      bool(cond.get("terminating")), e.get("nodeName", ""))
-                        if ep.addr not in seen:
-                            seen.add(ep.addr)
-                            sp.endpoints.append(ep)
-            out.append(sp)
+        meta = svc["metadata"]
+        own = by_svc.get((meta["namespace"], meta["name"]), [])
+        version = (meta.get("resourceVersion"), tuple(s["metadata"].get("resourceVersion") for s in own))
+        hit = cache.get((meta["namespace"], meta["name"])) if cache is not None else None
+        ports = hit[1] if hit and hit[0] == version and version[0] else _ports(svc, own)
+        fresh[(meta["namespace"], meta["name"])] = (version, ports)
+        out += ports
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    return out
+
+
+def _ports(svc: dict, slices: list[dict]) -> list[ServicePort]:
+    spec, meta = svc.get("spec") or {}, svc["metadata"]
+    ip = spec.get("clusterIP")
+    if not ip or ip == "None" or spec.get("type") == "ExternalName":
+        return []
+    lb = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+    affinity = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        affinity = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds", 10800)
+    out = []
+    for p in spec.get("ports") or []:
+        sp = ServicePort(meta["namespace"], meta["name"], p.get("name", ""), p.get("protocol", "TCP"), ip,
+                         p["port"], p.get("nodePort", 0) if spec.get("type") in ("NodePort", "LoadBalancer")
+                         else 0, list(spec.get("externalIPs") or []),
+                         lb if spec.get("type") == "LoadBalancer" else [],
+                         [r.strip() for r in spec.get("loadBalancerSourceRanges") or []], affinity,
+                         spec.get("externalTrafficPolicy") == "Local", spec.get("internalTrafficPolicy") == "Local",
+                         spec.get("healthCheckNodePort", 0) if spec.get("type") == "LoadBalancer"
+                         and spec.get("externalTrafficPolicy") == "Local" else 0)
+        sp.etp_local = sp.etp_local and sp.externally_accessible
+        seen = set()
+        for s in slices:
+            port = next((x.get("port") for x in s.get("ports") or []
+                         if x.get("name", "") == sp.port_name and x.get("protocol", "TCP") == sp.protocol), None)
+            if not port:
+                continue
+            for e in s.get("endpoints") or []:
+                cond = e.get("conditions") or {}
+                ready = cond.get("ready") is not False
+                for a in e.get("addresses") or []:
+                    ep = Endpoint(a, port, ready, cond.get("serving", ready) is not False,
+                                  bool(cond.get("terminating")), e.get("nodeName", ""))
+                    if ep.addr not in seen:
+                        seen.add(ep.addr)
+                        sp.endpoints.append(ep)
+        out.append(sp)
     return out

@@ -11,6 +11,7 @@ DNATs. Services without endpoints are rejected through `no-endpoint-services`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -21,9 +22,11 @@ TABLE = "kube-proxy"
 T = f"ip {TABLE}"
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def _hashed(name: str) -> str:
-    """Upstream's hashAndTruncate: the name prefixed with 8 base32 characters of its sha256."""
-    return base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()[:8] + "-" + name
+    """Upstream's hashAndTruncate: the name prefixed with 8 base32 characters of its sha256
+    (which 5 bytes of the digest give)."""
+    return base64.b32encode(hashlib.sha256(name.encode()).digest()[:5]).decode() + "-" + name
 
 
 def _base(sp: ServicePort) -> str:
@@ -98,8 +101,11 @@ SETS = {
 }
 
 
-def render(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = None) -> Ruleset:
-    """The whole table for `ports`. `node_ips`: the addresses that accept NodePorts."""
+def render(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = None,
+           memo: dict | None = None) -> Ruleset:
+    """The whole table for `ports`. `node_ips`: the addresses that accept NodePorts. With `memo`
+    (kept by the caller with the same `cfg`), a service port equal to last time's is not
+    rendered again."""
     rs = Ruleset()
     mark = cfg.mark
     rs.add("cluster-ips-check", 'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"')
@@ -129,8 +135,24 @@ def render(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = N
     for name in list(MAPS) + list(SETS):
         rs.elements.setdefault(name, [])
     rs.elements["nodeport-ips"] += node_ips or []
+    fresh = {}
     for sp in sorted(ports, key=lambda p: (p.key, p.protocol)):
-        _service(rs, sp, cfg)
+        k = (sp.key, sp.protocol)
+        hit = memo.get(k) if memo is not None else None
+        if hit is not None and (hit[0] is sp or hit[0] == sp):
+            part = hit[1]
+        else:
+            part = Ruleset(elements={name: [] for name in list(MAPS) + list(SETS)})
+            _service(part, sp, cfg)
+        fresh[k] = (sp, part)
+        rs.chains.update(part.chains)
+        rs.service_chains |= part.service_chains
+        rs.sets.update(part.sets)
+        for name, elements in part.elements.items():
+            rs.elements[name] += elements
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
     return rs
 
 

@@ -52,6 +52,8 @@ class IptablesSyncer:
     cfg: iptables.Config
     backend: str = "nft"
     applied: iptables.Ruleset | None = None
+    memo: dict = field(default_factory=dict)
+    last_text: str = ""  # the last restore input (`netlab-proxy render` and the benchmark show it)
     stats: dict = field(default_factory=lambda: {"syncs": 0, "partial": 0, "failures": 0})
 
     def tool(self, name: str) -> str:
@@ -67,7 +69,7 @@ class IptablesSyncer:
 
     def sync(self, ports: list[ServicePort], full: bool = False) -> str:
         """Apply the rules for `ports`; returns "full" or "partial"."""
-        new = iptables.render(ports, self.cfg)
+        new = iptables.render(ports, self.cfg, self.memo)
         kind = "full" if full or self.applied is None else "partial"
         texts = []
         for table in ("filter", "nat"):
@@ -82,10 +84,12 @@ class IptablesSyncer:
                 texts.append(iptables.restore_text(new, table, changed, stale))
         try:
             if kind == "full":
+                # before the restore: on the first sync the tables are still small, and checking
+                # a rule in a big legacy table costs as much as reading all of it
                 self.ensure_chains()
-            run([self.tool("iptables-restore"), "-w", "5", "--noflush", "--counters"], "".join(texts))
-            if kind == "full":
                 self.ensure_jumps()
+            self.last_text = "".join(texts)
+            run([self.tool("iptables-restore"), "-w", "5", "--noflush", "--counters"], self.last_text)
         except SyncError:
             self.stats["failures"] += 1
             self.applied = None  # the next sync is a full one
@@ -123,14 +127,16 @@ class NftablesSyncer:
     cfg: iptables.Config
     node_ips: list[str] = field(default_factory=list)
     applied: nftables.Ruleset | None = None
+    memo: dict = field(default_factory=dict)
+    last_text: str = ""  # the last transaction
     stats: dict = field(default_factory=lambda: {"syncs": 0, "partial": 0, "failures": 0})
 
     def sync(self, ports: list[ServicePort], full: bool = False) -> str:
-        new = nftables.render(ports, self.cfg, self.node_ips)
+        new = nftables.render(ports, self.cfg, self.node_ips, self.memo)
         kind = "full" if full or self.applied is None else "partial"
-        text = nftables.transaction(new, None if kind == "full" else self.applied)
+        self.last_text = nftables.transaction(new, None if kind == "full" else self.applied)
         try:
-            run(["nft", "-f", "-"], text)
+            run(["nft", "-f", "-"], self.last_text)
         except SyncError:
             self.stats["failures"] += 1
             self.applied = None
