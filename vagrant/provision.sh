@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The one list of system packages netlab needs, and the project's virtualenv.
 # Used by `scripts/setup`, `scripts/test` and the Vagrantfile. Idempotent; quick the second time.
-# Usage: provision.sh [REPO_DIR]   (default: the repository this script lives in)
+# Usage: provision.sh [--test-tools] [REPO_DIR]   (default: the repository this script lives in)
+#   --test-tools: also what only the test suite needs (vagrant, to validate the Vagrantfile)
 set -euo pipefail
+test_tools=0
+if [ "${1:-}" = --test-tools ]; then test_tools=1; shift; fi
 repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 
 packages=(
   iproute2 iptables nftables conntrack ipset ipvsadm iputils-ping curl dnsutils tcpdump
   containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv
 )
+if [ "$test_tools" = 1 ]; then packages+=(vagrant); fi
 
 missing=()
 for p in "${packages[@]}"; do
