@@ -80,10 +80,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    """In a node's namespace, or (for a name that is not a node) in a pod's container, as
+    `kubectl exec` would: its network, hostname and /etc."""
+    import subprocess
+
     from netlab import lab
 
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
-    return lab.exec_in_node(args.name, args.node, argv)
+    if args.node in {n.name for n in Cluster.from_state(args.name).nodes}:
+        return lab.exec_in_node(args.name, args.node, argv)
+    pid = _lab(args.name).container_pid(args.node, args.container, args.namespace)
+    return subprocess.call(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *(argv or ["sh"])])
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -134,13 +141,14 @@ def cmd_get(args: argparse.Namespace) -> int:
     ns = None if args.all_namespaces else args.namespace
     if args.output in ("json", "yaml"):
         obj = lab.get(resource, args.object, ns) if args.object else \
-            {"apiVersion": "v1", "kind": "List", "items": lab.items(resource, ns)}
+            {"apiVersion": "v1", "kind": "List", "items": lab.items(resource, ns, args.selector or "")}
         import json
 
         import yaml
         print(json.dumps(obj, indent=2) if args.output == "json" else yaml.safe_dump(obj, sort_keys=False), end="")
         return 0
-    t = lab.api(lambda c: c.request("GET", path_for(resource, ns, args.object), accept=TABLE))
+    t = lab.api(lambda c: c.request("GET", path_for(resource, ns, args.object), accept=TABLE,
+                                    params={"labelSelector": args.selector}))
     cols = [i for i, c in enumerate(t["columnDefinitions"]) if args.output == "wide" or not c.get("priority")]
     headers = [t["columnDefinitions"][i]["name"].upper() for i in cols]
     rows = [[r["cells"][i] for i in cols] for r in t["rows"]]
@@ -160,6 +168,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
     resource = resource_for(args.kind)
     _lab(args.name).api(lambda c: c.delete(resource, args.object, args.namespace))
     print(f'{resource.rstrip("s")} "{args.object}" deleted')
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Until the pods matching a selector are Ready (what `kubectl wait --for=condition=Ready` does)."""
+    pods = _lab(args.name).wait_ready(args.selector, args.namespace, args.count, args.timeout)
+    for p in pods:
+        print(f"pod/{p['metadata']['name']} condition met")
     return 0
 
 
@@ -207,8 +223,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
     ]),
     "down": (cmd_down, "remove everything a lab made", []),
     "status": (cmd_status, "nodes and components of a lab", []),
-    "exec": (cmd_exec, "run a command in a node's namespace", [
-        (("node",), {"help": "node name, e.g. control-plane or worker"}),
+    "exec": (cmd_exec, "run a command in a node's namespace, or in a pod", [
+        (("node",), {"help": "node name (control-plane, worker, ...) or pod name"}),
+        (("-n", "--namespace"), {"default": "default", "help": "the pod's namespace"}),
+        (("-c", "--container"), {"help": "the pod's container (default: its first)"}),
         (("command",), {"nargs": argparse.REMAINDER, "help": "-- CMD [ARGS...] (default: a shell)"}),
     ]),
     "logs": (cmd_logs, "a component's log", [
@@ -225,11 +243,18 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("object",), {"nargs": "?", "help": "one object's name"}),
         (("-n", "--namespace"), {"default": "default"}),
         (("-A", "--all-namespaces"), {"action": "store_true"}),
+        (("-l", "--selector"), {"help": "label selector, e.g. app=web"}),
         (("-o", "--output"), {"choices": ["wide", "json", "yaml"]}),
     ]),
     "delete": (cmd_delete, "delete an object", [
         (("kind",), {"help": "resource type"}), (("object",), {"help": "name"}),
         (("-n", "--namespace"), {"default": "default"}),
+    ]),
+    "wait": (cmd_wait, "wait until the pods matching a selector are Ready", [
+        (("-l", "--selector"), {"required": True, "help": "label selector, e.g. app=web"}),
+        (("-n", "--namespace"), {"default": "default"}),
+        (("--count",), {"type": int, "help": "at least this many pods"}),
+        (("--timeout",), {"type": float, "default": 60, "help": "seconds (default 60)"}),
     ]),
     "rules": (cmd_rules, "the rules kube-proxy programmed in a node", [
         (("node",), {"help": "node name"}),
@@ -263,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args) or 0
-    except (ClusterError, LabError, ValueError, OSError) as e:
+    except (ClusterError, LabError, ValueError, OSError) as e:  # OSError: TimeoutError too
         print(f"netlab: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
