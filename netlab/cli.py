@@ -179,22 +179,43 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topology(args: argparse.Namespace) -> int:
+    """Nodes, bridges, veths, pods and addresses; --output FILE.svg|.png draws them (graphviz)."""
+    from pathlib import Path
+
+    from netlab import topology
+
+    cluster = Cluster.from_state(args.name)
+    views = topology.read(cluster)
+    print(topology.table(cluster, views))
+    if args.output:
+        print(f"\nwrote {topology.picture(cluster, views, Path(args.output))}")
+    return 0
+
+
 RULES = {"iptables": [["iptables-save", "-t", "filter"], ["iptables-save", "-t", "nat"]],
          "nftables": [["nft", "list", "table", "ip", "kube-proxy"]],
          "ipvs": [["ipvsadm", "-Ln"], ["ipset", "list", "-n"], ["iptables-save", "-t", "nat"]]}
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    """What kube-proxy programmed in a node: the KUBE-* chains, the kube-proxy table, or IPVS."""
+    """What kube-proxy programmed in a node: Service -> chain -> endpoints with their chance
+    (or --raw: the KUBE-* chains, the kube-proxy table, or IPVS, as the kernel lists them)."""
     from netlab import net
+    from netlab.rules import format_routes, routes
 
     cluster = Cluster.from_state(args.name)
-    node = cluster.node(args.node)
-    for argv in RULES[cluster.proxy_mode]:
-        out = net.run(node.netns, argv, check=False).stdout
-        if argv[0] == "iptables-save":
-            out = "\n".join(ln for ln in out.splitlines() if "KUBE-" in ln or ln.startswith(("*", "COMMIT"))) + "\n"
-        sys.stdout.write(out)
+    node = cluster.node(args.node or cluster.nodes[-1].name)
+    if args.raw:
+        for argv in RULES[cluster.proxy_mode]:
+            out = net.run(node.netns, argv, check=False).stdout
+            if argv[0] == "iptables-save":
+                out = "\n".join(ln for ln in out.splitlines() if "KUBE-" in ln or ln.startswith(("*", "COMMIT"))) + "\n"
+            sys.stdout.write(out)
+        return 0
+    rs = routes(node.netns, cluster.proxy_mode)
+    print(f"node {node.name} ({cluster.proxy_mode} mode)")
+    sys.stdout.write(rs if isinstance(rs, str) else format_routes(rs, args.service))
     return 0
 
 
@@ -256,8 +277,13 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("--count",), {"type": int, "help": "at least this many pods"}),
         (("--timeout",), {"type": float, "default": 60, "help": "seconds (default 60)"}),
     ]),
-    "rules": (cmd_rules, "the rules kube-proxy programmed in a node", [
-        (("node",), {"help": "node name"}),
+    "topology": (cmd_topology, "the lab's nodes, bridges, veths and pods, as a table and a picture", [
+        (("-o", "--output"), {"help": "also draw it to FILE.svg or FILE.png (graphviz)"}),
+    ]),
+    "rules": (cmd_rules, "the Service rules kube-proxy programmed in a node", [
+        (("--node",), {"help": "node name (default: the last worker)"}),
+        (("--service",), {"help": "only this Service: NAMESPACE/NAME"}),
+        (("--raw",), {"action": "store_true", "help": "the kernel's whole listing, ungrouped"}),
     ]),
     "capture": (cmd_capture, "tcpdump in a node or a pod: netlab capture [-c N] TARGET [FILTER]", [
         (("target",), {"help": "node name, or pod name"}),

@@ -3,6 +3,7 @@ and the demo of `netlab up --demo`."""
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 import time
@@ -50,9 +51,57 @@ def test_bad_manifest_is_one_clear_line(netlab_lab):
 
 def test_rules_show_the_kube_proxy_chains(netlab_lab):
     node = netlab_lab.cluster.nodes[1].name
-    out = netlab(netlab_lab, "rules", node).stdout
+    out = netlab(netlab_lab, "rules", "--raw", "--node", node).stdout
     assert "*nat" in out and "-A KUBE-SERVICES" in out and "default/kubernetes:https cluster IP" in out
-    assert "DOCKER" not in out and all("KUBE-" in ln or ln.startswith(("*", "COMMIT")) for ln in out.splitlines())
+    assert all("KUBE-" in ln or ln.startswith(("*", "COMMIT")) for ln in out.splitlines())
+
+
+def test_rules_grouped_by_service(netlab_lab):
+    lab = netlab_lab
+    lab.apply(MANY)
+    try:
+        pods = {p["status"]["podIP"] for p in lab.wait_ready("app=nlt-rules", count=4)}
+        ip = lab.get("service", "nlt-rules")["spec"]["clusterIP"]
+
+        def grouped():
+            out = netlab(lab, "rules", "--service", "default/nlt-rules").stdout.splitlines()
+            return out if len(out) == 6 else None  # header, the Service, its 4 endpoints
+        out = lab.wait(grouped, what="the Service's rules")
+        assert out[1].startswith(f"default/nlt-rules:http  {ip}:80/tcp (cluster IP)  -> KUBE-SVC-")
+        assert sorted(ln.split()[1].split(":")[0] for ln in out[2:]) == sorted(pods)
+        assert all(ln.split()[0] == "25%" for ln in out[2:])
+    finally:
+        lab.kubectl("delete", "-f", "-", "--wait=false", input=MANY)
+
+
+MANY = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nlt-rules}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: nlt-rules}}
+  template:
+    metadata: {labels: {app: nlt-rules}}
+    spec:
+      containers: [{name: c, image: registry.k8s.io/e2e-test-images/agnhost:2.39, args: [netexec]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nlt-rules}
+spec:
+  selector: {app: nlt-rules}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+
+
+def test_topology_table_and_picture(netlab_lab, tmp_path):
+    out = netlab(netlab_lab, "topology", "-o", str(tmp_path / "lab.svg")).stdout
+    cp = netlab_lab.cluster.nodes[0]
+    assert any(ln.split()[:3] == [cp.name, "eth0", f"{cp.ip}/24"] for ln in out.splitlines())
+    assert "pod kube-system/coredns-" in out and f"{cp.gateway}/24" in out
+    svg = html.unescape((tmp_path / "lab.svg").read_text())
+    assert svg.startswith("<?xml") and "br-nodes" in svg and "coredns-" in svg
 
 
 def test_capture_in_a_node(netlab_lab):

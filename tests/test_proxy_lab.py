@@ -301,3 +301,16 @@ def test_rules_are_upstreams_names(lab):
         assert f'-A KUBE-SERVICES -d {svc_ip(lab, "web")}/32 -p tcp -m comment --comment "{NS}/web:http cluster IP"' \
             in out
         assert "-A KUBE-NODEPORTS" in out and "-m statistic --mode random --probability 0.33333333349" in out
+
+
+def test_rules_grouped_in_either_mode(lab):
+    from netlab.rules import routes
+
+    node = lab.cluster.nodes[1]
+    ip = svc_ip(lab, "web")
+    web = [r for r in routes(node.netns, lab.cluster.proxy_mode) if r.service == f"{NS}/web:http"
+           and r.frontend.startswith(f"{ip}:80/tcp")]
+    assert len(web) == 1
+    pods = {p["status"]["podIP"] for p in web_pods(lab).values()}
+    assert {addr.split(":")[0] for addr, _, _ in web[0].endpoints} == pods
+    assert {chance for _, chance, _ in web[0].endpoints} == {"33%"}
