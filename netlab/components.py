@@ -20,20 +20,25 @@ def components(cluster: Cluster) -> list[Component]:
 
     py, state, cp = sys.executable, str(cluster.state_dir), cluster.nodes[0]
     in_lab = str(cluster.state_dir / "kubeconfig-node")
+    # what talks to the API server starts once it serves (so it is not starved of CPU at `up`)
+    api = str(cluster.state_dir / "apiserver.ready")
     out = [
         Component("kube-apiserver", [py, "-m", "netlab.apiserver", "--state-dir", state, "--node-netns", cp.netns]),
-        Component("kube-controller-manager", [py, "-m", "netlab.controllers", "--kubeconfig", in_lab], cp.netns),
-        Component("kube-scheduler", [py, "-m", "netlab.scheduler", "--kubeconfig", in_lab], cp.netns),
+        Component("kube-controller-manager", [py, "-m", "netlab.controllers", "--kubeconfig", in_lab], cp.netns,
+                  after=api),
+        Component("kube-scheduler", [py, "-m", "netlab.scheduler", "--kubeconfig", in_lab], cp.netns, after=api),
     ]
     for node in cluster.nodes:
         out.append(Component(f"cni-agent-{node.name}",
                              [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name))],
                              node.netns))
         out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.kubelet", "--lab", cluster.name,
-                                                      "--node", node.name, "--kubeconfig", in_lab], node.netns))
+                                                      "--node", node.name, "--kubeconfig", in_lab], node.netns,
+                             after=api))
         out.append(Component(f"kube-proxy-{node.name}", [py, "-m", "proxy", "run", "--kubeconfig", in_lab,
                                                          "--hostname-override", node.name,
                                                          "--proxy-mode", cluster.proxy_mode,
                                                          "--cluster-cidr", cluster.pod_subnet,
-                                                         "--service-cidr", cluster.service_subnet], node.netns))
+                                                         "--service-cidr", cluster.service_subnet], node.netns,
+                             after=api))
     return out

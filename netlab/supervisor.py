@@ -35,6 +35,7 @@ class Component:
     argv: list[str]
     netns: str | None = None           # the namespace it runs in (None: the host's)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    after: str | None = None           # a file that must exist before its first start (a readiness mark)
 
 
 @dataclasses.dataclass
@@ -148,7 +149,8 @@ class Supervisor:
                 now = time.monotonic()
                 changed = False
                 for c in self.components:
-                    if c.proc is None and now >= c.next_start:
+                    if c.proc is None and now >= c.next_start and (c.spec.after is None or c.restarts
+                                                                   or os.path.exists(c.spec.after)):
                         self._start(c)
                         changed = True
                     elif c.proc is not None and c.proc.poll() is not None:
