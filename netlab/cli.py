@@ -87,9 +87,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from netlab import lab
 
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if args.node in {n.name for n in Cluster.from_state(args.name).nodes}:
+    nodes = [n.name for n in Cluster.from_state(args.name).nodes]
+    if args.node in nodes:
         return lab.exec_in_node(args.name, args.node, argv)
-    pid = _lab(args.name).container_pid(args.node, args.container, args.namespace)
+    try:
+        pid = _lab(args.name).container_pid(args.node, args.container, args.namespace)
+    except Exception as e:  # noqa: BLE001 - no such pod, or no API to ask: one line either way
+        raise ClusterError(f"no node or pod {args.node!r} in lab {args.name!r} (namespace {args.namespace}); "
+                           f"its nodes: {', '.join(nodes)}") from e
     return subprocess.call(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *(argv or ["sh"])])
 
 

@@ -145,7 +145,7 @@ def test_cli_status_exec_and_errors(capsys):
         assert cli.main(["up", "--name", "nlta-cli"]) == 1
         assert "already up" in capsys.readouterr().err
         assert cli.main(["exec", "--name", "nlta-cli", "worker9", "--", "true"]) == 1
-        assert "no node 'worker9'" in capsys.readouterr().err
+        assert "no node or pod 'worker9'" in capsys.readouterr().err
 
 
 def test_not_root_is_one_clear_line_and_makes_nothing(monkeypatch, capsys):

@@ -46,9 +46,9 @@ YAML
 done
 
 step "iptables mode: the Service in KUBE-SERVICES, a chain per Service, a chain per endpoint"
-netlab rules --name "$prefix-iptables" worker | grep "default/web"
+netlab rules --name "$prefix-iptables" --node worker | grep "default/web"
 
 step "nftables mode: the Service is an element of the service-ips map; chains per Service and endpoint"
 netlab exec --name "$prefix-nftables" worker -- nft list map ip kube-proxy service-ips | tee /tmp/t07.map
 grep -q "goto service-" /tmp/t07.map
-netlab rules --name "$prefix-nftables" worker | grep -A3 "chain service-.*default/web"
+netlab rules --raw --name "$prefix-nftables" --node worker | grep -A3 "chain service-.*default/web"
