@@ -184,6 +184,16 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    """One real probe from a pod or node, and its path through each node's netfilter rules."""
+    from netlab import trace
+
+    dst, _, port = args.dst.rpartition(":") if ":" in args.dst else (args.dst, "", "")
+    t = trace.run(_lab(args.name), args.src, dst, int(port) if port else None, args.proto, args.namespace)
+    sys.stdout.write(trace.format_trace(t))
+    return 0
+
+
 def cmd_topology(args: argparse.Namespace) -> int:
     """Nodes, bridges, veths, pods and addresses; --output FILE.svg|.png draws them (graphviz)."""
     from pathlib import Path
@@ -281,6 +291,12 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("-n", "--namespace"), {"default": "default"}),
         (("--count",), {"type": int, "help": "at least this many pods"}),
         (("--timeout",), {"type": float, "default": 60, "help": "seconds (default 60)"}),
+    ]),
+    "trace": (cmd_trace, "send a probe and show its path through each node's rules", [
+        (("src",), {"help": "a pod or a node"}),
+        (("dst",), {"help": "IP, pod, node or Service, with :PORT (default: the Service's first port, or 80)"}),
+        (("--proto",), {"choices": ["tcp", "udp"], "default": "tcp"}),
+        (("-n", "--namespace"), {"default": "default"}),
     ]),
     "topology": (cmd_topology, "the lab's nodes, bridges, veths and pods, as a table and a picture", [
         (("-o", "--output"), {"help": "also draw it to FILE.svg or FILE.png (graphviz)"}),

@@ -4,6 +4,7 @@ and the demo of `netlab up --demo`."""
 from __future__ import annotations
 
 import html
+import re
 import subprocess
 import sys
 import time
@@ -92,6 +93,32 @@ metadata: {name: nlt-rules}
 spec:
   selector: {app: nlt-rules}
   ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+
+
+def test_trace_shows_the_dnat_choice_and_the_receiving_pod(netlab_lab):
+    lab = netlab_lab
+    lab.apply(MANY + "---\n" + TRACE_CLIENT)
+    try:
+        lab.wait_ready("app=nlt-rules", count=4)
+        lab.wait_ready("app=nlt-trace-client", count=1)
+        lab.wait(lambda: len(netlab(lab, "rules", "--service", "default/nlt-rules").stdout.splitlines()) == 6,
+                 what="the Service's rules")
+        out = netlab(lab, "trace", "nlt-trace-client", "nlt-rules").stdout
+        assert out.startswith("probe: pod default/nlt-trace-client") and "connected; answer: nlt-rules-" in out
+        assert "nat KUBE-SERVICES:" in out and "jump KUBE-SVC-" in out and "dnat to 10." in out
+        receiver = re.search(r"received by: pod default/(nlt-rules-\S+) on", out).group(1)
+        assert f"answer: {receiver}" in out  # the pod the kernel chose is the one that answered
+    finally:
+        lab.kubectl("delete", "-f", "-", "--wait=false", input=MANY + "---\n" + TRACE_CLIENT)
+
+
+TRACE_CLIENT = """
+apiVersion: v1
+kind: Pod
+metadata: {name: nlt-trace-client, labels: {app: nlt-trace-client}}
+spec:
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
 """
 
 

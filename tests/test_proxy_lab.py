@@ -314,3 +314,17 @@ def test_rules_grouped_in_either_mode(lab):
     pods = {p["status"]["podIP"] for p in web_pods(lab).values()}
     assert {addr.split(":")[0] for addr, _, _ in web[0].endpoints} == pods
     assert {chance for _, chance, _ in web[0].endpoints} == {"33%"}
+
+
+def test_trace_follows_the_probe_in_either_mode(lab):
+    from netlab import trace
+
+    t = trace.run(lab, "client", svc_ip(lab, "solo"), 80, namespace=NS)  # the Service (a pod has the same name)
+    solo = lab.get("pod", "solo", NS)
+    assert t.answer == "connected; answer: solo" and t.receiver.startswith(f"pod {NS}/solo on ")
+    rules = [r for h in t.hops for p in h.packets for r in p["rules"]]
+    assert any(f"dnat to {solo['status']['podIP']}:8080" in r for r in rules)
+    if lab.cluster.proxy_mode == "nftables":
+        assert any(r.startswith("kube-proxy services:") for r in rules)
+    else:
+        assert any(r.startswith("nat KUBE-SERVICES:") for r in rules)
