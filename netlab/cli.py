@@ -245,7 +245,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
         ns = cluster.node(args.target).netns
     except ClusterError:
         ns = _lab(args.name).pod_netns(args.target, args.namespace)
-    argv = ["tcpdump", "-nn", "-l", "-i", args.interface] + (["-c", str(args.count)] if args.count else [])
+    argv = ["tcpdump", "-nn", "-l", "-i", args.interface] + (["-c", str(args.count)] if args.count else []) + \
+        (["-w", args.write] if args.write else [])
     net.setns(ns)
     os.execvp("tcpdump", argv + args.filter)
 
@@ -312,6 +313,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("-n", "--namespace"), {"default": "default", "help": "the pod's namespace"}),
         (("-i", "--interface"), {"default": "eth0"}),
         (("-c", "--count"), {"type": int, "help": "stop after N packets"}),
+        (("-w", "--write"), {"help": "write the packets to this pcap file instead of printing them"}),
     ]),
 }
 

@@ -7,6 +7,7 @@ KUBE-NODE-PORT-TCP, ...) for masquerading. Needs the kernel's ip_vs module."""
 from __future__ import annotations
 
 from netlab import net
+from proxy import sync
 from proxy.iptables import Config
 from proxy.model import ServicePort
 
@@ -65,6 +66,21 @@ def iptables_rules(cfg: Config) -> list[str]:
     ]
 
 
+IPVS_NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODE-PORT", "KUBE-MARK-MASQ", "KUBE-POSTROUTING")
+
+
+def nat_text(cfg: Config) -> str:
+    """The nat table's rules in IPVS mode (the chains flushed and rewritten in one restore)."""
+    mark = cfg.mark
+    rules = iptables_rules(cfg) + [
+        f"-A KUBE-MARK-MASQ -j MARK --or-mark {mark}",
+        f"-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN",
+        f"-A KUBE-POSTROUTING -j MARK --xor-mark {mark}",
+        '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE',
+    ]
+    return "*nat\n" + "".join(f":{c} - [0:0]\n" for c in IPVS_NAT_CHAINS) + "\n".join(rules) + "\nCOMMIT\n"
+
+
 def describe(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = None) -> str:
     """What `ipvsadm -Ln`, `ipset list` and `iptables-save` would show, for `netlab-proxy render`."""
     lines = ["# ipvsadm -Ln", "Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port   Forward Weight"]
@@ -84,6 +100,7 @@ def describe(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None =
 class IpvsSyncer:
     def __init__(self, cfg: Config, node_ips: list[str] | None = None):
         self.cfg, self.node_ips = cfg, node_ips or []
+        self.nat = sync.IptablesSyncer(cfg, sync.detect_backend())  # the chains and jumps around IPVS
         self.stats = {"syncs": 0, "partial": 0, "failures": 0}
 
     def sync(self, ports: list[ServicePort], full: bool = False) -> str:
@@ -103,5 +120,8 @@ class IpvsSyncer:
                 "bitmap:port range 0-65535" if name.startswith("KUBE-NODE-PORT") else "hash:ip,port")
             restore += [f"create {name} {kind} -exist", f"flush {name}"] + [f"add {name} {m}" for m in members]
         subprocess.run(["ipset", "restore"], input="\n".join(restore) + "\n", text=True, check=True)
+        self.nat.ensure_chains()
+        self.nat.ensure_jumps()
+        sync.run([self.nat.tool("iptables-restore"), "-w", "5", "--noflush"], nat_text(self.cfg))
         self.stats["syncs"] += 1
         return "full"
