@@ -31,7 +31,7 @@ def components(cluster: Cluster) -> list[Component]:
     for node in cluster.nodes:
         out.append(Component(f"cni-agent-{node.name}",
                              [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name))],
-                             node.netns))
+                             node.netns, after=api))  # needed once pods come, which is after the API
         out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.kubelet", "--lab", cluster.name,
                                                       "--node", node.name, "--kubeconfig", in_lab], node.netns,
                              after=api))
