@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from proxy.model import ServicePort, ext_chain, fw_chain, sep_chain, svc_chain, svl_chain
+from proxy.model import ServicePort, ext_chain, fw_chain, plan, sep_chain, svc_chain, svl_chain
 
 FILTER_CHAINS = ["KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL", "KUBE-FORWARD",
                  "KUBE-PROXY-FIREWALL"]
@@ -178,17 +178,13 @@ def _service(sp: ServicePort, cfg: Config, flt: Table, nat: Table) -> set[str]:
     """One service port's rules, in upstream's order; returns the per-service nat chains it made."""
     key, proto = sp.key, sp.proto
     match = f"-m {proto} -p {proto}"
-    cluster_eps, local_eps, reachable = sp.categorize(cfg.node_name)
+    p = plan(sp, cfg.node_name)
+    cluster_eps, local_eps, reachable = p.cluster, p.local, p.reachable
+    has_any, has_internal, has_external = p.has_any, p.has_internal, p.has_external
+    uses_svc, uses_svl, uses_ext, uses_fw = p.uses_cluster, p.uses_local, p.uses_external, p.uses_firewall
     svc, svl, ext, fw = svc_chain(sp), svl_chain(sp), ext_chain(sp), fw_chain(sp)
     internal_chain = svl if sp.itp_local else svc
     external_policy = svl if sp.etp_local else svc
-    has_any = sp.has_endpoints
-    has_internal = bool(local_eps if sp.itp_local else cluster_eps)
-    has_external = bool(local_eps if sp.etp_local else cluster_eps)
-    uses_svc = bool(cluster_eps) and (not sp.itp_local or sp.externally_accessible)
-    uses_svl = bool(local_eps) and (sp.itp_local or (sp.etp_local and sp.externally_accessible))
-    uses_ext = has_any and sp.externally_accessible
-    uses_fw = has_any and bool(sp.lb_ips) and bool(sp.lb_source_ranges)
     owned = set()
     for chain, used in ((svc, uses_svc), (svl, uses_svl), (ext, uses_ext), (fw, uses_fw)):
         if used:

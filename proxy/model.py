@@ -80,6 +80,35 @@ class ServicePort:
         return cluster, local, reachable
 
 
+@dataclass
+class Plan:
+    """What one service port needs on a node, whatever the mode: the endpoints each traffic
+    policy uses, and which per-service chains exist (the flags upstream's syncProxyRules derives
+    from CategorizeEndpoints)."""
+    cluster: list[Endpoint]
+    local: list[Endpoint]
+    reachable: list[Endpoint]
+    has_any: bool        # some usable endpoint anywhere: otherwise REJECT
+    has_internal: bool   # the ClusterIP has somewhere to go (iTP Local: a local endpoint)
+    has_external: bool   # external traffic has somewhere to go (eTP Local: a local endpoint)
+    uses_cluster: bool   # the Cluster-policy chain (KUBE-SVC / service-...)
+    uses_local: bool     # the Local-policy chain (KUBE-SVL / local-...)
+    uses_external: bool  # the external chain (KUBE-EXT / external-...)
+    uses_firewall: bool  # the loadBalancerSourceRanges chain
+
+
+def plan(sp: ServicePort, node: str) -> Plan:
+    cluster, local, reachable = sp.categorize(node)
+    has_any = sp.has_endpoints
+    return Plan(cluster, local, reachable, has_any,
+                has_internal=bool(local if sp.itp_local else cluster),
+                has_external=bool(local if sp.etp_local else cluster),
+                uses_cluster=bool(cluster) and (not sp.itp_local or sp.externally_accessible),
+                uses_local=bool(local) and (sp.itp_local or (sp.etp_local and sp.externally_accessible)),
+                uses_external=has_any and sp.externally_accessible,
+                uses_firewall=has_any and bool(sp.lb_ips) and bool(sp.lb_source_ranges))
+
+
 @functools.lru_cache(maxsize=1 << 18)
 def _hash(*parts: str) -> str:
     # upstream: base32 of the sha256, first 16 characters (which 10 bytes of the digest give);

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from proxy.iptables import Config
-from proxy.model import Endpoint, ServicePort
+from proxy.model import Endpoint, ServicePort, plan
 
 TABLE = "kube-proxy"
 T = f"ip {TABLE}"
@@ -159,15 +159,13 @@ def render(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = N
 def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
     """One service port, as upstream's syncProxyRules writes it."""
     proto, key = sp.proto, sp.key
-    cluster_eps, local_eps, reachable = sp.categorize(cfg.node_name)
+    p = plan(sp, cfg.node_name)
+    cluster_eps, local_eps, reachable = p.cluster, p.local, p.reachable
+    has_any, has_internal, has_external = p.has_any, p.has_internal, p.has_external
+    uses_ext, uses_fw = p.uses_external, p.uses_firewall
     svc, loc, ext, fw = service_chain(sp), local_chain(sp), external_chain(sp), firewall_chain(sp)
     internal_chain = loc if sp.itp_local else svc
     external_policy = loc if sp.etp_local else svc
-    has_any = sp.has_endpoints
-    has_internal = bool(local_eps if sp.itp_local else cluster_eps)
-    has_external = bool(local_eps if sp.etp_local else cluster_eps)
-    uses_ext = has_any and sp.externally_accessible
-    uses_fw = has_any and bool(sp.lb_ips) and bool(sp.lb_source_ranges)
     # nothing to send to: reject when there is no endpoint at all, drop when only Local finds none
     internal_verdict = "goto reject-chain" if not has_any else "drop"
     external_verdict = internal_verdict
@@ -216,9 +214,7 @@ def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
         if has_external:
             rs.add(ext, f"goto {external_policy}")
 
-    uses_svc = bool(cluster_eps) and (not sp.itp_local or sp.externally_accessible)
-    uses_loc = bool(local_eps) and (sp.itp_local or (sp.etp_local and sp.externally_accessible))
-    for chain, eps, used in ((svc, cluster_eps, uses_svc), (loc, local_eps, uses_loc)):
+    for chain, eps, used in ((svc, cluster_eps, p.uses_cluster), (loc, local_eps, p.uses_local)):
         if not used:
             continue
         rs.service_chains.add(chain)
