@@ -64,6 +64,9 @@ class Proxy:
         self.dirty = asyncio.Event()
         self.pending_since: float | None = None  # when the oldest unsynced change arrived
         self.last_sync = 0.0
+        # upstream's BoundedFrequencyRunner: syncs at most one per min-sync-period on average,
+        # with a burst of 2, so a lone change is programmed at once
+        self.tokens, self.tokens_at = 2.0, time.monotonic()
         self.last_ok: float | None = None
         self.last_ports: list = []
         self.model_cache: dict = {}  # Service -> its ports, while its resourceVersions stay
@@ -92,7 +95,7 @@ class Proxy:
                 await asyncio.wait_for(self.dirty.wait(), max(0.05, next_full - time.monotonic()))
             except asyncio.TimeoutError:
                 pass
-            wait = self.last_sync + self.args.iptables_min_sync_period - time.monotonic()
+            wait = self.sync_token_wait()
             if wait > 0:
                 await asyncio.sleep(wait)  # batch what arrives meanwhile
             full = time.monotonic() >= next_full
@@ -107,6 +110,21 @@ class Proxy:
             for t in tasks:
                 if t.done():
                     t.result()
+
+    def sync_token_wait(self) -> float:
+        """Seconds to wait before the next sync may run; takes its token."""
+        period = self.args.iptables_min_sync_period
+        now = time.monotonic()
+        if period <= 0:
+            return 0.0
+        self.tokens = min(2.0, self.tokens + (now - self.tokens_at) / period)
+        self.tokens_at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        wait = (1 - self.tokens) * period
+        self.tokens, self.tokens_at = 0.0, now + wait
+        return wait
 
     async def sync(self, full: bool) -> None:
         ports = service_ports(self.svcs.list(), self.slices.list(), self.model_cache)
