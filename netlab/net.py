@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import os
 import pickle
@@ -53,7 +54,7 @@ def ns_create(name: str) -> None:
 
     netns.create(name)
     with ipr(name) as ip:
-        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+        ip.link("set", index=_lookup(ip, "lo")[0], state="up")
 
 
 def ns_delete(name: str) -> None:
@@ -238,8 +239,17 @@ def read_sysctl(ns: str | None, key: str) -> str:
 
 # --- links -------------------------------------------------------------------------------------
 
+def _lookup(ip: Any, ifname: str) -> list[int]:
+    """The link's index, asked for by name (one RTM_GETLINK, not a dump of every link, which
+    link_lookup does and which grows with the node's pods)."""
+    try:
+        return [ip.link("get", ifname=ifname)[0]["index"]]
+    except Exception:  # noqa: BLE001 - pyroute2 raises NetlinkError (ENODEV) for a missing link
+        return []
+
+
 def _index(ip: Any, ifname: str) -> int:
-    idx = ip.link_lookup(ifname=ifname)
+    idx = _lookup(ip, ifname)
     if not idx:
         raise NetError(f"no link {ifname!r}")
     return idx[0]
@@ -247,7 +257,7 @@ def _index(ip: Any, ifname: str) -> int:
 
 def link_exists(ns: str | None, ifname: str) -> bool:
     with ipr(ns) as ip:
-        return bool(ip.link_lookup(ifname=ifname))
+        return bool(_lookup(ip, ifname))
 
 
 def link_list(ns: str | None = None) -> list[dict[str, Any]]:
@@ -274,7 +284,7 @@ def link_list(ns: str | None = None) -> list[dict[str, Any]]:
 def link_get(ns: str | None, ifname: str) -> dict[str, Any] | None:
     """One link as link_list describes it (without its master's name), or None."""
     with ipr(ns) as ip:
-        idx = ip.link_lookup(ifname=ifname)
+        idx = _lookup(ip, ifname)
         if not idx:
             return None
         link = ip.get_links(idx[0])[0]
@@ -295,7 +305,7 @@ def link_up(ns: str | None, ifname: str) -> None:
 def link_delete(ns: str | None, ifname: str) -> None:
     """Delete a link (idempotent); deleting one end of a veth removes both."""
     with ipr(ns) as ip:
-        idx = ip.link_lookup(ifname=ifname)
+        idx = _lookup(ip, ifname)
         if idx:
             with contextlib.suppress(Exception):
                 ip.link("del", index=idx[0])
@@ -333,7 +343,7 @@ def veth(ns: str | None, ifname: str, peer_ns: str | None, peer: str, *, mtu: in
 def bridge(ns: str | None, name: str, *, mtu: int | None = None) -> None:
     """A Linux bridge, up (idempotent)."""
     with ipr(ns) as ip:
-        if not ip.link_lookup(ifname=name):
+        if not _lookup(ip, name):
             ip.link("add", ifname=name, kind="bridge", **({"mtu": mtu} if mtu else {}))
         ip.link("set", index=_index(ip, name), state="up")
 
@@ -342,10 +352,9 @@ def attach(ns: str | None, ifname: str, bridge_name: str, *, hairpin: bool = Fal
     """Enslave `ifname` to bridge `bridge_name` (and set the port's hairpin mode)."""
     with ipr(ns) as ip:
         idx = _index(ip, ifname)
-        ip.link("set", index=idx, master=_index(ip, bridge_name))
+        ip.link("set", index=idx, master=_index(ip, bridge_name), state="up")
         if hairpin:
             ip.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE is the hairpin flag
-        ip.link("set", index=idx, state="up")
 
 
 def vxlan(ns: str | None, name: str, *, vni: int, local: str, dev: str, port: int = 8472,
@@ -375,11 +384,14 @@ def neigh_replace(ns: str | None, dev: str, ip_addr: str, mac: str) -> None:
 def addr_add(ns: str | None, ifname: str, cidr: str) -> None:
     """Add `cidr` (e.g. 10.244.0.1/24) to `ifname` (idempotent)."""
     iface = ipaddress.ip_interface(cidr)
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with ipr(ns) as ip:
-        idx = _index(ip, ifname)
-        have = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx)}
-        if str(iface.ip) not in have:
-            ip.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        try:
+            ip.addr("add", index=_index(ip, ifname), address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:  # there already: fine
+                raise
 
 
 def addr_del(ns: str | None, ifname: str, cidr: str) -> None:
@@ -482,5 +494,5 @@ def ipvs_apply(ns: str | None, services: dict[tuple, tuple[str, int, list[tuple[
 def dummy(ns: str | None, name: str) -> None:
     """A dummy link, down as kube-ipvs0 is (it only holds addresses), created if missing."""
     with ipr(ns) as ip:
-        if not ip.link_lookup(ifname=name):
+        if not _lookup(ip, name):
             ip.link("add", ifname=name, kind="dummy")
