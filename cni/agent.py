@@ -12,26 +12,23 @@ the bridge (the node's): a call from another namespace is handed back to the plu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socketserver
 
-from cni import bridge, spec
+from cni import bridge, fastpath, spec
 
 
 class Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         try:
-            req = json.loads(self.rfile.readline())
+            netns, env, stdin = fastpath.parse_request(self.rfile.read())
         except ValueError:
             return
-        if req.get("netns") != os.stat("/proc/self/ns/net").st_ino:
-            reply = {"wrongNetns": True}
-        else:
-            code, out = spec.handle(bridge.handle, dict(os.environ, **req.get("env", {})),
-                                    req.get("stdin", "").encode())
-            reply = {"code": code, "stdout": out}
-        self.wfile.write(json.dumps(reply).encode())
+        if netns != os.stat("/proc/self/ns/net").st_ino:
+            self.wfile.write(b"wrong-netns\n")
+            return
+        code, out = spec.handle(bridge.handle, dict(os.environ, **env), stdin)
+        self.wfile.write(f"{code}\n".encode() + out.encode())
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
