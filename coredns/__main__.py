@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import re
 import socket
 import struct
 import sys
@@ -177,7 +178,9 @@ async def serve(args: argparse.Namespace) -> None:
         kube.state = await loop.run_in_executor(None, load_state, args.state)
         ready.set()
     else:
-        asyncio.create_task(watch(kube, engine, ready, extra))
+        asyncio.create_task(watch(engine, ready, extra))
+    if args.conf and block.plugin("reload") is not None:
+        asyncio.create_task(reload_loop(Path(args.conf), text, engine, duration(block.plugin("reload"))))
     # the hot path allocates little that lives: collect young objects rarely, and never scan
     # what start-up made (fewer collector pauses in the tail latency)
     gc.freeze()
@@ -211,7 +214,43 @@ async def serve(args: argparse.Namespace) -> None:
         await tcp.serve_forever()
 
 
-async def watch(kube: Kubernetes, engine: Engine, ready: asyncio.Event, extra: dict) -> None:
+def duration(p) -> float:
+    """The `reload` plugin's interval: `reload [INTERVAL [JITTER]]`, default 30s."""
+    if not p.args:
+        return 30.0
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", p.args[0])
+    if not m:
+        raise CorefileError(f"Corefile line {p.line}: reload: {p.args[0]!r} is not a duration such as 30s")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+
+async def reload_loop(path: Path, text: str, engine: Engine, every: float) -> None:
+    """The `reload` plugin: when the Corefile changes (its ConfigMap, through the kubelet), apply
+    the new one; a new Corefile that does not parse is reported and the running one kept."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            new = path.read_text()
+        except OSError:
+            continue
+        if new == text:
+            continue
+        text = new
+        try:
+            block = parse(new)[0]
+            kube, _ = kubernetes_plugin(block)
+            fwd = forward_targets(block)
+        except CorefileError as e:
+            log.error("Corefile changed but reload failed: %s", e)
+            continue
+        kube.state = engine.kube.state
+        engine.kube, engine.loadbalance = kube, block.plugin("loadbalance") is not None
+        engine.forward = Forwarder(fwd) if fwd else None
+        engine.invalidate()
+        log.info("Reloading complete")
+
+
+async def watch(engine: Engine, ready: asyncio.Event, extra: dict) -> None:
     """Keep the state from informers; answers never wait on the API: a change rebuilds the index
     and drops the ready answers."""
     from netlab.client import Client, Informer
@@ -234,8 +273,8 @@ async def watch(kube: Kubernetes, engine: Engine, ready: asyncio.Event, extra: d
         pending.clear()
         st = State.build(infs["services"].list(), infs["endpointslices"].list(), infs["pods"].list(),
                          infs["namespaces"].list())
-        st.version = kube.state.version + 1
-        kube.state = st
+        st.version = engine.kube.state.version + 1
+        engine.kube.state = st  # engine.kube: a reload may have replaced it
         engine.invalidate()
         ready.set()
         await pending.wait()

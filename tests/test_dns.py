@@ -211,3 +211,38 @@ def test_corefile_errors(tmp_path, corefile, error):
                         f"127.0.0.1:{free_port()}", "--no-http"], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
     assert error in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_reload_applies_a_changed_corefile_and_keeps_the_old_on_error(tmp_path):
+    conf = tmp_path / "Corefile"
+    corefile = ".:53 {{\n    kubernetes cluster.local in-addr.arpa {{\n        ttl {ttl}\n    }}\n    reload {every}\n}}\n"
+    conf.write_text(corefile.format(ttl=5, every="200ms"))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "coredns", "--conf", str(conf), "--state", str(DATA), "--listen",
+                             f"127.0.0.1:{port}", "--no-http"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    q = dns.message.make_query(f"web.default.svc.{Z}", "A")
+
+    def ttl() -> int | None:
+        try:
+            return dns.query.udp(q, "127.0.0.1", port=port, timeout=0.5).answer[0].ttl
+        except (dns.exception.Timeout, IndexError):
+            return None
+
+    def until(value: int) -> bool:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            if ttl() == value:
+                return True
+            time.sleep(0.05)
+        return False
+    try:
+        assert until(5)
+        conf.write_text(corefile.format(ttl=17, every="200ms"))
+        assert until(17)  # applied, the ready answers dropped
+        conf.write_text("this is not a Corefile {\n")
+        time.sleep(0.6)
+        assert ttl() == 17 and proc.poll() is None  # the broken one reported, the running one kept
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert "Reloading complete" in err.decode() and "Corefile changed but reload failed" in err.decode()

@@ -4,6 +4,7 @@ conformance table against the server running as a pod."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -139,3 +140,43 @@ spec:
         if want is not None:
             got = sorted(" ".join(ln.split()[4:]) for ln in out.splitlines() if ln and not ln.startswith(";"))
             assert got == sorted(want), (name, qtype)
+
+
+def test_configmap_change_reaches_the_running_server(lab):
+    """The kubelet brings a running pod's configMap volume up to date, and the server's `reload`
+    applies the new Corefile (kube-dns's own path when its ConfigMap is edited)."""
+    corefile = ".:53 {{\n    kubernetes cluster.local {{\n        ttl {ttl}\n    }}\n    reload 500ms\n}}\n"
+    lab.kubectl("create", "configmap", "dns-state-reload", "-n", NS, f"--from-file=state.yaml={DATA}")
+    lab.apply(f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: dns-reload}}
+data:
+  Corefile: {json.dumps(corefile.format(ttl=5))}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: dns-reload, labels: {{app: dns-reload}}}}
+spec:
+  containers:
+  - name: coredns
+    image: registry.k8s.io/coredns/coredns:v1.11.3
+    args: [-conf, /etc/coredns/Corefile, --state, /etc/sample/state.yaml, --no-http]
+    volumeMounts:
+    - {{name: conf, mountPath: /etc/coredns}}
+    - {{name: state, mountPath: /etc/sample}}
+  volumes:
+  - {{name: conf, configMap: {{name: dns-reload}}}}
+  - {{name: state, configMap: {{name: dns-state-reload}}}}
+""", namespace=NS)
+    lab.wait(lambda: lab.get("pod", "dns-reload", NS)["status"].get("phase") == "Running", what="dns-reload")
+    server = lab.get("pod", "dns-reload", NS)["status"]["podIP"]
+
+    def ttl() -> str:
+        out = lab.exec("client", ["dig", f"@{server}", "+noall", "+answer", "+tries=1", "+time=1",
+                                  "web.default.svc.cluster.local"], namespace=NS).stdout.split()
+        return out[1] if len(out) > 1 else ""
+    lab.wait(lambda: ttl() == "5", what="the first Corefile's ttl")
+    lab.kubectl("patch", "configmap", "dns-reload", "-n", NS, "--type=merge",
+                "-p", json.dumps({"data": {"Corefile": corefile.format(ttl=23)}}))
+    lab.wait(lambda: ttl() == "23", timeout=15, what="the edited Corefile's ttl")

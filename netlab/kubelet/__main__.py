@@ -45,6 +45,7 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self.deleted: set[str] = set()
         self.pods.add_handler(self.on_pod, lambda old, new: self.on_pod(new), self.on_pod_deleted)
+        self.cms.add_handler(None, lambda old, new: self.on_configmap(new), None)
 
     def services(self, ns: str) -> list[dict]:
         return [s for s in self.svcs.list() if s["metadata"]["namespace"] in (ns, "default")
@@ -52,6 +53,12 @@ class Kubelet:
 
     def configmaps(self, ns: str) -> dict[str, dict]:
         return {c["metadata"]["name"]: c for c in self.cms.list() if c["metadata"]["namespace"] == ns}
+
+    def on_configmap(self, cm: dict) -> None:
+        ns, name = cm["metadata"]["namespace"], cm["metadata"]["name"]
+        for w in list(self.workers.values()):
+            if w.ns == ns and w.uses_configmap(name):
+                asyncio.create_task(w.refresh_volumes())
 
     def gone(self, uid: str) -> bool:
         return uid in self.deleted

@@ -170,6 +170,19 @@ class PodWorker:
             self.sandbox_retry = time.monotonic() + 2
             return False
 
+    def uses_configmap(self, name: str) -> bool:
+        return any((v.get("configMap") or {}).get("name") == name for v in (self.pod.get("spec") or {}).get("volumes") or [])
+
+    async def refresh_volumes(self) -> None:
+        """A ConfigMap the pod mounts changed: its volume files, and the running containers'
+        copies under /etc, follow (as the kubelet's periodic volume sync does)."""
+        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.dir.path, self.k.configmaps(self.ns))
+        for c in self.containers:
+            if c.proc is not None and c.proc.alive():
+                etc, _, _ = runtime.mounts_for(c.spec, sources)
+                upper = self.dir.path / "overlay" / c.name / "upper"
+                await asyncio.to_thread(runtime.refresh_etc, upper, etc)
+
     def _files(self) -> dict[str, str]:
         return {"hosts": runtime.hosts_file(self.pod, self.ip, self.k.cluster.dns_domain),
                 "resolv.conf": runtime.resolv_conf(self.pod, self.k.cluster.dns_service_ip, self.k.cluster.dns_domain),

@@ -139,6 +139,22 @@ def service_account(pod: dict, pod_dir: Path, token: str, ca: bytes) -> Path | N
     return upper
 
 
+def refresh_etc(upper: Path, volumes: dict[str, Path]) -> None:
+    """Bring a running container's /etc copies of its volumes up to date, as the kubelet updates
+    a configMap volume of a running pod. Files are rewritten in place (the same inode in the
+    overlay's upper layer), so the container sees the new content at the same path."""
+    for rel, src in volumes.items():
+        pairs = [(f, upper / rel / f.relative_to(src)) for f in src.rglob("*") if f.is_file()] if src.is_dir() \
+            else [(src, upper / rel)]
+        for f, dst in pairs:
+            data = f.read_bytes()
+            if not dst.exists() or dst.read_bytes() != data:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with open(dst, "r+b" if dst.exists() else "wb") as out:
+                    out.write(data)
+                    out.truncate()
+
+
 def start_container(netns: str | None, pause: Process | None, argv: list[str], env: dict[str, str], workdir: str,
                     upper: Path, work: Path, binds: list[tuple[Path, str]], log: Path,
                     run_upper: Path | None = None) -> Process:
