@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ class EtcdStore(Store):
         u = urlparse(url)
         self.client = etcd3gw.client(host=u.hostname, port=u.port or 2379)
         self.compacted = 0
+        self.fanouts: dict[str, _Fanout] = {}
 
     def _txn(self, compare: list, success: list, failure: list | None = None) -> dict[str, Any]:
         return self.client.transaction({"compare": compare, "success": success, "failure": failure or []})
@@ -92,9 +94,26 @@ class EtcdStore(Store):
         return cur
 
     async def watch(self, prefix: str, since: int) -> AsyncIterator[Event]:
+        """Watchers of one prefix share one etcd watch (as the API server's watch cache shares
+        one per resource), so fifty clients are not fifty streams through the gateway; a watch
+        from before what the shared one holds gets a stream of its own."""
+        f = self.fanouts.get(prefix)
+        if f is None or f.closed or not f.covers(since):
+            self._check_available(prefix, since)
+            if f is None or f.closed:
+                f = self.fanouts[prefix] = _Fanout(self._watch(prefix, since), since)
+            else:
+                async for ev in self._watch(prefix, since):
+                    yield ev
+                return
+        async for ev in f.subscribe(since):
+            yield ev
+
+    def _check_available(self, prefix: str, since: int) -> None:
+        """Gone if etcd has compacted past `since` (it refuses a read at such a revision)."""
         if since < self.compacted:
             raise Gone(since)
-        if since > 0:  # etcd refuses to read at a compacted revision: that is our 410
+        if since > 0:
             try:
                 self.client.post(self.client.get_url("/kv/range"), json={"key": _b64(prefix), "revision": since,
                                                                          "limit": 1})
@@ -102,6 +121,8 @@ class EtcdStore(Store):
                 if "compacted" in f"{e} {getattr(e, 'detail_text', '')}":
                     raise Gone(since) from None
                 raise
+
+    async def _watch(self, prefix: str, since: int) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
         events, cancel = self.client.watch_prefix(prefix, start_revision=since + 1, prev_kv=True)
@@ -146,3 +167,45 @@ class EtcdStore(Store):
 
     def close(self) -> None:
         pass
+
+
+class _Fanout:
+    """One etcd watch, its recent events, and the queues of the watchers that share it."""
+
+    def __init__(self, stream: AsyncIterator[Event], since: int, keep: int = 10_000):
+        self.since = since  # every event after this revision is in `recent` (while it is not full)
+        self.recent: collections.deque[Event] = collections.deque(maxlen=keep)
+        self.subscribers: set[asyncio.Queue] = set()
+        self.closed = False
+        self.task = asyncio.get_running_loop().create_task(self._pump(stream))
+
+    def covers(self, since: int) -> bool:
+        if since < self.since:
+            return False
+        return len(self.recent) < (self.recent.maxlen or 0) or since >= self.recent[0].rev - 1
+
+    async def _pump(self, stream: AsyncIterator[Event]) -> None:
+        try:
+            async for ev in stream:
+                self.recent.append(ev)
+                for q in self.subscribers:
+                    q.put_nowait(ev)
+        except Exception:  # noqa: BLE001 - the stream broke: its watchers end, clients relist
+            pass
+        self.closed = True
+        for q in self.subscribers:
+            q.put_nowait(None)
+
+    async def subscribe(self, since: int) -> AsyncIterator[Event]:
+        q: asyncio.Queue = asyncio.Queue()
+        for ev in self.recent:  # what happened since the watcher's revision, then live
+            if ev.rev > since:
+                q.put_nowait(ev)
+        if self.closed:
+            q.put_nowait(None)
+        self.subscribers.add(q)
+        try:
+            while (ev := await q.get()) is not None:
+                yield ev
+        finally:
+            self.subscribers.discard(q)
