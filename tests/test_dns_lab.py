@@ -5,6 +5,7 @@ conformance table against the server running as a pod."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import pytest
@@ -140,6 +141,18 @@ spec:
         if want is not None:
             got = sorted(" ".join(ln.split()[4:]) for ln in out.splitlines() if ln and not ln.startswith(";"))
             assert got == sorted(want), (name, qtype)
+    # and with dnspython, from inside the client pod
+    script = (
+        "import json, sys, dns.message, dns.query, dns.rcode\n"
+        "table, server = json.loads(sys.argv[1]), sys.argv[2]\n"
+        "for name, qtype, rcode, want in table:\n"
+        "    r = dns.query.udp(dns.message.make_query(name, qtype), server, timeout=2)\n"
+        "    got = sorted(x.to_text() for rr in r.answer for x in rr)\n"
+        "    if dns.rcode.to_text(r.rcode()) != rcode or (want is not None and got != sorted(want)):\n"
+        "        print('MISMATCH', name, qtype, dns.rcode.to_text(r.rcode()), got)\n"
+        "print('done')\n")
+    out = in_client(lab, sys.executable, "-c", script, json.dumps(CONFORMANCE), server)
+    assert out.strip() == "done", out
 
 
 def test_configmap_change_reaches_the_running_server(lab):
