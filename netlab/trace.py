@@ -103,14 +103,15 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
     try:
         for n in cluster.nodes:
             net.run(n.netns, ["nft", "-f", "-"], input=rules)
-            monitors[n.name] = net.popen(n.netns, ["nft", "monitor", "trace"], stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, text=True)
-        time.sleep(0.3)
+            # line-buffered: what nft has printed is not lost in its buffer when it is stopped
+            monitors[n.name] = net.popen(n.netns, ["stdbuf", "-oL", "nft", "monitor", "trace"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(0.5)  # the monitors subscribe to the kernel's trace events
         if src_ns is not None:
             answer = net.call_in(src_ns, _probe, dst_ip, port, proto)
         else:
             answer = _probe_in_pod(pid, dst_ip, port, proto)
-        time.sleep(0.3)
+        time.sleep(0.5)
     finally:
         outputs = {}
         for name, p in monitors.items():

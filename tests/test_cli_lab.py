@@ -98,19 +98,20 @@ spec:
 
 def test_trace_shows_the_dnat_choice_and_the_receiving_pod(netlab_lab):
     lab = netlab_lab
-    lab.apply(MANY + "---\n" + TRACE_CLIENT)
+    app = MANY.replace("nlt-rules", "nlt-trace") + "---\n" + TRACE_CLIENT  # its own names: no leftovers
+    lab.apply(app)
     try:
-        lab.wait_ready("app=nlt-rules", count=4)
+        lab.wait_ready("app=nlt-trace", count=4)
         lab.wait_ready("app=nlt-trace-client", count=1)
-        lab.wait(lambda: len(netlab(lab, "rules", "--service", "default/nlt-rules").stdout.splitlines()) == 6,
+        lab.wait(lambda: len(netlab(lab, "rules", "--service", "default/nlt-trace").stdout.splitlines()) == 6,
                  what="the Service's rules")
-        out = netlab(lab, "trace", "nlt-trace-client", "nlt-rules").stdout
-        assert out.startswith("probe: pod default/nlt-trace-client") and "connected; answer: nlt-rules-" in out
-        assert "nat KUBE-SERVICES:" in out and "jump KUBE-SVC-" in out and "dnat to 10." in out
-        receiver = re.search(r"received by: pod default/(nlt-rules-\S+) on", out).group(1)
+        out = netlab(lab, "trace", "nlt-trace-client", "nlt-trace").stdout
+        assert out.startswith("probe: pod default/nlt-trace-client") and "connected; answer: nlt-trace-" in out, out
+        assert "nat KUBE-SERVICES:" in out and "jump KUBE-SVC-" in out and "dnat to 10." in out, out
+        receiver = re.search(r"received by: pod default/(nlt-trace-\S+) on", out).group(1)
         assert f"answer: {receiver}" in out  # the pod the kernel chose is the one that answered
     finally:
-        lab.kubectl("delete", "-f", "-", "--wait=false", input=MANY + "---\n" + TRACE_CLIENT)
+        lab.kubectl("delete", "-f", "-", "--wait=false", input=app)
 
 
 TRACE_CLIENT = """
