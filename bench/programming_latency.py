@@ -52,6 +52,7 @@ async def changes(lab: Lab, n: int, mode: str) -> list[float]:
                "endpoints": [{"addresses": ["10.99.0.1"], "conditions": {"ready": True}}]}
         cur = await c.create("endpointslices", eps, "default")
         await asyncio.to_thread(on_every_node, lab, "10.99.0.1:8080", True, mode)
+        await asyncio.sleep(2)  # the set-up's own syncs used kube-proxy's burst: let it refill
         for i in range(n):
             ready = i % 2 == 1  # the second endpoint becomes ready, then not, and so on
             cur["endpoints"] = [{"addresses": ["10.99.0.1"], "conditions": {"ready": True}},
@@ -74,8 +75,9 @@ def main() -> None:
     with Lab("nltbench", nodes=3, nodeSubnet="172.31.9.0/24", podSubnet="10.209.0.0/16", proxyMode=args.mode) as lab:
         lat = asyncio.run(changes(lab, args.changes, args.mode))
     p50, p99 = statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    p95 = lat[int(len(lat) * 0.95)]
     print(f"{args.mode}: {args.changes} endpoint changes -> rules on all 3 nodes: p50 {p50 * 1000:.0f} ms, "
-          f"p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms (target p99 < 500 ms; the changes "
+          f"p95 {p95 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms (target p99 < 500 ms; the changes "
           "come a second apart, kube-proxy's --iptables-min-sync-period, as upstream's)")
 
 

@@ -95,7 +95,8 @@ class Proxy:
                 await asyncio.wait_for(self.dirty.wait(), max(0.05, next_full - time.monotonic()))
             except asyncio.TimeoutError:
                 pass
-            wait = self.sync_token_wait()
+            # only changes take sync tokens: the periodic resync must not make the next change wait
+            wait = self.sync_token_wait() if self.dirty.is_set() else 0.0
             if wait > 0:
                 await asyncio.sleep(wait)  # batch what arrives meanwhile
             full = time.monotonic() >= next_full
