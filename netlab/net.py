@@ -341,10 +341,16 @@ def veth(ns: str | None, ifname: str, peer_ns: str | None, peer: str, *, mtu: in
 
 
 def bridge(ns: str | None, name: str, *, mtu: int | None = None) -> None:
-    """A Linux bridge, up (idempotent)."""
+    """A Linux bridge, up (idempotent, and safe when several callers make it at once)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with ipr(ns) as ip:
         if not _lookup(ip, name):
-            ip.link("add", ifname=name, kind="bridge", **({"mtu": mtu} if mtu else {}))
+            try:
+                ip.link("add", ifname=name, kind="bridge", **({"mtu": mtu} if mtu else {}))
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:  # another call made it meanwhile: fine
+                    raise
         ip.link("set", index=_index(ip, name), state="up")
 
 
