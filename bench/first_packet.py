@@ -58,7 +58,7 @@ def connect_times(ip: str, port: int, n: int = 300) -> list[float]:
 def measure(mode: str, n: int) -> tuple[float, float, float]:
     ports = services(n)
     target = ports[-1].cluster_ip
-    syncer = sync.NftablesSyncer(CFG, []) if mode == "nftables" else sync.IptablesSyncer(CFG, sync.detect_backend())
+    syncer = sync.NftablesSyncer(CFG) if mode == "nftables" else sync.IptablesSyncer(CFG, sync.detect_backend())
     direct = connect_times(POD_IP, 8080)  # before any rule: the baseline
     syncer.sync(ports, full=True)
     try:

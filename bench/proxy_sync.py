@@ -23,7 +23,8 @@ from netlab import net  # noqa: E402
 from proxy import iptables, nftables, sync  # noqa: E402
 from proxy.model import service_ports  # noqa: E402
 
-CFG = iptables.Config(node_name="n1", cluster_cidr="10.0.0.0/8", service_cidrs=["172.16.0.0/12"])
+CFG = iptables.Config(node_name="n1", cluster_cidr="10.0.0.0/8", service_cidrs=["172.16.0.0/12"],
+                      node_ips=["192.168.0.2"])
 
 
 def cluster(n: int, changed: int | None = None) -> tuple[list, list]:
@@ -74,14 +75,14 @@ def run_iptables(n: int, backend: str) -> tuple[float, float, float, float]:
 
 def run_nftables(n: int) -> tuple[float, float, float, float]:
     before, after, cache = cluster(n), cluster(n, changed=n // 2), {}
-    text = nftables.transaction(nftables.render(service_ports(*before), CFG, ["192.168.0.2"]), None)
+    text = nftables.transaction(nftables.render(service_ports(*before), CFG), None)
     raw = timed(lambda: sync.run(["nft", "-f", "-"], text))
     subprocess.run(["nft", "delete", "table", "ip", nftables.TABLE], capture_output=True)
-    s = sync.NftablesSyncer(CFG, ["192.168.0.2"])
+    s = sync.NftablesSyncer(CFG)
     full = timed(lambda: s.sync(service_ports(*before, cache), full=True))
     partial = timed(lambda: s.sync(service_ports(*after, cache)))
     # the floor of a partial sync: nft alone applying the change back (text made beforehand)
-    text = nftables.transaction(nftables.render(service_ports(*before), CFG, ["192.168.0.2"]), s.applied)
+    text = nftables.transaction(nftables.render(service_ports(*before), CFG), s.applied)
     raw_partial = timed(lambda: sync.run(["nft", "-f", "-"], text))
     s.cleanup()
     return raw, full, partial, raw_partial

@@ -58,16 +58,13 @@ def kubernetes_plugin(block: ServerBlock) -> tuple[Kubernetes, dict]:
 
 
 def load_state(path: str) -> State:
-    with open(path) as f:
-        docs = [d for d in yaml.safe_load_all(f) if d]
-    objs = []
-    for d in docs:
-        objs += d.get("items", []) if str(d.get("kind", "")).endswith("List") else [d]
-    for o in objs:
-        o.setdefault("metadata", {}).setdefault("namespace", "default")
+    """The Services, EndpointSlices, Pods and Namespaces of a YAML file."""
+    from netlab.client import manifest_objects
+
+    objs = manifest_objects(Path(path).read_text(), namespace="default")
 
     def of(kind):
-        return [o for o in objs if o.get("kind") == kind]
+        return [o for o in objs if o["kind"] == kind]
     return State.build(of("Service"), of("EndpointSlice"), of("Pod"), of("Namespace"))
 
 
@@ -155,13 +152,27 @@ async def http(addr: str, routes: dict) -> None:
     await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
 
 
-async def serve(args: argparse.Namespace) -> None:
-    text = Path(args.conf).read_text() if args.conf else kubeadm_corefile()
+def configure(engine: Engine | None, text: str) -> tuple[Engine, ServerBlock, dict]:
+    """Read a Corefile into an answering engine: a new one, or (on reload) the running one with
+    the cluster state it holds. Raises CorefileError and changes nothing if the text is bad."""
     block = parse(text)[0]
     kube, extra = kubernetes_plugin(block)
     fwd = forward_targets(block)
-    engine = Engine(kube, loadbalance=block.plugin("loadbalance") is not None,
-                    forward=Forwarder(fwd) if fwd else None)
+    if block.plugin("reload") is not None:
+        duration(block.plugin("reload"))  # checked now, not when the reload loop first needs it
+    loadbalance, forward = block.plugin("loadbalance") is not None, Forwarder(fwd) if fwd else None
+    if engine is None:
+        return Engine(kube, loadbalance=loadbalance, forward=forward), block, extra
+    kube.state = engine.kube.state
+    engine.kube, engine.loadbalance, engine.forward = kube, loadbalance, forward
+    engine.invalidate()
+    return engine, block, extra
+
+
+async def serve(args: argparse.Namespace) -> None:
+    text = Path(args.conf).read_text() if args.conf else kubeadm_corefile()
+    engine, block, extra = configure(None, text)
+    kube = engine.kube
     ready = asyncio.Event()
     host, _, port = (args.listen or f"0.0.0.0:{block.port}").rpartition(":")
     host = host or "0.0.0.0"
@@ -237,16 +248,10 @@ async def reload_loop(path: Path, text: str, engine: Engine, every: float) -> No
             continue
         text = new
         try:
-            block = parse(new)[0]
-            kube, _ = kubernetes_plugin(block)
-            fwd = forward_targets(block)
+            configure(engine, new)
         except CorefileError as e:
             log.error("Corefile changed but reload failed: %s", e)
             continue
-        kube.state = engine.kube.state
-        engine.kube, engine.loadbalance = kube, block.plugin("loadbalance") is not None
-        engine.forward = Forwarder(fwd) if fwd else None
-        engine.invalidate()
         log.info("Reloading complete")
 
 
@@ -298,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"netlab-dns: {e}")
     except OSError as e:
         sys.exit(f"netlab-dns: {e}")
+    except (ValueError, yaml.YAMLError) as e:  # a --state file that is not a manifest
+        sys.exit(f"netlab-dns: cannot read --state {args.state}: {e}")
     except KeyboardInterrupt:
         pass
 

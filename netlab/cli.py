@@ -168,11 +168,11 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from netlab.client import resource_for
+    from netlab.client import resource_for, type_name
 
     resource = resource_for(args.kind)
     _lab(args.name).api(lambda c: c.delete(resource, args.object, args.namespace))
-    print(f'{resource.rstrip("s")} "{args.object}" deleted')
+    print(f'{type_name(resource)} "{args.object}" deleted')
     return 0
 
 
@@ -202,31 +202,21 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
     cluster = Cluster.from_state(args.name)
     views = topology.read(cluster)
-    print(topology.table(cluster, views))
+    print(table(topology.HEADERS, topology.rows(cluster, views)))
     if args.output:
         print(f"\nwrote {topology.picture(cluster, views, Path(args.output))}")
     return 0
 
 
-RULES = {"iptables": [["iptables-save", "-t", "filter"], ["iptables-save", "-t", "nat"]],
-         "nftables": [["nft", "list", "table", "ip", "kube-proxy"]],
-         "ipvs": [["ipvsadm", "-Ln"], ["ipset", "list", "-n"], ["iptables-save", "-t", "nat"]]}
-
-
 def cmd_rules(args: argparse.Namespace) -> int:
     """What kube-proxy programmed in a node: Service -> chain -> endpoints with their chance
     (or --raw: the KUBE-* chains, the kube-proxy table, or IPVS, as the kernel lists them)."""
-    from netlab import net
-    from netlab.rules import format_routes, routes
+    from netlab.rules import format_routes, raw, routes
 
     cluster = Cluster.from_state(args.name)
     node = cluster.node(args.node or cluster.nodes[-1].name)
     if args.raw:
-        for argv in RULES[cluster.proxy_mode]:
-            out = net.run(node.netns, argv, check=False).stdout
-            if argv[0] == "iptables-save":
-                out = "\n".join(ln for ln in out.splitlines() if "KUBE-" in ln or ln.startswith(("*", "COMMIT"))) + "\n"
-            sys.stdout.write(out)
+        sys.stdout.write(raw(node.netns, cluster.proxy_mode))
         return 0
     rs = routes(node.netns, cluster.proxy_mode)
     print(f"node {node.name} ({cluster.proxy_mode} mode)")

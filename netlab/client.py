@@ -49,14 +49,15 @@ def resource_for(name: str) -> str:
     raise ValueError(f"unknown resource type {name!r}; netlab serves {', '.join(sorted(RESOURCES))}")
 
 
-def display_name(obj: dict) -> str:
-    """`deployment.apps/web`, as kubectl names an object in its messages."""
-    r = next(x for x in _PLAIN if x.plural == KINDS[obj["kind"]])
-    return f"{r.singular}{'.' + r.group if r.group else ''}/{obj['metadata']['name']}"
+def type_name(resource: str) -> str:
+    """`deployment.apps`, `endpoints`: a resource type as kubectl names it in its messages."""
+    r = next(x for x in _PLAIN if x.plural == resource)
+    return f"{r.singular}{'.' + r.group if r.group else ''}"
 
 
-def manifest_objects(text: str) -> list[dict]:
-    """The objects of a manifest: every YAML document, `List` items unpacked."""
+def manifest_objects(text: str, namespace: str | None = None) -> list[dict]:
+    """The objects of a manifest: every YAML document, `List` items unpacked; with `namespace`,
+    the namespaced ones that name none are put there."""
     out = []
     for doc in yaml.safe_load_all(text):
         if not doc:
@@ -67,26 +68,26 @@ def manifest_objects(text: str) -> list[dict]:
     for o in out:
         if o.get("kind") not in KINDS:
             raise ValueError(f"kind {o.get('kind')!r} is not served by netlab; it serves {', '.join(sorted(KINDS))}")
+        if namespace and RESOURCES[KINDS[o["kind"]]][2]:
+            o.setdefault("metadata", {}).setdefault("namespace", namespace)
     return out
 
 
-async def apply(client: Client, obj: dict, namespace: str | None = None) -> str:
+async def apply(client: Client, obj: dict) -> str:
     """Create `obj`, or merge the fields it sets into the existing object (what `kubectl apply`
     does for a manifest's fields). Returns kubectl's line: `deployment.apps/web created`."""
     resource = KINDS[obj["kind"]]
     meta = obj.setdefault("metadata", {})
-    if RESOURCES[resource][2] and namespace and not meta.get("namespace"):
-        meta["namespace"] = namespace
     try:
         await client.create(resource, obj)
-        return f"{display_name(obj)} created"
+        return f"{type_name(resource)}/{meta['name']} created"
     except ApiError as e:
         if e.status != 409:
             raise
     cur = await client.get(resource, meta["name"], meta.get("namespace"))
     new = await client.patch(resource, meta["name"], obj, meta.get("namespace"), "merge")
     same = new["metadata"].get("resourceVersion") == cur["metadata"].get("resourceVersion")
-    return f"{display_name(obj)} {'unchanged' if same else 'configured'}"
+    return f"{type_name(resource)}/{meta['name']} {'unchanged' if same else 'configured'}"
 
 
 PATCH_TYPES = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json",

@@ -87,6 +87,11 @@ class Cluster:
         return state_dir(self.name)
 
     @property
+    def api_ready_file(self) -> Path:
+        """Written by the API server once it serves; the components that need it start after."""
+        return self.state_dir / "apiserver.ready"
+
+    @property
     def nodes(self) -> list[Node]:
         hosts = ipaddress.ip_network(self.node_subnet)
         pods = list(ipaddress.ip_network(self.pod_subnet).subnets(new_prefix=24))

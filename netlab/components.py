@@ -21,7 +21,7 @@ def components(cluster: Cluster) -> list[Component]:
     py, state, cp = sys.executable, str(cluster.state_dir), cluster.nodes[0]
     in_lab = str(cluster.state_dir / "kubeconfig-node")
     # what talks to the API server starts once it serves (so it is not starved of CPU at `up`)
-    api = str(cluster.state_dir / "apiserver.ready")
+    api = str(cluster.api_ready_file)
     out = [
         Component("kube-apiserver", [py, "-m", "netlab.apiserver", "--state-dir", state, "--node-netns", cp.netns]),
         Component("kube-controller-manager", [py, "-m", "netlab.controllers", "--kubeconfig", in_lab], cp.netns,

@@ -242,10 +242,14 @@ def read_sysctl(ns: str | None, key: str) -> str:
 def _lookup(ip: Any, ifname: str) -> list[int]:
     """The link's index, asked for by name (one RTM_GETLINK, not a dump of every link, which
     link_lookup does and which grows with the node's pods)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     try:
         return [ip.link("get", ifname=ifname)[0]["index"]]
-    except Exception:  # noqa: BLE001 - pyroute2 raises NetlinkError (ENODEV) for a missing link
-        return []
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:  # no such link
+            return []
+        raise
 
 
 def _index(ip: Any, ifname: str) -> int:

@@ -136,10 +136,27 @@ def routes(ns: str, mode: str) -> list[Route] | str:
     return net.run(ns, ["ipvsadm", "-Ln"], check=False).stdout
 
 
+RAW = {"iptables": [["iptables-save", "-t", "filter"], ["iptables-save", "-t", "nat"]],
+       "nftables": [["nft", "list", "table", "ip", "kube-proxy"]],
+       "ipvs": [["ipvsadm", "-Ln"], ["ipset", "list", "-n"], ["iptables-save", "-t", "nat"]]}
+
+
+def raw(ns: str, mode: str) -> str:
+    """The kernel's own listing of what kube-proxy made (iptables: only the KUBE-* lines)."""
+    out = []
+    for argv in RAW[mode]:
+        text = net.run(ns, argv, check=False).stdout
+        if argv[0] == "iptables-save":
+            text = "\n".join(ln for ln in text.splitlines() if "KUBE-" in ln or ln.startswith(("*", "COMMIT"))) + "\n"
+        out.append(text)
+    return "".join(out)
+
+
 def format_routes(rs: list[Route], service: str | None = None) -> str:
+    """One block per Service port; `service` (NAMESPACE/NAME) keeps only that Service's."""
     lines = []
     for r in sorted(rs, key=lambda r: (r.service, r.frontend)):
-        if service and not r.service.startswith(service):
+        if service and r.service != service and not r.service.startswith(service + ":"):
             continue
         lines.append(f"{r.service}  {r.frontend}  -> {r.chain}")
         for addr, chance, chain in r.endpoints:

@@ -83,10 +83,10 @@ class Lab:
     def apply(self, manifest: str | Path, namespace: str | None = None) -> str:
         """Apply a manifest file, or YAML text; kubectl's lines (`deployment.apps/web created`)."""
         is_file = isinstance(manifest, Path) or ("\n" not in manifest and Path(manifest).exists())
-        objs = manifest_objects(Path(manifest).read_text() if is_file else manifest)
+        objs = manifest_objects(Path(manifest).read_text() if is_file else manifest, namespace or "default")
 
         async def go(client):
-            return [await apply(client, o, namespace or "default") for o in objs]
+            return [await apply(client, o) for o in objs]
         return "\n".join(self.api(go)) + "\n"
 
     def items(self, kind: str, namespace: str | None = "default", selector: str = "") -> list[dict]:

@@ -52,13 +52,15 @@ def read(cluster: Cluster) -> list[NodeView]:
 def _v4(ns: str, ifname: str) -> list[str]:
     try:
         return [a for a in net.addr_list(ns, ifname) if ":" not in a]
-    except Exception:  # noqa: BLE001 - a link that is not there has no address
+    except net.NetError:  # a link that is not there has no address
         return []
 
 
-def table(cluster: Cluster, views: list[NodeView]) -> str:
-    from netlab.cli import table as fmt
+HEADERS = ["NODE", "LINK", "ADDRESS", "CONNECTS TO"]
 
+
+def rows(cluster: Cluster, views: list[NodeView]) -> list[list[str]]:
+    """One row per node link: eth0, cni0, flannel.1 and each pod's veth."""
     rows = []
     for v in views:
         rows.append([v.name, "eth0", v.eth0, f"{NODE_BRIDGE} in {cluster.netns}"])
@@ -67,7 +69,7 @@ def table(cluster: Cluster, views: list[NodeView]) -> str:
             rows.append([v.name, VXLAN_DEV, v.vxlan, "vxlan VNI 1, UDP 8472"])
         for p in v.pods:
             rows.append([v.name, p.veth, p.ip, f"pod {p.pod} (eth0)"])
-    return fmt(["NODE", "LINK", "ADDRESS", "CONNECTS TO"], rows)
+    return rows
 
 
 def dot(cluster: Cluster, views: list[NodeView]) -> str:

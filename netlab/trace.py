@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from netlab import net
-from netlab.cluster import Cluster, ClusterError
+from netlab.client import ApiError
+from netlab.cluster import ClusterError
 from netlab.testing import Lab
 
 TABLE = "netlab-trace"
@@ -40,21 +41,36 @@ class Trace:
     receiver: str | None
 
 
-def _endpoint(lab: Lab, cluster: Cluster, name: str, namespace: str) -> tuple[str, str | None, str | None]:
-    """(ip, node it runs on or None, a description) for a node, pod, Service or IP."""
+@dataclass
+class Target:
+    kind: str                 # node, pod, service or ip
+    ip: str
+    name: str                 # node name, namespace/name, or the IP
+    node: str | None = None   # where a node or pod is
+    ports: dict[str, int] = field(default_factory=dict)  # a Service's first port per protocol
+
+    def __str__(self) -> str:
+        return self.name if self.kind == "ip" else f"{self.kind} {self.name}"
+
+
+def _target(lab: Lab, name: str, namespace: str) -> Target:
+    """A node, pod, Service (`name` or `namespace/name`) or IP address."""
     with contextlib.suppress(ValueError):
-        return str(ipaddress.ip_address(name)), None, name
-    for n in cluster.nodes:
+        return Target("ip", str(ipaddress.ip_address(name)), name)
+    for n in lab.cluster.nodes:
         if n.name == name:
-            return n.ip, n.name, f"node {n.name}"
+            return Target("node", n.ip, n.name, n.name)
     ns, _, short = name.rpartition("/")
     ns = ns or namespace
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(ApiError):
         pod = lab.get("pod", short, ns)
-        return pod["status"]["podIP"], pod["spec"]["nodeName"], f"pod {ns}/{short}"
-    with contextlib.suppress(Exception):
+        return Target("pod", pod["status"]["podIP"], f"{ns}/{short}", pod["spec"]["nodeName"])
+    with contextlib.suppress(ApiError):
         svc = lab.get("service", short, ns)
-        return svc["spec"]["clusterIP"], None, f"service {ns}/{short}"
+        ports: dict[str, int] = {}
+        for p in svc["spec"]["ports"]:
+            ports.setdefault(p.get("protocol", "TCP").lower(), p["port"])
+        return Target("service", svc["spec"]["clusterIP"], f"{ns}/{short}", ports=ports)
     raise ClusterError(f"{name!r} is not a node, pod, Service (in namespace {ns}) or IP address")
 
 
@@ -68,32 +84,27 @@ def _probe(dst: str, port: int, proto: str) -> str:
             except OSError as e:
                 return f"no answer ({e})"
     try:
-        with socket.create_connection((dst, port), timeout=2) as s:
-            s.sendall(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")
-            data = s.recv(4096).split(b"\r\n\r\n", 1)
-            return "connected; answer: " + (data[1].decode(errors="replace").strip() if len(data) > 1 else "")
+        s = socket.create_connection((dst, port), timeout=2)
     except OSError as e:
         return f"not connected: {e.strerror or e}"
+    with s:  # an HTTP question, as agnhost and the web images answer it
+        try:
+            s.sendall(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")
+            data = s.recv(4096).split(b"\r\n\r\n", 1)
+        except OSError as e:
+            return f"connected; no answer ({e.strerror or e})"
+    return "connected; answer: " + (data[1].decode(errors="replace").strip() if len(data) > 1 else "")
 
 
 def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp", namespace: str = "default") -> Trace:
     cluster = lab.cluster
-    src_ip, src_node, src_desc = _endpoint(lab, cluster, src, namespace)
-    if src_desc.startswith("node "):
-        src_ns = cluster.node(src_node).netns
-    elif src_desc.startswith("pod "):
-        src_ns = None
-        pid = lab.container_pid(src.rpartition("/")[2], namespace=src.rpartition("/")[0] or namespace)
-    else:
-        raise ClusterError(f"the source must be a pod or a node, not {src_desc}")
-    dst_ip, _, dst_desc = _endpoint(lab, cluster, dst, namespace)
-    if port is None:
-        port = 80
-        if dst_desc.startswith("service "):
-            ns, _, name = dst_desc.removeprefix("service ").partition("/")
-            port = lab.get("service", name, ns)["spec"]["ports"][0]["port"]
-    src_node_ip = cluster.node(src_node).ip
-    match = f"ip saddr {{ {src_ip}, {src_node_ip} }} meta l4proto {proto}"
+    source, dest = _target(lab, src, namespace), _target(lab, dst, namespace)
+    if source.kind not in ("node", "pod"):
+        raise ClusterError(f"the source must be a pod or a node, not {source}")
+    port = port or dest.ports.get(proto) or 80
+    src_node = cluster.node(source.node)
+    # the probe's source, or its node's address once masqueraded on the way
+    match = f"ip saddr {{ {', '.join(sorted({source.ip, src_node.ip}))} }} meta l4proto {proto}"
     if proto == "tcp":
         match += " tcp flags syn"
     rules = (f"table ip {TABLE} {{\n"
@@ -107,10 +118,8 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
             monitors[n.name] = net.popen(n.netns, ["stdbuf", "-oL", "nft", "monitor", "trace"],
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(0.5)  # the monitors subscribe to the kernel's trace events
-        if src_ns is not None:
-            answer = net.call_in(src_ns, _probe, dst_ip, port, proto)
-        else:
-            answer = _probe_in_pod(pid, dst_ip, port, proto)
+        src_ns = src_node.netns if source.kind == "node" else lab.pod_netns(*reversed(source.name.split("/")))
+        answer = net.call_in(src_ns, _probe, dest.ip, port, proto)  # from the source's own network
         time.sleep(0.5)
     finally:
         outputs = {}
@@ -121,26 +130,14 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
             net.run(n.netns, ["nft", "delete", "table", "ip", TABLE], check=False)
     hops = [h for h in (_hop(name, text) for name, text in outputs.items()) if h.packets]
     dnat = next((m.group(1) for h in hops for p in h.packets for r in p["rules"]
-                 if (m := re.search(r"dnat to ([\d.]+)", r))), dst_ip)
-    route = net.run(cluster.node(src_node).netns, ["ip", "route", "get", dnat], check=False).stdout.splitlines()
-    receiver = None
-    with contextlib.suppress(Exception):
-        for p in lab.items("pods", None):
-            if p.get("status", {}).get("podIP") == dnat:
-                receiver = f"pod {p['metadata']['namespace']}/{p['metadata']['name']} on {p['spec']['nodeName']}"
-    order = {name: i for i, name in enumerate([src_node] + [n.name for n in cluster.nodes])}
+                 if (m := re.search(r"dnat to ([\d.]+)", r))), dest.ip)
+    route = net.run(src_node.netns, ["ip", "route", "get", dnat], check=False).stdout.splitlines()
+    receiver = next((f"pod {p['metadata']['namespace']}/{p['metadata']['name']} on {p['spec']['nodeName']}"
+                     for p in lab.items("pods", None) if (p.get("status") or {}).get("podIP") == dnat), None)
+    order = {name: i for i, name in enumerate([src_node.name] + [n.name for n in cluster.nodes])}
     hops.sort(key=lambda h: order.get(h.node, 99))
-    return Trace(f"{src_desc} ({src_ip})", f"{dst_desc}:{port}/{proto}", answer, route[0] if route else "", hops,
+    return Trace(f"{source} ({source.ip})", f"{dest}:{port}/{proto}", answer, route[0] if route else "", hops,
                  receiver)
-
-
-def _probe_in_pod(pid: int, dst: str, port: int, proto: str) -> str:
-    import sys
-
-    code = f"from netlab.trace import _probe; print(_probe({dst!r}, {port}, {proto!r}))"
-    r = subprocess.run(["nsenter", f"--target={pid}", "--net", "--", sys.executable, "-c", code],
-                       capture_output=True, text=True, timeout=10)
-    return (r.stdout or r.stderr).strip()
 
 
 def _hop(node: str, text: str) -> Hop:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -25,16 +26,11 @@ log = logging.getLogger("netlab.proxy")
 
 
 def load_state(path: str) -> tuple[list[dict], list[dict]]:
-    with open(path) as f:
-        docs = [d for d in yaml.safe_load_all(f) if d]
-    objs = []
-    for d in docs:
-        objs += d.get("items", []) if d.get("kind", "").endswith("List") else [d]
-    services = [o for o in objs if o.get("kind") == "Service"]
-    slices = [o for o in objs if o.get("kind") == "EndpointSlice"]
-    for o in services + slices:
-        o.setdefault("metadata", {}).setdefault("namespace", "default")
-    return services, slices
+    """The Services and EndpointSlices of a YAML file (a List, or several documents)."""
+    from netlab.client import manifest_objects
+
+    objs = manifest_objects(Path(path).read_text(), namespace="default")
+    return [o for o in objs if o["kind"] == "Service"], [o for o in objs if o["kind"] == "EndpointSlice"]
 
 
 def config(args: argparse.Namespace) -> iptables.Config:
@@ -47,8 +43,7 @@ def config(args: argparse.Namespace) -> iptables.Config:
                            service_cidrs=[c for c in (args.service_cidr or "").split(",") if c])
 
 
-def render_text(mode: str, services: list[dict], slices: list[dict], cfg: iptables.Config,
-                node_ips: list[str] | None = None) -> str:
+def render_text(mode: str, services: list[dict], slices: list[dict], cfg: iptables.Config) -> str:
     ports = service_ports(services, slices)
     if mode == "iptables":
         rs = iptables.render(ports, cfg)
@@ -56,7 +51,7 @@ def render_text(mode: str, services: list[dict], slices: list[dict], cfg: iptabl
                         for t, c, r in iptables.JUMPS)
         return jumps + iptables.restore_text(rs, "filter") + iptables.restore_text(rs, "nat")
     if mode == "nftables":
-        return nftables.transaction(nftables.render(ports, cfg, node_ips), None)
+        return nftables.transaction(nftables.render(ports, cfg), None)
     if mode == "ipvs":
         from proxy import ipvs
 
@@ -67,10 +62,10 @@ def render_text(mode: str, services: list[dict], slices: list[dict], cfg: iptabl
 def cmd_render(args: argparse.Namespace) -> int:
     try:
         services, slices = load_state(args.state)
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not a manifest
         print(f"netlab-proxy: cannot read --state {args.state}: {e}", file=sys.stderr)
         return 1
-    sys.stdout.write(render_text(args.mode, services, slices, config(args), args.node_ip))
+    sys.stdout.write(render_text(args.mode, services, slices, config(args)))
     return 0
 
 

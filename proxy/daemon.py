@@ -48,22 +48,20 @@ class Proxy:
         self.svcs = Informer(self.client, "services")
         self.slices = Informer(self.client, "endpointslices")
         mode = args.proxy_mode
-        if cfg.nodeport_addresses and not cfg.node_ips:
-            cfg.node_ips = sync.node_ips(cfg)
+        cfg.node_ips = cfg.node_ips or sync.node_ips(cfg)
         if mode == "ipvs":
             from proxy import ipvs
 
             ipvs.require_kernel()
-            self.syncer = ipvs.IpvsSyncer(cfg, sync.node_ips(cfg))
+            self.syncer = ipvs.IpvsSyncer(cfg)
         elif mode == "nftables":
-            self.syncer = sync.NftablesSyncer(cfg, sync.node_ips(cfg))
+            self.syncer = sync.NftablesSyncer(cfg)
         else:
             backend = sync.detect_backend() if args.iptables_backend == "auto" else args.iptables_backend
             log.info("iptables mode, %s backend", backend)
             self.syncer = sync.IptablesSyncer(cfg, backend)
         self.dirty = asyncio.Event()
         self.pending_since: float | None = None  # when the oldest unsynced change arrived
-        self.last_sync = 0.0
         # upstream's BoundedFrequencyRunner: syncs at most one per min-sync-period on average,
         # with a burst of 2, so a lone change is programmed at once
         self.tokens, self.tokens_at = 2.0, time.monotonic()
@@ -140,7 +138,6 @@ class Proxy:
             await asyncio.sleep(1)
             return
         finally:
-            self.last_sync = time.monotonic()
             self.sync_hist.observe(time.perf_counter() - t)
         await asyncio.to_thread(sync.conntrack_cleanup, self.last_ports, ports)
         self.last_ports = ports

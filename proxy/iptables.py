@@ -62,7 +62,7 @@ class Config:
     masquerade_all: bool = False
     masquerade_bit: int = 14
     nodeport_addresses: list[str] = field(default_factory=list)  # empty: every local address
-    node_ips: list[str] = field(default_factory=list)  # this node's addresses within nodeport_addresses
+    node_ips: list[str] = field(default_factory=list)  # this node's addresses that accept NodePorts
     localhost_nodeports: bool = True  # --iptables-localhost-nodeports (needs route_localnet)
     random_fully: bool = True         # MASQUERADE --random-fully, where iptables has it
     nfacct: bool = False              # count with -m nfacct (upstream, when it could make the counters)

@@ -20,7 +20,7 @@ def require_kernel() -> None:
         raise SystemExit(f"netlab-proxy: {MISSING}")
 
 
-def virtual_servers(ports: list[ServicePort], cfg: Config, node_ips: list[str]) -> dict:
+def virtual_servers(ports: list[ServicePort], cfg: Config) -> dict:
     out = {}
     for sp in ports:
         cluster, local, _ = sp.categorize(cfg.node_name)
@@ -31,7 +31,7 @@ def virtual_servers(ports: list[ServicePort], cfg: Config, node_ips: list[str]) 
         for ip in sp.external_ips + sp.lb_ips:
             out[(ip, sp.port, sp.protocol)] = ("rr", persist, [(e.ip, e.port) for e in external])
         if sp.node_port:
-            for ip in node_ips:
+            for ip in cfg.node_ips:
                 out[(ip, sp.node_port, sp.protocol)] = ("rr", persist, [(e.ip, e.port) for e in external])
     return out
 
@@ -81,10 +81,10 @@ def nat_text(cfg: Config) -> str:
     return "*nat\n" + "".join(f":{c} - [0:0]\n" for c in IPVS_NAT_CHAINS) + "\n".join(rules) + "\nCOMMIT\n"
 
 
-def describe(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = None) -> str:
+def describe(ports: list[ServicePort], cfg: Config) -> str:
     """What `ipvsadm -Ln`, `ipset list` and `iptables-save` would show, for `netlab-proxy render`."""
     lines = ["# ipvsadm -Ln", "Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port   Forward Weight"]
-    for (ip, port, proto), (sched, persist, reals) in sorted(virtual_servers(ports, cfg, node_ips or []).items()):
+    for (ip, port, proto), (sched, persist, reals) in sorted(virtual_servers(ports, cfg).items()):
         lines.append(f"{proto} {ip}:{port} {sched}" + (f" persistent {persist}" if persist else ""))
         lines += [f"  -> {rip}:{rport}   Masq 1" for rip, rport in reals]
     lines.append(f"# ip addr show {DUMMY}")
@@ -98,8 +98,8 @@ def describe(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None =
 
 
 class IpvsSyncer:
-    def __init__(self, cfg: Config, node_ips: list[str] | None = None):
-        self.cfg, self.node_ips = cfg, node_ips or []
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
         self.nat = sync.IptablesSyncer(cfg, sync.detect_backend())  # the chains and jumps around IPVS
         self.stats = {"syncs": 0, "partial": 0, "failures": 0}
 
@@ -113,7 +113,7 @@ class IpvsSyncer:
             net.addr_add(None, DUMMY, a)
         for a in have - want:
             net.addr_del(None, DUMMY, a)
-        net.ipvs_apply(None, virtual_servers(ports, self.cfg, self.node_ips))
+        net.ipvs_apply(None, virtual_servers(ports, self.cfg))
         restore = []
         for name, members in ipsets(ports).items():
             kind = "hash:ip,port,ip" if name == "KUBE-LOOP-BACK" else (

@@ -101,9 +101,8 @@ SETS = {
 }
 
 
-def render(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = None,
-           memo: dict | None = None) -> Ruleset:
-    """The whole table for `ports`. `node_ips`: the addresses that accept NodePorts. With `memo`
+def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None) -> Ruleset:
+    """The whole table for `ports` (cfg.node_ips: the addresses that accept NodePorts). With `memo`
     (kept by the caller with the same `cfg`), a service port equal to last time's is not
     rendered again."""
     rs = Ruleset()
@@ -134,7 +133,7 @@ def render(ports: list[ServicePort], cfg: Config, node_ips: list[str] | None = N
     rs.add("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
     for name in list(MAPS) + list(SETS):
         rs.elements.setdefault(name, [])
-    rs.elements["nodeport-ips"] += node_ips or []
+    rs.elements["nodeport-ips"] += cfg.node_ips
     fresh = {}
     for sp in sorted(ports, key=lambda p: (p.key, p.protocol)):
         k = (sp.key, sp.protocol)

@@ -125,14 +125,13 @@ class IptablesSyncer:
 @dataclass
 class NftablesSyncer:
     cfg: iptables.Config
-    node_ips: list[str] = field(default_factory=list)
     applied: nftables.Ruleset | None = None
     memo: dict = field(default_factory=dict)
     last_text: str = ""  # the last transaction
     stats: dict = field(default_factory=lambda: {"syncs": 0, "partial": 0, "failures": 0})
 
     def sync(self, ports: list[ServicePort], full: bool = False) -> str:
-        new = nftables.render(ports, self.cfg, self.node_ips, self.memo)
+        new = nftables.render(ports, self.cfg, self.memo)
         kind = "full" if full or self.applied is None else "partial"
         self.last_text = nftables.transaction(new, None if kind == "full" else self.applied)
         try:

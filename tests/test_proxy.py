@@ -146,10 +146,10 @@ def test_iptables_full_then_partial_syncs(node):
 
 @pytest.mark.lab
 def test_nftables_full_then_partial_syncs(node):
-    cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16")
+    cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16", node_ips=["172.18.0.2"])
 
     def steps():
-        s = sync.NftablesSyncer(cfg, ["172.18.0.2"])
+        s = sync.NftablesSyncer(cfg)
         kinds = [s.sync(_state(("a", "10.96.0.11", ["10.244.1.2"]), ("b", "10.96.0.12", ["10.244.1.3"])))]
         kinds.append(s.sync(_state(("b", "10.96.0.12", ["10.244.1.3", "10.244.2.4"]),
                                    ("c", "10.96.0.13", []))))
@@ -184,8 +184,9 @@ def nft_items(text: str) -> dict[str, object]:
 
 
 def test_nftables_rules_match_upstreams_overall_test():
-    cfg = iptables.Config(node_name="test-node", cluster_cidr="10.0.0.0/8", service_cidrs=["172.30.0.0/16"])
-    ours = nft_items(nftables.transaction(nftables.render(upstream_ports(), cfg, ["192.168.0.2"]), None))
+    cfg = iptables.Config(node_name="test-node", cluster_cidr="10.0.0.0/8", service_cidrs=["172.30.0.0/16"],
+                          node_ips=["192.168.0.2"])
+    ours = nft_items(nftables.transaction(nftables.render(upstream_ports(), cfg), None))
     want = nft_items((UPSTREAM / "overall.nft").read_text())
     assert ours["declarations"] == want["declarations"]
     assert ours["elements"] == want["elements"]

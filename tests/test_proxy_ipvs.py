@@ -16,11 +16,11 @@ from proxy import ipvs
 from proxy.iptables import Config
 from tests.test_proxy import upstream_ports
 
-CFG = Config(node_name="test-node", cluster_cidr="10.0.0.0/8")
+CFG = Config(node_name="test-node", cluster_cidr="10.0.0.0/8", node_ips=["192.168.0.2"])
 
 
 def test_virtual_servers_for_upstreams_inputs():
-    vs = ipvs.virtual_servers(upstream_ports(), CFG, ["192.168.0.2"])
+    vs = ipvs.virtual_servers(upstream_ports(), CFG)
     assert vs[("172.30.0.41", 80, "TCP")] == ("rr", 0, [("10.180.0.1", 80)])
     assert vs[("172.30.0.44", 80, "TCP")] == ("rr", 0, [("10.180.0.4", 80), ("10.180.0.5", 80)])
     assert vs[("192.168.99.33", 80, "TCP")][2] == [("10.180.0.4", 80), ("10.180.0.5", 80)]

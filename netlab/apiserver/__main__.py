@@ -10,9 +10,9 @@ from this process: a socket stays in the namespace it was created in).
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
 import logging
+import os
 import socket
 import ssl
 from pathlib import Path
@@ -50,8 +50,8 @@ def listener(host: str, port: int, netns: str | None = None) -> socket.socket:
 
 async def serve(args: argparse.Namespace) -> None:
     state = Path(args.state_dir)
-    (state / READY).unlink(missing_ok=True)
     cluster = Cluster.load(state / "cluster.yaml")
+    cluster.api_ready_file.unlink(missing_ok=True)
     cp = cluster.nodes[0]
     store = open_store(cluster.store, state)
     server = APIServer(store, service_subnet=cluster.service_subnet, advertise_address=cp.ip,
@@ -66,16 +66,13 @@ async def serve(args: argparse.Namespace) -> None:
         sites.append(web.SockSite(runner, listener(cp.ip, 6443, args.node_netns), ssl_context=ctx))
     for s in sites:
         await s.start()
-    (state / READY).write_text(f"{os.getpid()}\n")  # the other components start once this is there
+    cluster.api_ready_file.write_text(f"{os.getpid()}\n")  # the other components start once this is there
     logging.info("serving on 127.0.0.1:%d%s", port, f" and {cp.ip}:6443" if args.node_netns else "")
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
         store.close()
-
-
-READY = "apiserver.ready"
 
 
 def main(argv: list[str] | None = None) -> None:
