@@ -7,6 +7,10 @@ and does the work itself when no agent answers. The agent must run in the namesp
 the bridge (the node's): a call from another namespace is handed back to the plugin.
 
     python -m cni.agent --socket /var/lib/netlab/<lab>/nodes/<node>/cni/agent.sock
+        [--routes --kubeconfig PATH --node NAME --cluster-cidr CIDR]
+
+With --routes it also keeps host-gw routes to the other Nodes' pods (cni.routes), the job of
+flanneld on a real node, for nodes on separate machines.
 """
 
 from __future__ import annotations
@@ -39,7 +43,21 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m cni.agent", description=__doc__.split("\n\n")[0])
     p.add_argument("--socket", required=True, help="unix socket path the plugin's `agent` field names")
+    p.add_argument("--routes", action="store_true", help="route to other Nodes' podCIDRs via their InternalIPs")
+    p.add_argument("--kubeconfig", help="with --routes: the API server's kubeconfig")
+    p.add_argument("--node", help="with --routes: this node's name")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="with --routes: the pod subnet")
     args = p.parse_args(argv)
+    if args.routes:
+        import asyncio
+        import logging
+        import threading
+
+        from cni import routes
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        threading.Thread(target=asyncio.run, args=(routes.run(args.kubeconfig, args.node, args.cluster_cidr),),
+                         daemon=True).start()
     from netlab import net  # load the netlink library once, before the first call
 
     with net.ipr(None):

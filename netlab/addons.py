@@ -1,11 +1,17 @@
 """The cluster add-ons `netlab up` installs, as kubeadm does: CoreDNS as the kube-dns Service in
 kube-system, the `coredns` Deployment and ServiceAccount, and its Corefile in the `coredns`
 ConfigMap. The objects are kubeadm's (names, labels, ports, probes), so what a learner sees
-with `kubectl -n kube-system get all` is what a kubeadm cluster shows."""
+with `kubectl -n kube-system get all` is what a kubeadm cluster shows. Also kubeadm's
+ConfigMaps that `netlab join` reads, as `kubeadm join` does: `cluster-info` in kube-public (the
+API server's address and CA, checked against the CA hash the joiner was given), `kubeadm-config`
+(the cluster's subnets) and `kube-proxy` (its mode) in kube-system."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+
+import yaml
 
 from netlab.client import ApiError, Client
 from netlab.cluster import Cluster
@@ -83,12 +89,41 @@ def coredns(cluster: Cluster) -> list[tuple[str, dict]]:
     ]
 
 
+def cluster_info(cluster: Cluster) -> tuple[str, dict]:
+    ca = base64.b64encode((cluster.state_dir / "pki" / "ca.crt").read_bytes()).decode()
+    kubeconfig = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "users": None, "contexts": None,
+                  "current-context": "", "clusters": [{"name": "", "cluster": {
+                      "server": f"https://{cluster.nodes[0].ip}:6443", "certificate-authority-data": ca}}]}
+    return "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+                          "data": {"kubeconfig": yaml.safe_dump(kubeconfig, sort_keys=False)}}
+
+
+def kubeadm_config(cluster: Cluster) -> list[tuple[str, dict]]:
+    from netlab.kubelet.node import VERSION
+
+    def cm(name: str, key: str, doc: dict) -> tuple[str, dict]:
+        return "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {"name": name, "namespace": "kube-system"},
+                              "data": {key: yaml.safe_dump(doc, sort_keys=False)}}
+    return [
+        cm("kubeadm-config", "ClusterConfiguration", {
+            "apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "ClusterConfiguration", "clusterName": cluster.name,
+            "controlPlaneEndpoint": f"{cluster.nodes[0].ip}:6443", "kubernetesVersion": VERSION.split("+")[0],
+            "networking": {"dnsDomain": cluster.dns_domain, "podSubnet": cluster.pod_subnet,
+                           "serviceSubnet": cluster.service_subnet}}),
+        cm("kube-proxy", "config.conf", {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+            "clusterCIDR": cluster.pod_subnet, "mode": cluster.proxy_mode}),
+    ]
+
+
 def install(cluster: Cluster) -> None:
     """Create the add-ons that do not exist yet (so a restarted API server keeps user changes)."""
     async def go():
         client = Client.from_lab(cluster.name)
         try:
-            for resource, obj in coredns(cluster):
+            for resource, obj in [cluster_info(cluster), *kubeadm_config(cluster), *coredns(cluster)]:
                 try:
                     await client.create(resource, obj)
                 except ApiError as e:

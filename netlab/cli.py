@@ -49,6 +49,32 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """This machine as the control plane and first node of a cluster over machines (kubeadm init)."""
+    from netlab import join
+
+    base = Cluster.load(args.config, name=args.name) if args.config else Cluster.default(name=args.name)
+    cluster, command = join.init(base, args.node_name, args.advertise_address, args.token)
+    node = cluster.nodes[0]
+    print(f"node {node.name} ({node.ip}, pods {node.pod_cidr}) is the control plane of lab {cluster.name!r}; "
+          f"kubectl: sudo netlab kubeconfig --name {cluster.name}\n\n"
+          f"To add a machine as a node, run on it as root:\n\n  {command}")
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    """This machine as a worker node of the cluster at SERVER (kubeadm join)."""
+    from netlab import join
+
+    if args.discovery_token_ca_cert_hash is None and not args.discovery_token_unsafe_skip_ca_verification:
+        raise ClusterError("--discovery-token-ca-cert-hash: required (it is in the command `netlab init` printed), "
+                           "unless --discovery-token-unsafe-skip-ca-verification")
+    cluster = join.join(args.server, args.token, args.discovery_token_ca_cert_hash, args.name, args.node_name)
+    node = cluster.nodes[0]
+    print(f"node {node.name} ({node.ip}, pods {node.pod_cidr}) joined the cluster at {args.server}")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     from netlab import lab
 
@@ -255,6 +281,19 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("-n", "--namespace"), {"default": "default", "help": "the pod's namespace"}),
         (("-c", "--container"), {"help": "the pod's container (default: its first)"}),
         (("command",), {"nargs": argparse.REMAINDER, "help": "-- CMD [ARGS...] (default: a shell)"}),
+    ]),
+    "init": (cmd_init, "make this machine the control plane and first node of a cluster over machines", [
+        (("--config",), {"help": "cluster file (its networking and store; its node list is ignored)"}),
+        (("--node-name",), {"help": "this node's name (default: the hostname)"}),
+        (("--advertise-address",), {"help": "the address other machines reach this one at"}),
+        (("--token",), {"help": "the join token, abcdef.0123456789abcdef (default: a new one)"}),
+    ]),
+    "join": (cmd_join, "make this machine a node of the cluster whose API server is at SERVER", [
+        (("server",), {"help": "the API server, HOST:PORT, as `netlab init` printed it"}),
+        (("--token",), {"required": True}),
+        (("--discovery-token-ca-cert-hash",), {"help": "sha256:<hex> of the control plane's CA public key"}),
+        (("--discovery-token-unsafe-skip-ca-verification",), {"action": "store_true"}),
+        (("--node-name",), {"help": "this node's name (default: the hostname)"}),
     ]),
     "logs": (cmd_logs, "a component's log", [
         (("component",), {"help": "component name, as `netlab status` lists them"}),

@@ -15,6 +15,12 @@
       proxyMode: iptables       # or nftables, ipvs
       dnsDomain: cluster.local
     store: sqlite               # or etcd://HOST:PORT
+
+`netlab init` and `netlab join` (one machine per node, as kubeadm sets a cluster up) save a
+resolved file with `host:` instead of a node list: the machine's own namespace is the lab's one node.
+
+    host: {node: vm1, role: control-plane, ip: 192.168.56.10, podCIDR: 10.244.0.0/24,
+           server: https://192.168.56.10:6443}
 """
 
 from __future__ import annotations
@@ -56,12 +62,25 @@ class Node:
     index: int
     ip: str          # on the node network
     pod_cidr: str    # this node's slice of the pod subnet
-    netns: str       # the node's network namespace
+    netns: str | None  # the node's network namespace; None: the one netlab runs in (init/join)
 
     @property
     def gateway(self) -> str:
         """The node's cni0 address: the first address of its pod CIDR."""
         return str(ipaddress.ip_network(self.pod_cidr)[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    """This machine as a node of a cluster spread over machines (`netlab init`, `netlab join`)."""
+    node: str
+    role: str
+    ip: str
+    pod_cidr: str
+    server: str  # the API server its components talk to
+
+    def to_dict(self) -> dict[str, str]:
+        return {"node": self.node, "role": self.role, "ip": self.ip, "podCIDR": self.pod_cidr, "server": self.server}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +94,7 @@ class Cluster:
     proxy_mode: str = "iptables"
     dns_domain: str = "cluster.local"
     store: str = "sqlite"
+    host: Host | None = None
 
     # --- derived plan ---
     @property
@@ -93,6 +113,9 @@ class Cluster:
 
     @property
     def nodes(self) -> list[Node]:
+        if self.host:
+            h = self.host
+            return [Node(h.node, h.role, 0, h.ip, h.pod_cidr, None)]
         hosts = ipaddress.ip_network(self.node_subnet)
         pods = list(ipaddress.ip_network(self.pod_subnet).subnets(new_prefix=24))
         names = _node_names(self.roles)
@@ -129,7 +152,7 @@ class Cluster:
                 "proxyMode": self.proxy_mode, "dnsDomain": self.dns_domain,
             },
             "store": self.store,
-        }
+        } | ({"host": self.host.to_dict()} if self.host else {})
 
     def save(self) -> Path:
         path = self.state_dir / "cluster.yaml"
@@ -159,7 +182,7 @@ class Cluster:
     def from_dict(cls, doc: Any, *, name: str | None = None, nodes: int | None = None) -> Cluster:
         if not isinstance(doc, dict):
             raise ClusterError("cluster file: expected a mapping with kind: Cluster")
-        _only(doc, {"kind", "apiVersion", "name", "nodes", "networking", "store"}, "")
+        _only(doc, {"kind", "apiVersion", "name", "nodes", "networking", "store", "host"}, "")
         if doc.get("kind", "Cluster") != "Cluster":
             raise ClusterError(f"kind: expected Cluster, got {doc.get('kind')!r}")
         net = doc.get("networking") or {}
@@ -191,6 +214,7 @@ class Cluster:
             proxy_mode=net.get("proxyMode", d.proxy_mode),
             dns_domain=net.get("dnsDomain", d.dns_domain),
             store=str(doc.get("store", d.store)),
+            host=_host(doc["host"]) if doc.get("host") else None,
         )
         c.validate()
         return c
@@ -236,6 +260,12 @@ class Cluster:
                                f"{', '.join(PROXY_MODES)}")
         if not re.match(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", self.dns_domain):
             raise ClusterError(f"networking.dnsDomain: {self.dns_domain!r} is not a DNS domain")
+        if self.host:
+            if self.host.role not in ROLES:
+                raise ClusterError(f"host.role: {self.host.role!r} is not one of {', '.join(ROLES)}")
+            if self.backend != "host-gw":
+                raise ClusterError(f"networking.backend: {self.backend} is not supported across machines "
+                                   "(netlab init/join); use host-gw")
         if self.store != "sqlite" and not re.match(r"^etcd://[^/:]+:\d+$", self.store):
             raise ClusterError(f"store: {self.store!r} is not 'sqlite' or 'etcd://HOST:PORT'")
 
@@ -249,6 +279,16 @@ class Cluster:
                 return (f"networking.{_camel(field)} {a} overlaps lab {other.name!r}'s {b}; "
                         "choose another subnet in the cluster file")
         return None
+
+
+def _host(doc: Any) -> Host:
+    if not isinstance(doc, dict):
+        raise ClusterError("host: expected a mapping with node, role, ip, podCIDR, server")
+    _only(doc, {"node", "role", "ip", "podCIDR", "server"}, "host.")
+    try:
+        return Host(str(doc["node"]), str(doc["role"]), str(doc["ip"]), str(doc["podCIDR"]), str(doc["server"]))
+    except KeyError as e:
+        raise ClusterError(f"host.{e.args[0]}: missing") from None
 
 
 def _only(doc: dict, allowed: set[str], prefix: str) -> None:

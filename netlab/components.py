@@ -4,7 +4,12 @@ Each component is a separate process that talks only to the API server, as in a 
 the API server (on the host's loopback for kubectl, and on the control-plane node's address
 :6443 inside the lab), the controller manager and the scheduler in the control-plane node's
 namespace; on every node, in that node's namespace, the CNI agent (netlab-bridge's netlink
-worker) and, as they land, the kubelet and kube-proxy.
+worker), the kubelet and kube-proxy.
+
+On a machine made a node by `netlab init` or `netlab join` (cluster.host), everything runs in
+the machine's own namespace; a joined worker runs only the node's components, talking to the
+control plane's API server over the machine's network, and its CNI agent routes to the other
+nodes' pods.
 """
 
 from __future__ import annotations
@@ -22,15 +27,23 @@ def components(cluster: Cluster) -> list[Component]:
     in_lab = str(cluster.state_dir / "kubeconfig-node")
     # what talks to the API server starts once it serves (so it is not starved of CPU at `up`)
     api = str(cluster.api_ready_file)
-    out = [
-        Component("kube-apiserver", [py, "-m", "netlab.apiserver", "--state-dir", state, "--node-netns", cp.netns]),
-        Component("kube-controller-manager", [py, "-m", "netlab.controllers", "--kubeconfig", in_lab], cp.netns,
-                  after=api),
-        Component("kube-scheduler", [py, "-m", "netlab.scheduler", "--kubeconfig", in_lab], cp.netns, after=api),
-    ]
+    out = []
+    if cp.role == "control-plane":
+        out += [
+            Component("kube-apiserver", [py, "-m", "netlab.apiserver", "--state-dir", state]
+                      + (["--node-netns", cp.netns] if cp.netns else [])),
+            Component("kube-controller-manager", [py, "-m", "netlab.controllers", "--kubeconfig", in_lab,
+                                                  "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet],
+                      cp.netns, after=api),
+            Component("kube-scheduler", [py, "-m", "netlab.scheduler", "--kubeconfig", in_lab], cp.netns, after=api),
+        ]
+    else:  # a joined worker: its control plane is elsewhere
+        api = None
     for node in cluster.nodes:
+        routes = ["--routes", "--kubeconfig", in_lab, "--node", node.name, "--cluster-cidr", cluster.pod_subnet] \
+            if cluster.host else []
         out.append(Component(f"cni-agent-{node.name}",
-                             [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name))],
+                             [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name)), *routes],
                              node.netns, after=api))  # needed once pods come, which is after the API
         out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.kubelet", "--lab", cluster.name,
                                                       "--node", node.name, "--kubeconfig", in_lab], node.netns,

@@ -20,8 +20,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def bootstrap(cluster: Cluster, port: int | None = None) -> Path:
-    """Make the PKI, token, port and kubeconfig in the lab's state directory; returns the kubeconfig."""
+def bootstrap(cluster: Cluster, port: int | None = None, token: str | None = None) -> Path:
+    """Make the PKI, token (a new one unless given), port and kubeconfig in the lab's state
+    directory; returns the kubeconfig."""
     state = cluster.state_dir
     state.mkdir(parents=True, exist_ok=True)
     cp = cluster.nodes[0]
@@ -29,7 +30,7 @@ def bootstrap(cluster: Cluster, port: int | None = None) -> Path:
     make_pki(state / "pki", ["127.0.0.1", cp.ip, cluster.api_service_ip],
              ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
               f"kubernetes.default.svc.{domain}", f"{cluster.name}-control-plane"])
-    token = make_token(state / "token")
+    token = make_token(state / "token", token)
     port = port or free_port()
     (state / "apiserver.port").write_text(str(port))
     return write(cluster, f"https://127.0.0.1:{port}", token)
@@ -56,3 +57,13 @@ def in_lab(cluster: Cluster) -> Path:
     address :6443, the way kubelets and kube-proxies reach it in a real cluster."""
     token = (cluster.state_dir / "token").read_text().strip()
     return write(cluster, f"https://{cluster.nodes[0].ip}:6443", token, cluster.state_dir / "kubeconfig-node")
+
+
+def joined(cluster: Cluster, token: str, ca: bytes) -> None:
+    """A joined node's token, CA and kubeconfigs, all naming the control plane's API server."""
+    (cluster.state_dir / "pki").mkdir(parents=True, exist_ok=True)
+    (cluster.state_dir / "pki" / "ca.crt").write_bytes(ca)
+    (cluster.state_dir / "token").write_text(token + "\n")
+    os.chmod(cluster.state_dir / "token", 0o600)
+    write(cluster, cluster.host.server, token)
+    write(cluster, cluster.host.server, token, cluster.state_dir / "kubeconfig-node")

@@ -7,12 +7,16 @@
                                   vxlan:   flannel.1 (VNI 1, UDP 8472, MTU 1450) with FDB + neighbour
                                            entries per other node, as flannel programs them
 Nothing is added to the host's root namespace.
+
+`netlab init` and `netlab join` (netlab.join) make the machine's own namespace the lab's one node
+instead (cluster.host): cni0 and the node's components there, nothing else; `down` removes them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import ipaddress
 import json
 import os
 import shutil
@@ -46,37 +50,54 @@ def running_labs() -> list[Cluster]:
     if root.is_dir():
         for d in sorted(root.iterdir()):
             with contextlib.suppress(ClusterError, OSError):
-                if net.ns_exists(d.name) and (d / "cluster.yaml").exists():
+                if (d / "cluster.yaml").exists() and (net.ns_exists(d.name) or is_running(d.name)):
                     labs.append(Cluster.from_state(d.name))
     return labs
 
 
 def is_running(lab: str) -> bool:
-    """The lab's namespace exists and its supervisor runs."""
-    return net.ns_exists(lab) and supervisor.supervisor_pid(lab) is not None
+    """The lab's supervisor runs, and its namespace exists (unless its node is this machine)."""
+    return supervisor.supervisor_pid(lab) is not None and (
+        net.ns_exists(lab) or (state_dir(lab) / HOST_NETNS).exists())
 
 
-def up(cluster: Cluster, components: list[supervisor.Component] | None = None) -> Cluster:
+HOST_NETNS = "host-netns"  # state file: the namespace (inode) a machine node was made in
+
+
+def up(cluster: Cluster, components: list[supervisor.Component] | None = None, token: str | None = None,
+       ca: bytes | None = None) -> Cluster:
     """Build the lab's network and start its supervisor with `components` (default: the lab's own,
-    from netlab.components). On any failure, what was made is removed."""
+    from netlab.components). `token`: the API token to use instead of a new one; with `ca`, the
+    control plane's CA, for a node that joins one elsewhere (netlab.join). On any failure, what was
+    made is removed."""
     require_root()
     if cluster.proxy_mode == "ipvs" and not net.ipvs_available():
         raise LabError(f"networking.proxyMode ipvs: {net.IPVS_MISSING}")
-    for other in running_labs():
-        why = cluster.clashes_with(other)
-        if why:
-            raise LabError(why)
-    if net.ns_exists(cluster.netns) or any(net.ns_exists(n.netns) for n in cluster.nodes):
-        raise LabError(f"namespaces of lab {cluster.name!r} exist from an earlier run; "
-                       f"remove them with: sudo netlab down --name {cluster.name}")
+    if cluster.host:
+        check_host(cluster)
+    else:
+        for other in running_labs():
+            why = cluster.clashes_with(other)
+            if why:
+                raise LabError(why)
+        if net.ns_exists(cluster.netns) or any(net.ns_exists(n.netns) for n in cluster.nodes):
+            raise LabError(f"namespaces of lab {cluster.name!r} exist from an earlier run; "
+                           f"remove them with: sudo netlab down --name {cluster.name}")
+    control_plane = cluster.nodes[0].role == "control-plane"
     try:
         cluster.save()
-        build_network(cluster)
+        if cluster.host:
+            build_host_node(cluster)
+        else:
+            build_network(cluster)
         write_node_files(cluster)
-        kubeconfig.bootstrap(cluster)
-        kubeconfig.in_lab(cluster)
+        if control_plane:
+            kubeconfig.bootstrap(cluster, token=token)
+            kubeconfig.in_lab(cluster)
+        else:  # a joined worker: the control plane's token and CA
+            kubeconfig.joined(cluster, token, ca)
         supervisor.start(cluster, components)
-        if components is None:  # the lab's own control plane: wait for it, as `kind create` does
+        if components is None and control_plane:  # wait for the control plane, as `kind create` does
             wait_for_api(cluster)
             from netlab import addons  # the API client is only needed here
 
@@ -130,6 +151,40 @@ def build_network(cluster: Cluster) -> None:
                 net.neigh_replace(node.netns, VXLAN_DEV, vtep, macs[other.name])
                 net.fdb_append(node.netns, VXLAN_DEV, macs[other.name], other.ip)
                 net.route_add(node.netns, other.pod_cidr, via=vtep, dev=VXLAN_DEV, onlink=True)
+
+
+def check_host(cluster: Cluster) -> None:
+    """This machine (namespace) can become the node of `cluster`: it is not one already."""
+    for other in running_labs():
+        if other.name == cluster.name:
+            raise LabError(f"a lab named {cluster.name!r} is already up; remove it with: "
+                           f"sudo netlab down --name {cluster.name}")
+    if net.link_exists(None, "cni0"):
+        raise LabError("this machine is a node already (it has a cni0 bridge); remove that lab with "
+                       "sudo netlab down --name LAB, or delete the bridge: ip link delete cni0")
+
+
+def build_host_node(cluster: Cluster) -> None:
+    """This namespace as the cluster's node: forwarding, bridged traffic through netfilter (what
+    kube-proxy needs, as kubeadm's preflight requires it), and cni0 with the node's pod gateway."""
+    (cluster.state_dir / HOST_NETNS).write_text(f"{os.stat('/proc/self/ns/net').st_ino}\n")
+    with contextlib.suppress(FileNotFoundError):  # bridge-nf-call-iptables lives in br_netfilter
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True)
+    node = cluster.nodes[0]
+    net.sysctl(None, {"net.ipv4.ip_forward": 1, "net.bridge.bridge-nf-call-iptables": 1})
+    net.bridge(None, "cni0")
+    net.addr_add(None, "cni0", f"{node.gateway}/{node.pod_cidr.split('/')[1]}")
+
+
+def remove_host_node(cluster: Cluster) -> None:
+    """What build_host_node, the CNI agent's routes and kube-proxy added to this namespace."""
+    if net.link_exists(None, "cni0"):
+        net.link_delete(None, "cni0")
+    pods = ipaddress.ip_network(cluster.pod_subnet)
+    for r in net.route_list(None):
+        if r["dst"] != "default" and ipaddress.ip_network(r["dst"]).subnet_of(pods):
+            net.route_del(None, r["dst"])
+    subprocess.run([sys.executable, "-m", "proxy", "cleanup"], capture_output=True)
 
 
 CNI_PLUGINS = {"netlab-bridge": "cni.bridge", "netlab-ipam": "cni.ipam"}  # executable: module
@@ -237,6 +292,9 @@ def down(lab: str) -> bool:
     """Remove everything the lab made; safe after SIGKILL of every lab process and with stale
     namespace files. Returns whether there was anything to remove."""
     require_root()
+    made_in = state_dir(lab) / HOST_NETNS  # a machine's node: only its own namespace can undo it
+    if made_in.exists() and made_in.read_text().strip() != str(os.stat("/proc/self/ns/net").st_ino):
+        raise LabError(f"lab {lab!r} made a node of another network namespace; run netlab down there")
     # everything goes, state included: no component needs a graceful stop, and 150 Python
     # processes each finalizing on SIGTERM cost seconds
     sup = supervisor.supervisor_pid(lab)
@@ -253,6 +311,9 @@ def down(lab: str) -> bool:
             os.kill(pid, signal.SIGKILL)
     for ns in namespaces:
         net.ns_delete(ns)
+    if made_in.exists():
+        with contextlib.suppress(ClusterError):
+            remove_host_node(Cluster.from_state(lab))
     d = state_dir(lab)
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)
@@ -277,6 +338,7 @@ def status(lab: str) -> dict:
         "backend": cluster.backend,
         "proxyMode": cluster.proxy_mode,
         "nodes": [{"name": n.name, "role": n.role, "ip": n.ip, "podCIDR": n.pod_cidr,
-                   "namespace": n.netns, "up": net.ns_exists(n.netns)} for n in cluster.nodes],
+                   "namespace": n.netns or "(this machine's)",
+                   "up": n.netns is None or net.ns_exists(n.netns)} for n in cluster.nodes],
         "components": supervisor.read_status(lab),
     }

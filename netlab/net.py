@@ -427,10 +427,15 @@ def route_add(ns: str | None, dst: str, *, via: str | None = None, dev: str | No
         spec["prefsrc"] = src
     if onlink:
         spec["flags"] = 4  # RTNH_F_ONLINK
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with ipr(ns) as ip:
         if dev:
             spec["oif"] = _index(ip, dev)
-        ip.route("replace" if replace else "add", **spec)
+        try:
+            ip.route("replace" if replace else "add", **spec)
+        except NetlinkError as e:
+            raise NetError(f"route {dst}{f' via {via}' if via else ''}: {os.strerror(e.code)}") from e
 
 
 def route_del(ns: str | None, dst: str) -> None:

@@ -45,8 +45,8 @@ def make_pki(pki_dir: Path, ips: list[str], dns_names: list[str]) -> None:
     os.chmod(keyfile, 0o600)
 
 
-def make_token(path: Path) -> str:
-    token = os.urandom(24).hex()
+def make_token(path: Path, token: str | None = None) -> str:
+    token = token or os.urandom(24).hex()
     path.write_text(token + "\n")
     os.chmod(path, 0o600)
     return token

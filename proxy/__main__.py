@@ -2,10 +2,11 @@
 
     netlab-proxy run --kubeconfig PATH --hostname-override NODE [--proxy-mode iptables|nftables|ipvs] ...
     netlab-proxy render --mode iptables|nftables --state FILE [--hostname-override NODE] [--cluster-cidr CIDR]
+    netlab-proxy cleanup
 
 `run` watches Services and EndpointSlices and keeps the node's rules in sync. `render` prints the
 rules it would program for the Services and EndpointSlices in a YAML file (a List or several
-documents), touching nothing. Flags keep kube-proxy's names.
+documents), touching nothing. `cleanup` removes what any mode programmed in this namespace. Flags keep kube-proxy's names.
 """
 
 from __future__ import annotations
@@ -80,9 +81,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from proxy import sync
+
+    sync.cleanup_all()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netlab-proxy", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("cleanup", help="remove every rule kube-proxy made, in each mode (kube-proxy --cleanup)"
+                   ).set_defaults(fn=cmd_cleanup, masquerade_bit=14)
     for name in ("run", "render"):
         s = sub.add_parser(name)
         s.add_argument("--hostname-override", default=os.environ.get("NODE_NAME", ""), help="this node's name")

@@ -149,6 +149,20 @@ class NftablesSyncer:
         subprocess.run(["nft", "delete", "table", "ip", nftables.TABLE], capture_output=True)
 
 
+def cleanup_all() -> None:
+    """What `kube-proxy --cleanup` does: remove the rules of every mode and iptables backend."""
+    from netlab import net
+
+    for backend in ("legacy", "nft"):
+        try:
+            IptablesSyncer(iptables.Config(), backend).cleanup()
+        except (OSError, SyncError):  # that backend's tools are not installed
+            pass
+    NftablesSyncer(iptables.Config()).cleanup()
+    if net.link_exists(None, "kube-ipvs0"):
+        net.link_delete(None, "kube-ipvs0")
+
+
 def conntrack_cleanup(old: list[ServicePort], new: list[ServicePort]) -> list[list[str]]:
     """UDP has no connection to end: when an endpoint goes, its conntrack entries are deleted so
     clients stop sending to it (and entries for a service that just got endpoints, which may hold

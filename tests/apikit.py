@@ -93,7 +93,8 @@ class ControlPlane:
         self.start_apiserver()
         kc = str(self.kubeconfig)
         if "controllers" in self.components:
-            self._start("controllers", "netlab.controllers", "--kubeconfig", kc)
+            self._start("controllers", "netlab.controllers", "--kubeconfig", kc,
+                        "--allocate-node-cidrs", "--cluster-cidr", "10.244.0.0/16")
         if "scheduler" in self.components:
             self._start("scheduler", "netlab.scheduler", "--kubeconfig", kc)
         return self

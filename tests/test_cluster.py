@@ -67,3 +67,30 @@ def test_clashes():
     other = Cluster.from_dict({"networking": {"nodeSubnet": "172.19.0.0/24", "podSubnet": "10.245.0.0/16"}},
                               name="b")
     assert a.clashes_with(other) is None
+
+
+def test_a_machine_as_the_node_round_trips_and_needs_host_gw():
+    host = {"node": "vm1", "role": "control-plane", "ip": "192.168.56.10", "podCIDR": "10.244.0.0/24",
+            "server": "https://192.168.56.10:6443"}
+    c = Cluster.from_dict({"host": host})
+    assert [(n.name, n.role, n.ip, n.pod_cidr, n.netns) for n in c.nodes] == [
+        ("vm1", "control-plane", "192.168.56.10", "10.244.0.0/24", None)]
+    assert Cluster.from_dict(c.to_dict()) == c
+    with pytest.raises(ClusterError, match="networking.backend: vxlan is not supported across machines"):
+        Cluster.from_dict({"host": host, "networking": {"backend": "vxlan"}})
+    with pytest.raises(ClusterError, match="host.server: missing"):
+        Cluster.from_dict({"host": {k: v for k, v in host.items() if k != "server"}})
+
+
+def test_join_ca_hash_is_kubeadms(tmp_path):
+    """What `kubeadm token create --print-join-command` prints, computed as kubeadm's docs do with openssl."""
+    import subprocess
+
+    from netlab.join import ca_cert_hash
+    from netlab.pki import make_pki
+
+    make_pki(tmp_path, ["127.0.0.1"], ["localhost"])
+    der = subprocess.run("openssl x509 -pubkey -noout -in ca.crt | openssl pkey -pubin -outform der | "
+                         "openssl dgst -sha256 -hex", shell=True, cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.split()[-1]
+    assert ca_cert_hash((tmp_path / "ca.crt").read_bytes()) == f"sha256:{der}"

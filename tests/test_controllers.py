@@ -119,6 +119,25 @@ def cp():
         yield plane
 
 
+def test_nodes_without_a_pod_cidr_get_the_lowest_free_one(cp):
+    """--allocate-node-cidrs: the nodes of the module's fixture got 10.244.0-2.0/24; a node that
+    brings its own keeps it, and the next one without gets the lowest /24 still free."""
+    cidrs = {n["metadata"]["name"]: n["spec"].get("podCIDR") for n in objects(cp, "nodes", "default")}
+    assert sorted(cidrs.values()) == ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]
+    own = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "nlt-own"}, "spec": {"podCIDR": "10.244.3.0/24"}}
+    cp.kubectl("create", "-f", "-", input=json.dumps(own))
+    cp.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "nlt-new"}}))
+    try:
+        new = wait(lambda: json.loads(cp.kubectl("get", "node", "nlt-new", "-o", "json").stdout)["spec"].get("podCIDR"),
+                   what="a podCIDR for nlt-new")
+        assert new == "10.244.4.0/24"
+        assert json.loads(cp.kubectl("get", "node", "nlt-own", "-o", "json").stdout)["spec"]["podCIDR"] == "10.244.3.0/24"
+        assert wait(lambda: [e for e in objects(cp, "events", "default")
+                             if e["reason"] == "CIDRAssignmentSucceeded" and e["involvedObject"]["name"] == "nlt-new"])
+    finally:
+        cp.kubectl("delete", "node", "nlt-own", "nlt-new")
+
+
 def test_deployment_becomes_bound_ready_pods_and_endpoints(cp):
     ns = "nlt-a"
     cp.kubectl("create", "namespace", ns)

@@ -1,5 +1,7 @@
-"""The Vagrant VM: its Vagrantfile validates, and its provisioning (the same script `scripts/setup`
-and `scripts/test` run) installs what it lists on this machine, idempotently."""
+"""The Vagrant VMs: the Vagrantfile (the single-VM lab and the cluster over VMs) validates, the
+netlab commands its provisioning runs are ones netlab's CLI takes (what they do is tested in
+test_join.py, with namespaces standing in for the VMs), and the provisioning (the same script
+`scripts/setup` and `scripts/test` run) installs what it lists on this machine, idempotently."""
 
 from __future__ import annotations
 
@@ -20,6 +22,27 @@ def test_vagrantfile_validates():
                        timeout=120, env={**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1"})
     assert r.returncode == 0 and "validated successfully" in r.stdout, r.stdout + r.stderr
     assert 'path: "provision.sh"' in (VAGRANT / "Vagrantfile").read_text()
+
+
+def test_the_vms_provisioning_commands_are_netlabs():
+    from netlab.cli import parser
+    from netlab.cluster import Cluster
+
+    text = (VAGRANT / "Vagrantfile").read_text()
+    for machine in ("netlab", "cp", "worker#{i}"):
+        assert f'config.vm.define "{machine}"' in text
+    values = {"CP_IP": "192.168.56.10", "TOKEN": "abcdef.0123456789abcdef", "i": "1"}
+    lines = text.replace("\\\n", " ")  # shell line continuations joined
+    commands = [re.sub(r"#\{(\w+)\}", lambda m: values[m.group(1)], cmd).split()
+                for cmd in re.findall(r"\|\| (netlab (?:init|join) .*)", lines)]
+    assert sorted(c[1] for c in commands) == ["init", "join"]
+    for argv in commands:
+        args = parser().parse_args(argv[1:])
+        if argv[1] == "init":
+            cluster = Cluster.load(args.config.replace("/netlab/", f"{VAGRANT.parent}/"))
+            assert cluster.store.startswith("etcd://") and cluster.backend == "host-gw"
+        else:
+            assert args.server == "192.168.56.10:6443" and args.token == values["TOKEN"]
 
 
 @pytest.mark.lab

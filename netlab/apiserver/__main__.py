@@ -2,9 +2,10 @@
 
 Everything comes from the lab's state directory: the cluster file (service subnet, store, the
 control-plane node), the PKI and token made by `bootstrap()`, and the loopback port. It serves
-HTTPS on 127.0.0.1:<port> for the host's kubectl and, when `--node-netns` names the control-plane
-node's namespace, on that node's address :6443 too (a socket made inside that namespace serves
-from this process: a socket stays in the namespace it was created in).
+HTTPS on 127.0.0.1:<port> for the host's kubectl and on the control-plane node's address :6443:
+inside the namespace `--node-netns` names (a socket made there serves from this process: a
+socket stays in the namespace it was created in), or, on a machine made a node by `netlab init`,
+in its own, where other machines' nodes reach it.
 """
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ async def serve(args: argparse.Namespace) -> None:
     await runner.setup()
     port = args.port or int((state / "apiserver.port").read_text())
     sites = [web.SockSite(runner, listener("127.0.0.1", port), ssl_context=ctx)]
-    if args.node_netns:
+    serve_node = bool(args.node_netns or cluster.host)
+    if serve_node:
         sites.append(web.SockSite(runner, listener(cp.ip, 6443, args.node_netns), ssl_context=ctx))
     for s in sites:
         await s.start()
     cluster.api_ready_file.write_text(f"{os.getpid()}\n")  # the other components start once this is there
-    logging.info("serving on 127.0.0.1:%d%s", port, f" and {cp.ip}:6443" if args.node_netns else "")
+    logging.info("serving on 127.0.0.1:%d%s", port, f" and {cp.ip}:6443" if serve_node else "")
     try:
         await asyncio.Event().wait()
     finally:
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m netlab.apiserver")
     p.add_argument("--state-dir", required=True)
     p.add_argument("--port", type=int, help="loopback port (default: the one chosen at up)")
-    p.add_argument("--node-netns", help="also serve on the control-plane node's address :6443 in this namespace")
+    p.add_argument("--node-netns", help="also serve on the control-plane node's address :6443 in this namespace "
+                   "(on a machine made a node by netlab init: in this process's own)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -1,7 +1,7 @@
 """kube-controller-manager for a lab: `python -m netlab.controllers --kubeconfig PATH`.
 
-Runs the Deployment, ReplicaSet, EndpointSlice (and Endpoints), namespace and garbage-collector
-controllers in one process over shared informers, as upstream's controller manager does."""
+Runs the Deployment, ReplicaSet, EndpointSlice (and Endpoints), namespace, garbage-collector and
+(with --allocate-node-cidrs) node IPAM controllers in one process over shared informers, as upstream's controller manager does."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from netlab.controllers.base import Context
 from netlab.controllers.deployment import DeploymentController
 from netlab.controllers.endpointslice import EndpointSliceController
 from netlab.controllers.lifecycle import GarbageCollector, NamespaceController
+from netlab.controllers.nodeipam import NodeIpamController
 from netlab.controllers.replicaset import ReplicaSetController
 
 CONTROLLERS = [DeploymentController, ReplicaSetController, EndpointSliceController, NamespaceController,
                GarbageCollector]
 
 
-async def run(kubeconfig: str) -> None:
-    ctx = Context(Client.from_kubeconfig(kubeconfig))
-    controllers = [c(ctx) for c in CONTROLLERS]
+async def run(args: argparse.Namespace) -> None:
+    ctx = Context(Client.from_kubeconfig(args.kubeconfig), args.cluster_cidr, args.node_cidr_mask_size)
+    controllers = [c(ctx) for c in CONTROLLERS + ([NodeIpamController] if args.allocate_node_cidrs else [])]
     informers = await ctx.start()  # their first lists reach the handlers, which queue every object
     logging.info("controllers synced: %s", ", ".join(c.name for c in controllers))
     await asyncio.gather(*(c.run() for c in controllers), *informers)
@@ -31,10 +32,15 @@ async def run(kubeconfig: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m netlab.controllers")
     p.add_argument("--kubeconfig", required=True)
+    p.add_argument("--allocate-node-cidrs", action="store_true", help="give Nodes without one a podCIDR")
+    p.add_argument("--cluster-cidr", default="", help="the pod subnet podCIDRs come from")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24)
     args = p.parse_args(argv)
+    if args.allocate_node_cidrs and not args.cluster_cidr:
+        p.error("--allocate-node-cidrs needs --cluster-cidr")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(run(args.kubeconfig))
+        asyncio.run(run(args))
     except KeyboardInterrupt:
         pass
 

@@ -16,8 +16,9 @@ log = logging.getLogger("netlab.controllers")
 class Context:
     """The client and the shared informers of one controller-manager process."""
 
-    def __init__(self, client: Client):
+    def __init__(self, client: Client, cluster_cidr: str = "", node_cidr_mask: int = 24):
         self.client = client
+        self.cluster_cidr, self.node_cidr_mask = cluster_cidr, node_cidr_mask  # node IPAM, when allocating
         self.informers: dict[str, Informer] = {}
 
     def informer(self, resource: str) -> Informer:

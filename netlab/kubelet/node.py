@@ -23,7 +23,8 @@ def node_object(cluster: Cluster, node: Node) -> dict:
     are workers to run pods."""
     labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
               "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
-    spec: dict = {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]}
+    # a node joining from another machine has none yet: the node IPAM controller assigns it
+    spec: dict = {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]} if node.pod_cidr else {}
     if node.role == "control-plane":
         labels["node-role.kubernetes.io/control-plane"] = ""
         labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
