@@ -69,7 +69,8 @@ def cmd_join(args: argparse.Namespace) -> int:
     if args.discovery_token_ca_cert_hash is None and not args.discovery_token_unsafe_skip_ca_verification:
         raise ClusterError("--discovery-token-ca-cert-hash: required (it is in the command `netlab init` printed), "
                            "unless --discovery-token-unsafe-skip-ca-verification")
-    cluster = join.join(args.server, args.token, args.discovery_token_ca_cert_hash, args.name, args.node_name)
+    cluster = join.join(args.server, args.token, args.discovery_token_ca_cert_hash, args.name, args.node_name,
+                        discovery_timeout=args.discovery_timeout)
     node = cluster.nodes[0]
     print(f"node {node.name} ({node.ip}, pods {node.pod_cidr}) joined the cluster at {args.server}")
     return 0
@@ -293,6 +294,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("--token",), {"required": True}),
         (("--discovery-token-ca-cert-hash",), {"help": "sha256:<hex> of the control plane's CA public key"}),
         (("--discovery-token-unsafe-skip-ca-verification",), {"action": "store_true"}),
+        (("--discovery-timeout",), {"type": float, "default": 300,
+                                    "help": "seconds to keep asking an API server that is not up yet (default 300)"}),
         (("--node-name",), {"help": "this node's name (default: the hostname)"}),
     ]),
     "logs": (cmd_logs, "a component's log", [

@@ -102,6 +102,10 @@ def hostname() -> str:
     return socket.gethostname().split(".")[0].lower()
 
 
+class Unreachable(LabError):
+    pass
+
+
 class _Api:
     """The few calls `join` makes before it has a kubelet: plain HTTPS with the bootstrap token."""
 
@@ -123,13 +127,22 @@ class _Api:
                 raise LabError(f"the API server at {self.server} refused --token (401 Unauthorized)") from None
             raise
         except (urllib.error.URLError, OSError) as e:
-            raise LabError(f"cannot reach the API server at {self.server}: {getattr(e, 'reason', e)}") from None
+            raise Unreachable(f"cannot reach the API server at {self.server}: {getattr(e, 'reason', e)}") from None
 
 
-def discover(server: str, token: str, ca_hash: str | None) -> bytes:
+def discover(server: str, token: str, ca_hash: str | None, timeout: float) -> bytes:
     """The control plane's CA, from kube-public/cluster-info, checked against `ca_hash` (None: trusted
-    unchecked, --discovery-token-unsafe-skip-ca-verification)."""
-    info = _Api(server, token, None).call("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info")
+    unchecked, --discovery-token-unsafe-skip-ca-verification). Until `timeout`, an API server that is
+    not up yet, or has no cluster-info yet, is asked again, as kubeadm does (VMs come up together)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            info = _Api(server, token, None).call("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info")
+            break
+        except (Unreachable, urllib.error.HTTPError) as e:
+            if time.monotonic() > end or (isinstance(e, urllib.error.HTTPError) and e.code != 404):
+                raise
+            time.sleep(1)
     cfg = yaml.safe_load(info["data"]["kubeconfig"])
     ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
     if ca_hash is not None and ca_cert_hash(ca) != ca_hash.lower():
@@ -139,7 +152,7 @@ def discover(server: str, token: str, ca_hash: str | None) -> bytes:
 
 
 def join(server: str, token: str, ca_hash: str | None, name: str, node_name: str | None = None,
-         timeout: float = 60) -> Cluster:
+         timeout: float = 60, discovery_timeout: float = 300) -> Cluster:
     """This machine as a worker node of the cluster whose API server is at `server` (HOST:PORT)."""
     lab.require_root()
     _check_token(token)
@@ -147,7 +160,7 @@ def join(server: str, token: str, ca_hash: str | None, name: str, node_name: str
         raise LabError(f"--discovery-token-ca-cert-hash: {ca_hash!r} is not sha256:<64 hex digits>")
     host, _, port = server.rpartition(":") if ":" in server else (server, "", str(API_PORT))
     url = f"https://{host}:{port}"
-    ca = discover(url, token, ca_hash)
+    ca = discover(url, token, ca_hash, discovery_timeout)
     api = _Api(url, token, ca)  # from here on, only a server with that CA's certificate
     cm = api.call("GET", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
     networking = yaml.safe_load(cm["data"]["ClusterConfiguration"]).get("networking") or {}

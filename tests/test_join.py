@@ -170,7 +170,7 @@ def test_join_errors_name_the_flag(machines):
     r = on(VM2, [*NETLAB, "join", f"{IP1}:6443", "--token", "abcdef.0123456789abcdef", "--name", "nltw1"])
     assert r.returncode == 1 and "--discovery-token-ca-cert-hash: required" in r.stderr, r.stderr
     r = on(VM2, [*NETLAB, "join", f"{IP1}:6443", "--token", "abcdef.0123456789abcdef", "--name", "nltw1",
-                 "--discovery-token-unsafe-skip-ca-verification"])
+                 "--discovery-token-unsafe-skip-ca-verification", "--discovery-timeout", "1"])
     assert r.returncode == 1 and f"cannot reach the API server at https://{IP1}:6443" in r.stderr, r.stderr
     assert not state_dir("nltw1").exists() and not net.link_exists(VM2, "cni0")
     # two addresses and no --advertise-address: which one other machines reach is the user's to say
