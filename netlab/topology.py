@@ -24,8 +24,9 @@ class PodLink:
 @dataclass
 class NodeView:
     name: str
-    netns: str
-    eth0: str
+    netns: str | None
+    uplink: str  # the link on the node network: eth0, or on a machine made a node, the machine's own
+    addr: str
     cni0: str
     vxlan: str | None
     pods: list[PodLink] = field(default_factory=list)
@@ -35,7 +36,10 @@ def read(cluster: Cluster) -> list[NodeView]:
     views = []
     for node in cluster.nodes:
         links = {link["name"]: link for link in net.link_list(node.netns)}
-        v = NodeView(node.name, node.netns, ", ".join(_v4(node.netns, "eth0")), ", ".join(_v4(node.netns, "cni0")),
+        uplink = "eth0" if node.netns else next(
+            (name for name in links if any(a.split("/")[0] == node.ip for a in _v4(None, name))), "?")
+        v = NodeView(node.name, node.netns, uplink, ", ".join(_v4(node.netns, uplink)),
+                     ", ".join(_v4(node.netns, "cni0")),
                      ", ".join(_v4(node.netns, VXLAN_DEV)) if VXLAN_DEV in links else None)
         for state in sorted((cluster.state_dir / "nodes" / node.name / "pods").glob("*/state.json")):
             try:
@@ -63,7 +67,7 @@ def rows(cluster: Cluster, views: list[NodeView]) -> list[list[str]]:
     """One row per node link: eth0, cni0, flannel.1 and each pod's veth."""
     rows = []
     for v in views:
-        rows.append([v.name, "eth0", v.eth0, f"{NODE_BRIDGE} in {cluster.netns}"])
+        rows.append([v.name, v.uplink, v.addr, f"{NODE_BRIDGE} in {cluster.netns}" if v.netns else "this machine's network"])
         rows.append([v.name, "cni0", v.cni0, "bridge"])
         if v.vxlan is not None:
             rows.append([v.name, VXLAN_DEV, v.vxlan, "vxlan VNI 1, UDP 8472"])
@@ -74,11 +78,12 @@ def rows(cluster: Cluster, views: list[NodeView]) -> list[list[str]]:
 
 def dot(cluster: Cluster, views: list[NodeView]) -> str:
     out = ["graph netlab {", "  rankdir=TB; node [shape=box, fontname=Helvetica, fontsize=10];",
-           f'  nodes [label="{NODE_BRIDGE}\\n{cluster.node_gateway} ({cluster.netns})", shape=ellipse];']
+           f'  nodes [label="{NODE_BRIDGE}\\n{cluster.node_gateway} ({cluster.netns})", shape=ellipse];'
+           if not cluster.host else '  nodes [label="this machine\'s network", shape=ellipse];']
     for v in views:
         n = v.name.replace("-", "_")
-        out.append(f"  subgraph cluster_{n} {{ label=\"{v.name} ({v.netns})\";")
-        out.append(f'    {n}_eth0 [label="eth0\\n{v.eth0}"];')
+        out.append(f"  subgraph cluster_{n} {{ label=\"{v.name} ({v.netns or 'this machine'})\";")
+        out.append(f'    {n}_eth0 [label="{v.uplink}\\n{v.addr}"];')
         out.append(f'    {n}_cni0 [label="cni0\\n{v.cni0}", shape=ellipse];')
         for i, p in enumerate(v.pods):
             out.append(f'    {n}_pod{i} [label="{p.pod}\\n{p.ip}", style=rounded];')

@@ -139,6 +139,8 @@ def test_join_makes_a_second_machine_a_node_whose_pods_reach_the_first(machines)
     assert {"type": "InternalIP", "address": IP2} in nodes["vm2"]["status"]["addresses"]
     for machine, cidr, via in ((VM1, "10.244.1.0/24", IP2), (VM2, "10.244.0.0/24", IP1)):
         assert any(r["dst"] == cidr and r["via"] == via for r in net.route_list(machine)), machine
+    topology = on(VM2, [*NETLAB, "topology", "--name", "nltw1"]).stdout
+    assert "vm2    eth1   192.168.56.11/24   this machine's network" in topology, topology
 
     assert kubectl("apply", "-f", "-", input=MANIFEST).returncode == 0
     for selector, ns in (("app in (web,client)", "default"), ("k8s-app=kube-dns", "kube-system")):
