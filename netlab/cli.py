@@ -103,6 +103,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(table(["COMPONENT", "PID", "STATE", "RESTARTS", "NAMESPACE"],
                     ((c["name"], c["pid"], c["state"], c["restarts"], c["netns"] or "host") for c in comps)))
+    if st.get("joinCommand"):
+        print(f"\nto add a machine as a node, run on it as root:\n  {st['joinCommand']}")
     return 0
 
 

@@ -341,4 +341,6 @@ def status(lab: str) -> dict:
                    "namespace": n.netns or "(this machine's)",
                    "up": n.netns is None or net.ns_exists(n.netns)} for n in cluster.nodes],
         "components": supervisor.read_status(lab),
+        "joinCommand": (cluster.state_dir / "join-command").read_text().strip()
+        if (cluster.state_dir / "join-command").exists() else None,  # on a machine made a control plane by init
     }

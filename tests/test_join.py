@@ -120,6 +120,7 @@ def test_join_makes_a_second_machine_a_node_whose_pods_reach_the_first(machines)
     join = next(ln.split() for ln in r.stdout.splitlines() if ln.strip().startswith("netlab join"))
     assert join[2] == f"{IP1}:6443" and "--discovery-token-ca-cert-hash" in join
     args = join[2:] + ["--name", "nltw1", "--node-name", "vm2"]
+    assert " ".join(join) in on(VM1, [*NETLAB, "status", "--name", "nltcp"]).stdout  # there to look up later
 
     # a CA that is not the one the hash names: refused, and nothing made on the machine
     bad = [a if not a.startswith("sha256:") else "sha256:" + "0" * 64 for a in args]
