@@ -140,8 +140,13 @@ def discover(server: str, token: str, ca_hash: str | None, timeout: float) -> by
             info = _Api(server, token, None).call("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info")
             break
         except (Unreachable, urllib.error.HTTPError) as e:
-            if time.monotonic() > end or (isinstance(e, urllib.error.HTTPError) and e.code != 404):
+            if isinstance(e, urllib.error.HTTPError) and e.code != 404:
                 raise
+            if time.monotonic() > end:
+                if isinstance(e, Unreachable):
+                    raise
+                raise LabError(f"the API server at {server} has no kube-public/cluster-info: is it a control plane "
+                               "that `netlab init` made?") from None
             time.sleep(1)
     cfg = yaml.safe_load(info["data"]["kubeconfig"])
     ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
@@ -182,6 +187,7 @@ def join(server: str, token: str, ca_hash: str | None, name: str, node_name: str
             raise LabError(f"a Node named {me!r} is in the cluster already; join with another --node-name, "
                            f"or remove it first: kubectl delete node {me}") from None
         raise
+    made = False
     try:
         pod_cidr = _wait(api, me, timeout, lambda n: (n.get("spec") or {}).get("podCIDR"),
                          "a podCIDR from the control plane's node IPAM controller (is kube-controller-manager "
@@ -189,10 +195,13 @@ def join(server: str, token: str, ca_hash: str | None, name: str, node_name: str
         cluster = dataclasses.replace(base, host=Host(me, "worker", ip, pod_cidr, url))
         cluster.validate()
         lab.up(cluster, token=token, ca=ca)
+        made = True
         _wait(api, me, timeout, lambda n: any(c.get("type") == "Ready" and c.get("status") == "True"
                                               for c in (n.get("status") or {}).get("conditions") or []),
               f"the kubelet to report node {me} Ready (see: netlab logs --name {name} kubelet-{me})")
-    except BaseException:
+    except BaseException:  # nothing half-made: not the machine's node, nor its Node object
+        if made:
+            lab.down(name)
         try:
             api.call("DELETE", f"/api/v1/nodes/{me}")
         except (LabError, urllib.error.HTTPError):
