@@ -120,7 +120,6 @@ class IpvsSyncer:
                 "bitmap:port range 0-65535" if name.startswith("KUBE-NODE-PORT") else "hash:ip,port")
             restore += [f"create {name} {kind} -exist", f"flush {name}"] + [f"add {name} {m}" for m in members]
         subprocess.run(["ipset", "restore"], input="\n".join(restore) + "\n", text=True, check=True)
-        self.nat.ensure_chains()
         self.nat.ensure_jumps()
         sync.run([self.nat.tool("iptables-restore"), "-w", "5", "--noflush"], nat_text(self.cfg))
         self.stats["syncs"] += 1

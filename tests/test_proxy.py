@@ -3,6 +3,7 @@ kernel (iptables-restore and nft in a namespace of their own)."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,28 @@ def test_iptables_full_then_partial_syncs(node):
     assert "10.96.0.11" not in after_partial and "--to-destination 10.244.2.4:8080" in after_partial
     assert "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in after_partial
     assert "KUBE-" not in after_cleanup
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("backend", ["legacy", "nft"])
+def test_full_syncs_put_back_a_missing_jump_and_never_add_one_twice(node, backend):
+    cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16")
+
+    def steps():
+        s = sync.IptablesSyncer(cfg, backend)
+        state = _state(("a", "10.96.0.11", ["10.244.1.2"]))
+        s.sync(state)
+        s.sync(state, full=True)
+        twice = sync.run([s.tool("iptables-save")])
+        sync.run([s.tool("iptables"), "-t", "nat", "-D", "PREROUTING", *shlex.split(iptables.JUMPS[-3][2])])
+        s.sync(state, full=True)
+        repaired = sync.run([s.tool("iptables-save")])
+        s.cleanup()
+        return twice, repaired
+    twice, repaired = _in(node, steps)
+    for table, chain, rule in iptables.JUMPS:
+        assert twice.count(f"-A {chain} {rule}") == 1, (table, chain, rule)
+        assert repaired.count(f"-A {chain} {rule}") == 1, (table, chain, rule)
 
 
 @pytest.mark.lab
