@@ -4,7 +4,7 @@ Each component is a separate process that talks only to the API server, as in a 
 the API server (on the host's loopback for kubectl, and on the control-plane node's address
 :6443 inside the lab), the controller manager and the scheduler in the control-plane node's
 namespace; on every node, in that node's namespace, the CNI agent (netlab-bridge's netlink
-worker), the kubelet and kube-proxy.
+worker), the runtime (the spawner that starts pods' processes), the kubelet and kube-proxy.
 
 On a machine made a node by `netlab init` or `netlab join` (cluster.host), everything runs in
 the machine's own namespace; a joined worker runs only the node's components, talking to the
@@ -21,7 +21,7 @@ from netlab.supervisor import Component
 
 
 def components(cluster: Cluster) -> list[Component]:
-    from netlab.lab import cni_agent_socket
+    from netlab.lab import cni_agent_socket, runtime_socket
 
     py, state, cp = sys.executable, str(cluster.state_dir), cluster.nodes[0]
     in_lab = str(cluster.state_dir / "kubeconfig-node")
@@ -45,6 +45,8 @@ def components(cluster: Cluster) -> list[Component]:
         out.append(Component(f"cni-agent-{node.name}",
                              [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name)), *routes],
                              node.netns, after=api))  # needed once pods come, which is after the API
+        out.append(Component(f"runtime-{node.name}", [py, "-m", "netlab.kubelet.spawner", "--socket",
+                                                      str(runtime_socket(cluster, node.name))], node.netns, after=api))
         out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.kubelet", "--lab", cluster.name,
                                                       "--node", node.name, "--kubeconfig", in_lab], node.netns,
                              after=api))

@@ -213,6 +213,11 @@ def cni_agent_socket(cluster: Cluster, node: str) -> Path:
     return cluster.state_dir / "nodes" / node / "cni" / "agent.sock"
 
 
+def runtime_socket(cluster: Cluster, node: str) -> Path:
+    """Where the node's spawner (its container runtime) takes requests from the kubelet."""
+    return cluster.state_dir / "nodes" / node / "runtime.sock"
+
+
 def write_node_files(cluster: Cluster) -> None:
     """Per-node files the kubelet reads: the CNI conflist and the IPAM data directory."""
     write_cni_launchers(cluster.state_dir / "cni" / "bin")

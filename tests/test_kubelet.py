@@ -96,6 +96,7 @@ def test_crashing_container_backs_off_and_unknown_image_is_explained(netlab_lab)
     lab.kubectl("apply", "-f", "-", input=pod_spec("crasher", [
         {"name": "c", "image": "busybox", "command": ["sh", "-c", "echo crashing; exit 3"]}]))
     lab.kubectl("apply", "-f", "-", input=pod_spec("mystery", [{"name": "m", "image": "example.com/mystery:1.0"}]))
+    lab.kubectl("apply", "-f", "-", input=pod_spec("typo", [{"name": "t", "image": "busybox", "command": ["slep", "1"]}]))
 
     def backing_off():
         st = lab.get("pods", "crasher")["status"].get("containerStatuses") or [{}]
@@ -110,7 +111,12 @@ def test_crashing_container_backs_off_and_unknown_image_is_explained(netlab_lab)
     st = lab.wait(lambda: (lab.get("pods", "mystery")["status"].get("containerStatuses") or [{}])[0].get(
         "state", {}).get("waiting"), 20, "mystery waiting")
     assert st["reason"] == "ErrImagePull" and "not in netlab's catalog" in st["message"] and "agnhost" in st["message"]
-    lab.kubectl("delete", "pod", "crasher", "mystery", "--grace-period=1")
+    # a command that does not exist: the start fails, as a runtime reports it (StartError, 128)
+    st = lab.wait(lambda: (lab.get("pods", "typo")["status"].get("containerStatuses") or [{}])[0].get(
+        "lastState", {}).get("terminated"), 20, "typo's failed start")
+    assert st["reason"] == "StartError" and st["exitCode"] == 128, st
+    assert 'exec: "slep": executable file not found in $PATH' in st["message"]
+    lab.kubectl("delete", "pod", "crasher", "mystery", "typo", "--grace-period=1")
 
 
 def test_readiness_probe_drives_endpoints(netlab_lab, tmp_path):
@@ -139,15 +145,23 @@ def test_readiness_probe_drives_endpoints(netlab_lab, tmp_path):
     lab.kubectl("delete", "pod", "probed", "--grace-period=1")
 
 
-def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab):
+def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab, tmp_path):
     lab = netlab_lab
     lab.apply(EXAMPLES / "run-my-nginx.yaml")
     before = {p["metadata"]["name"]: p for p in lab.wait_ready("run=my-nginx", count=2)}
     pids = {n: lab.container_pid(p) for n, p in before.items()}
     nodes = {p["spec"]["nodeName"] for p in before.values()}
+    # a container that ends while its kubelet is down: the node's runtime keeps its exit status
+    flag = tmp_path / "exit-now"
+    lab.kubectl("apply", "-f", "-", input=pod_spec("exiter", [
+        {"name": "e", "image": "busybox", "command": ["sh", "-c", f"until [ -f {flag} ]; do sleep 0.1; done; exit 7"]}],
+        restartPolicy="Never", nodeName=sorted(nodes)[0]))
+    lab.wait(lambda: (lab.get("pods", "exiter")["status"].get("containerStatuses") or [{}])[0].get(
+        "state", {}).get("running"), 20, "exiter running")
     for row in supervisor.read_status(lab.name) or []:
         if row["name"] in {f"kubelet-{n}" for n in nodes}:
             os.kill(row["pid"], signal.SIGKILL)
+    flag.touch()
     time.sleep(2.5)  # the supervisor restarts them; they adopt the running pods
     lab.wait(lambda: all(r["pid"] and r["restarts"] >= 1 for r in supervisor.read_status(lab.name)
                          if r["name"] in {f"kubelet-{n}" for n in nodes}), 20, "kubelets back")
@@ -158,6 +172,9 @@ def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab):
         assert p["status"]["podIP"] == before[n]["status"]["podIP"]
         assert p["status"]["containerStatuses"][0]["restartCount"] == 0
         assert lab.container_pid(p) == pids[n], "the container process must be untouched"
+    exiter = lab.wait(lambda: (p := lab.get("pods", "exiter"))["status"]["phase"] == "Failed" and p, 20, "exiter done")
+    assert exiter["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 7
+    lab.kubectl("delete", "pod", "exiter", "--grace-period=1")
     # deleting a pod stops it and removes its namespace and its address lease
     victim = next(iter(after.values()))
     ns, ip, node = lab.pod_netns(victim), victim["status"]["podIP"], victim["spec"]["nodeName"]

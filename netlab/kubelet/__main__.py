@@ -36,9 +36,10 @@ class Kubelet:
         node_dir = self.cluster.state_dir / "nodes" / node
         self.pods_dir = node_dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)
-        from netlab.lab import cni_path
+        from netlab.lab import cni_path, runtime_socket
 
         self.cni = CNI(node_dir / "cni" / "net.d" / "10-netlab.conflist", cni_path(self.cluster))
+        self.runtime = runtime_socket(self.cluster, node)
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={node}")
         self.svcs = Informer(self.client, "services")
         self.cms = Informer(self.client, "configmaps")
@@ -104,10 +105,10 @@ class Kubelet:
                 continue
             pd = runtime.PodDir(self.pods_dir, d.name)
             st = pd.state()
-            procs = [runtime.Process(c["proc"]["pid"], c["proc"]["started"])
-                     for c in (st.get("containers") or {}).values() if c.get("proc")]
+            procs = [runtime.Process.from_json(c["proc"]) for c in (st.get("containers") or {}).values()
+                     if c.get("proc")]
             if st.get("pause"):
-                procs.append(runtime.Process(st["pause"]["pid"], st["pause"]["started"]))
+                procs.append(runtime.Process.from_json(st["pause"]))
             await asyncio.to_thread(runtime.stop, procs, 0)
             ns_name = st.get("netns")
             if ns_name and net.ns_exists(ns_name):

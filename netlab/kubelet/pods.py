@@ -52,7 +52,7 @@ class Container:
         self.restarts, self.started_at = d.get("restarts", 0), d.get("startedAt")
         self.state, self.last_state, self.done = d.get("state", self.state), d.get("lastState", {}), d.get("done", False)
         if d.get("proc"):
-            self.proc = runtime.Process(d["proc"]["pid"], d["proc"]["started"])
+            self.proc = runtime.Process.from_json(d["proc"])
 
 
 class PodWorker:
@@ -87,7 +87,7 @@ class PodWorker:
         st = self.dir.state()
         if not st.get("pause"):
             return False
-        pause = runtime.Process(st["pause"]["pid"], st["pause"]["started"])
+        pause = runtime.Process.from_json(st["pause"])
         if not pause.alive() or (self.netns and not net.ns_exists(self.netns)):
             return False
         self.pause, self.cni_result, self.ip, self.start_time = pause, st.get("cni"), st.get("ip"), st.get("startTime")
@@ -152,8 +152,8 @@ class PodWorker:
                 self.ip = ips[0] if ips else None
             else:
                 self.ip = self.k.node_ip
-            self.pause = await asyncio.to_thread(runtime.start_pause, self.netns, self.pod["metadata"]["name"],
-                                                 self.dir.logs / "pause.log")
+            self.pause = await asyncio.to_thread(runtime.start_pause, self.k.runtime, self.netns,
+                                                 self.pod["metadata"]["name"], self.dir.path)
             self.start_time = self.start_time or now()
             self.sandbox_error = None
             for c in self.containers:  # a new sandbox: containers start again
@@ -162,7 +162,7 @@ class PodWorker:
                 c.proc, c.done = None, False if not c.init else c.done
             self.save()
             return True
-        except (CNIError, net.NetError, OSError) as e:
+        except (CNIError, net.NetError, OSError, RuntimeError) as e:
             msg = f"Failed to create pod sandbox: {e}"
             if msg != self.sandbox_error:
                 await self.record("FailedCreatePodSandBox", msg, "Warning")
@@ -214,8 +214,13 @@ class PodWorker:
             log_file.replace(self.dir.logs / f"{c.name}.previous.log")
         if not c.restarts and not c.proc:
             await self.record("Pulled", f'Container image "{spec.get("image")}" already present on machine')
-        c.proc = await asyncio.to_thread(runtime.start_container, self.netns, self.pause, argv, env,
-                                         spec.get("workingDir", "/"), upper, work, binds, log_file, run_upper)
+        try:
+            c.proc = await asyncio.to_thread(runtime.start_container, self.k.runtime, self.netns, self.pause, argv,
+                                             env, spec.get("workingDir", "/"), upper, work, binds, log_file,
+                                             self.dir.path / "exits" / c.name, run_upper)
+        except RuntimeError as e:  # the process could not start (no such command, a mount failed)
+            await self.start_failed(c, str(e))
+            return
         c.started_at, c.t0 = now(), time.monotonic()
         c.state = {"running": {"startedAt": c.started_at}}
         c.probe_state = {}
@@ -240,10 +245,24 @@ class PodWorker:
 
     async def exited(self, c: Container, policy: str) -> None:
         code = c.proc.exit_code()
-        code = 0 if code is None else code  # an adopted process: its status went with the old kubelet
-        reason = "Completed" if code == 0 else "Error"
-        term = {"exitCode": code, "reason": reason, "startedAt": c.started_at, "finishedAt": now(),
-                "containerID": self.container_id(c)}
+        code = 0 if code is None else code  # its status is lost if the node's runtime went since
+        term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": c.started_at,
+                "finishedAt": now(), "containerID": self.container_id(c)}
+        await self.ended(c, policy, term)
+
+    async def start_failed(self, c: Container, why: str) -> None:
+        """The process could not be started: a terminated StartError with exit code 128, restarted
+        per policy with back-off, as containerd reports a failed start."""
+        msg = f"failed to start container process: {why}"
+        await self.record("Failed", f"Error: {msg}", "Warning")
+        policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+        c.started_at, c.t0 = "1970-01-01T00:00:00Z", time.monotonic()
+        await self.ended(c, policy, {"exitCode": 128, "reason": "StartError", "message": msg,
+                                     "startedAt": c.started_at, "finishedAt": now(),
+                                     "containerID": self.container_id(c)})
+
+    async def ended(self, c: Container, policy: str, term: dict) -> None:
+        code = term["exitCode"]
         c.proc, c.ready = None, False
         restart = policy == "Always" or (policy == "OnFailure" and code != 0)
         if c.init:

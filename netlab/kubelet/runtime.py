@@ -2,9 +2,11 @@
 holds the pod's UTS namespace (hostname = pod name), and one process per container that joins
 them and gets a mount namespace of its own, where /etc is an overlay carrying the pod's hosts,
 resolv.conf and hostname and the container's volumes under /etc (the host's /etc is untouched).
+The node's spawner (spawner.py) starts those processes and records how they exit.
 
 Everything about a pod lives in its directory, `<state>/nodes/<node>/pods/<uid>/`: state.json
-(pids, restart counts, the CNI result), logs/<container>.log, the overlay's upper and work dirs.
+(pids, restart counts, the CNI result), logs/<container>.log, exits/<container> (its last exit
+status), the overlay's upper and work dirs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -23,33 +24,32 @@ from netlab import net
 
 
 def proc_start(pid: int) -> int | None:
-    """A process's start time (clock ticks since boot), to tell it from a later one with its pid."""
+    """A process's start time (clock ticks since boot), to tell it from a later one with its pid
+    (a zombie still has it: it has not been reaped, so its exit status is not written yet)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            return None
-        return int(fields[19])
-    except (FileNotFoundError, IndexError, ValueError):
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
         return None
 
 
 class Process:
-    """A container or pause process, possibly started by an earlier kubelet (then adopted)."""
+    """A pause or container process, started by the node's spawner (which writes its exit status
+    to `exit_file`), possibly for an earlier kubelet (then adopted)."""
 
-    def __init__(self, pid: int, started: int | None, popen: subprocess.Popen | None = None):
-        self.pid, self.started, self.popen = pid, started, popen
+    def __init__(self, pid: int, started: int | None, exit_file: str | None = None):
+        self.pid, self.started, self.exit_file = pid, started, exit_file
 
     def alive(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
+        if self.exit_file and os.path.exists(self.exit_file):
+            return False
         return self.started is not None and proc_start(self.pid) == self.started
 
     def exit_code(self) -> int | None:
-        """The exit status if it was our child; an adopted process's status is not ours to know."""
-        if self.popen is not None:
-            rc = self.popen.poll()
-            return 128 - rc if rc is not None and rc < 0 else rc
+        """The exit status the spawner reported (128 + signal if signalled); None if unknown."""
+        if self.exit_file:
+            with contextlib.suppress(OSError, ValueError):
+                return int(Path(self.exit_file).read_text())
         return None
 
     def signal(self, sig: int) -> None:
@@ -58,13 +58,18 @@ class Process:
                 os.kill(self.pid, sig)
 
     def to_json(self) -> dict:
-        return {"pid": self.pid, "started": self.started}
+        return {"pid": self.pid, "started": self.started, "exit": self.exit_file}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Process:
+        return cls(d["pid"], d["started"], d.get("exit"))
 
 
 class PodDir:
     def __init__(self, root: Path, uid: str):
         self.path = root / uid
         self.logs = self.path / "logs"
+        self.saved: str | None = None
 
     def state(self) -> dict:
         with contextlib.suppress(FileNotFoundError, ValueError):
@@ -72,10 +77,15 @@ class PodDir:
         return {}
 
     def save(self, state: dict) -> None:
+        """Write state.json if it changed (a write and rename is most of a pod worker's time)."""
+        text = json.dumps(state)
+        if text == self.saved:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.path / "state.json.tmp"
-        tmp.write_text(json.dumps(state))
+        tmp.write_text(text)
         tmp.replace(self.path / "state.json")
+        self.saved = text
 
     def remove(self) -> None:
         # the overlay dirs may still be mounted in a dying container's mount namespace: that is
@@ -83,21 +93,24 @@ class PodDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def start_pause(netns: str | None, hostname: str, log: Path) -> Process:
+def spawn(socket_path: Path, req: dict, exit_file: Path) -> Process:
+    """Have the node's spawner start a process (see spawner.py); its exit status will be written
+    to `exit_file`."""
+    from netlab.kubelet.spawner import request
+
+    exit_file.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        exit_file.unlink()
+    out = request(str(socket_path), dict(req, exit=str(exit_file)))
+    return Process(out["pid"], out["started"], str(exit_file))
+
+
+def start_pause(sock: Path, netns: str | None, hostname: str, pod_dir: Path) -> Process:
     """The pod's pause process: a new UTS namespace with the pod's hostname, inside its network
     namespace, sleeping until the pod goes."""
-    argv = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec sleep infinity', hostname]
-    with open(log, "ab") as out:
-        p = net.popen(netns, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    end = time.monotonic() + 5
-    while time.monotonic() < end:  # the pause is ready once `sleep` runs with the hostname set
-        try:
-            if os.readlink(f"/proc/{p.pid}/exe").endswith("sleep"):
-                break
-        except OSError:
-            pass
-        time.sleep(0.005)
-    return Process(p.pid, proc_start(p.pid), p)
+    return spawn(sock, {"netns": netns and net.ns_path(netns), "hostname": hostname, "argv": ["sleep", "infinity"],
+                        "env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                        "log": str(pod_dir / "logs" / "pause.log")}, pod_dir / "exits" / "pause")
 
 
 def etc_files(pod_dir: Path, files: dict[str, str], volumes: dict[str, Path], name: str) -> tuple[Path, Path]:
@@ -155,29 +168,19 @@ def refresh_etc(upper: Path, volumes: dict[str, Path]) -> None:
                     out.truncate()
 
 
-def start_container(netns: str | None, pause: Process | None, argv: list[str], env: dict[str, str], workdir: str,
-                    upper: Path, work: Path, binds: list[tuple[Path, str]], log: Path,
-                    run_upper: Path | None = None) -> Process:
+def start_container(sock: Path, netns: str | None, pause: Process | None, argv: list[str], env: dict[str, str],
+                    workdir: str, upper: Path, work: Path, binds: list[tuple[Path, str]], log: Path,
+                    exit_file: Path, run_upper: Path | None = None) -> Process:
     """A container process: joins the pod's network and UTS namespaces, takes its own mount
     namespace with the /etc overlay (and a /run overlay for the service account) and
-    bind-mounted volumes, then becomes the program (each step execs the next, so the pid is
-    the program's)."""
-    script = [f"mount -t overlay overlay -o lowerdir=/etc,upperdir={shlex.quote(str(upper))},"
-              f"workdir={shlex.quote(str(work))} /etc"]
+    bind-mounted volumes, then becomes the program."""
+    mounts = [["overlay", "/etc", "overlay", f"lowerdir=/etc,upperdir={upper},workdir={work}"]]
     if run_upper is not None:
-        script.append(f"mount -t overlay overlay -o lowerdir=/run,upperdir={shlex.quote(str(run_upper))},"
-                      f"workdir={shlex.quote(str(run_upper.parent / 'work'))} /run")
-    for src, dst in binds:
-        script.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}")
-    script.append(f'cd {shlex.quote(workdir or "/")} && exec "$@"')
-    argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", " && ".join(script),
-            "container", *argv]
-    if pause is not None:
-        argv = ["nsenter", f"--target={pause.pid}", "--uts", "--", *argv]
-    with open(log, "ab") as out:
-        p = net.popen(netns, argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
-                      start_new_session=True)
-    return Process(p.pid, proc_start(p.pid), p)
+        mounts.append(["overlay", "/run", "overlay", f"lowerdir=/run,upperdir={run_upper},"
+                                                     f"workdir={run_upper.parent / 'work'}"])
+    mounts += [[str(src), dst, None, None] for src, dst in binds]
+    return spawn(sock, {"netns": netns and net.ns_path(netns), "uts": pause and f"/proc/{pause.pid}/ns/uts",
+                        "mounts": mounts, "argv": argv, "env": env, "cwd": workdir or "/", "log": str(log)}, exit_file)
 
 
 def exec_in(container: Process, argv: list[str], timeout: float) -> tuple[int, str]:
@@ -202,10 +205,9 @@ def stop(procs: list[Process], grace: float) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.signal(signal.SIGKILL)
-    for p in procs:
-        if p.popen is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.popen.wait(2)
+    end = time.monotonic() + 2  # until the spawner has reaped them and written their status
+    while time.monotonic() < end and any(p.alive() for p in procs):
+        time.sleep(0.01)
 
 
 def hosts_file(pod: dict, ip: str | None, cluster_domain: str) -> str:

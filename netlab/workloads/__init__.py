@@ -42,7 +42,7 @@ def argv_for(image: str, command: list[str] | None, args: list[str] | None) -> l
     name = image_name(image)
     command, args = list(command or []), list(args or [])
     if name in BUILTIN and not command:
-        return [sys.executable, "-SE", "-c", _BOOT, name, *args]
+        return [*_LAUNCH, name, *args]
     if name == "coredns" and not command:
         return [sys.executable, "-m", "coredns", *(args or ["-conf", "/etc/coredns/Corefile"])]
     if command:
@@ -55,6 +55,13 @@ def argv_for(image: str, command: list[str] | None, args: list[str] | None) -> l
                        "has no command to run with the host's tools; see docs/images.md")
 
 
+def builtin_args(argv: list[str]) -> list[str] | None:
+    """For a built-in program's argv (from argv_for): the program's name and arguments, so a
+    process that has the programs loaded can run it in place; None for any other command."""
+    n = len(_LAUNCH)
+    return argv[n:] if argv[:n] == _LAUNCH and len(argv) > n else None
+
+
 def _host(argv: list[str]) -> list[str]:
     """busybox applets and the like run as the host's tools of the same name."""
     if argv and not os.path.isabs(argv[0]) and shutil.which(argv[0]) is None and argv[0] == "busybox":
@@ -62,6 +69,8 @@ def _host(argv: list[str]) -> list[str]:
     return argv
 
 
-# Started with python -SE (no site-packages, ~10 ms, a few MB): find netlab's source and run the program.
+# A built-in program as a command of its own: python -SE (no site-packages) finds netlab's source and
+# runs it. The node's spawner runs it in place instead, in a fork that has it loaded (builtin_args).
 _BOOT = ("import sys; sys.path.insert(0, %r); from netlab.workloads.programs import main; main()"
          % os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_LAUNCH = [sys.executable, "-SE", "-c", _BOOT]

@@ -266,8 +266,11 @@ def http_echo(args: list[str]) -> None:
     wait_forever()
 
 
-def main() -> None:
-    name, args = sys.argv[1], sys.argv[2:]
+def main(argv: list[str] | None = None) -> None:
+    """Run program `argv[0]` with `argv[1:]` (default: this process's arguments)."""
+    global HOSTNAME
+    HOSTNAME = socket.gethostname()  # the pod's: this module may have been loaded before the pod existed
+    name, *args = argv if argv is not None else sys.argv[1:]
     if name == "agnhost":
         agnhost(args)
     elif name == "nginx":
