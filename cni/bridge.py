@@ -131,7 +131,7 @@ def attach(call: spec.Call, conf: dict[str, Any], ipam_result: dict[str, Any]) -
     _require_netns(call.netns)
     bridge = conf["bridge"]
     with net.held(None, call.netns):  # one netlink socket per side for the whole call
-        if net.link_get(call.netns, call.ifname):
+        if net.link_exists(call.netns, call.ifname):
             return _describe(call, conf, ipam_result)  # ADD again: the same interface, nothing new
         net.bridge(None, bridge, mtu=conf["mtu"])
         if conf["promiscMode"]:
@@ -164,13 +164,13 @@ def _describe(call: spec.Call, conf: dict[str, Any], ipam_result: dict[str, Any]
               host: str | None = None) -> dict[str, Any]:
     from netlab import net
 
-    inside = net.link_get(call.netns, call.ifname)
-    interfaces = [{"name": conf["bridge"], "mac": net.link_get(None, conf["bridge"])["mac"]}]
+    interfaces = [{"name": conf["bridge"], "mac": net.link_mac(None, conf["bridge"])}]
     if host is None:  # an existing pair: the pod end's link index is our end's index
+        inside = net.link_get(call.netns, call.ifname)
         host = next((link["name"] for link in net.link_list(None) if link["index"] == inside["link"]), None)
     if host:
-        interfaces.append({"name": host, "mac": net.link_get(None, host)["mac"]})
-    interfaces.append({"name": call.ifname, "mac": inside["mac"], "sandbox": call.netns})
+        interfaces.append({"name": host, "mac": net.link_mac(None, host)})
+    interfaces.append({"name": call.ifname, "mac": net.link_mac(call.netns, call.ifname), "sandbox": call.netns})
     ips = [dict(ip, interface=len(interfaces) - 1) for ip in ipam_result["ips"]]
     return {"cniVersion": call.version, "interfaces": interfaces, "ips": ips,
             "routes": _routes(conf, ipam_result), "dns": ipam_result.get("dns") or {}}

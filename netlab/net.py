@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import ipaddress
 import os
 import pickle
 import signal
+import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -83,10 +86,8 @@ def ns_create(name: str) -> None:
         try:
             if _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None) != 0:
                 raise NetError(f"bind {path}: {os.strerror(ctypes.get_errno())}")
-            from pyroute2 import IPRoute
-
-            with IPRoute() as ip:
-                ip.link("set", index=1, state="up")  # lo, the first link of every namespace
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # lo up
+                _ifreq(sock, SIOCSIFFLAGS, "lo", _ifreq(sock, SIOCGIFFLAGS, "lo") | IFF_UP)
         finally:
             if _libc.setns(here, CLONE_NEWNET) != 0:
                 raise NetError("cannot return to the caller's network namespace")
@@ -148,14 +149,27 @@ def _held() -> dict[str | None, Any]:
     return _local.held
 
 
+def _new_ipr() -> Any:
+    """An IPRoute socket in the thread's namespace, with a datagram socket beside it for the
+    interface ioctls (an index by name without decoding a whole link message)."""
+    from pyroute2 import IPRoute
+
+    ip = IPRoute()
+    ip.netlab_ioctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    return ip
+
+
+def _close(ip: Any) -> None:
+    ip.netlab_ioctl.close()
+    ip.close()
+
+
 def _open(ns: str | None) -> Any:
     """An IPRoute socket bound to namespace `ns`: the thread steps into the namespace just to
     create the socket (a socket stays in the namespace it was made in), which is far cheaper
     than pyroute2's own way of forking a helper process."""
-    from pyroute2 import IPRoute
-
     if not ns:
-        return IPRoute()
+        return _new_ipr()
     path = ns_path(ns)
     if not os.path.exists(path):
         raise NetError(f"no network namespace {ns}")
@@ -163,7 +177,7 @@ def _open(ns: str | None) -> Any:
     try:
         setns(ns)
         try:
-            return IPRoute()
+            return _new_ipr()
         finally:
             if _libc.setns(here, CLONE_NEWNET) != 0:
                 raise NetError("cannot return to the caller's network namespace")
@@ -182,7 +196,7 @@ def ipr(ns: str | None = None) -> Iterator[Any]:
     try:
         yield ip
     finally:
-        ip.close()
+        _close(ip)
 
 
 @contextlib.contextmanager
@@ -199,7 +213,7 @@ def held(*namespaces: str | None) -> Iterator[None]:
         for ns in opened:
             ip = held_now.pop(ns, None)
             if ip is not None:
-                ip.close()
+                _close(ip)
 
 
 # --- running code inside a namespace -----------------------------------------------------------
@@ -279,15 +293,22 @@ def read_sysctl(ns: str | None, key: str) -> str:
 
 # --- links -------------------------------------------------------------------------------------
 
-def _lookup(ip: Any, ifname: str) -> list[int]:
-    """The link's index, asked for by name (one RTM_GETLINK, not a dump of every link, which
-    link_lookup does and which grows with the node's pods)."""
-    from pyroute2.netlink.exceptions import NetlinkError
+SIOCGIFINDEX, SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFHWADDR, IFF_UP = 0x8933, 0x8913, 0x8914, 0x8927, 0x1
 
+
+def _ifreq(sock: socket.socket, request: int, ifname: str, value: int = 0) -> int:
+    """An interface ioctl in the socket's namespace: the int field of struct ifreq, in and out."""
+    req = struct.pack("16si", ifname.encode(), value)
+    return struct.unpack("16si", fcntl.ioctl(sock.fileno(), request, req))[1]
+
+
+def _lookup(ip: Any, ifname: str) -> list[int]:
+    """The link's index by name, as if_nametoindex asks it (an ioctl in the socket's namespace:
+    not a dump of every link, which link_lookup does, nor a whole link message to decode)."""
     try:
-        return [ip.link("get", ifname=ifname)[0]["index"]]
-    except NetlinkError as e:
-        if e.code == errno.ENODEV:  # no such link
+        return [_ifreq(ip.netlab_ioctl, SIOCGIFINDEX, ifname)]
+    except OSError as e:
+        if e.errno == errno.ENODEV:  # no such link
             return []
         raise
 
@@ -334,6 +355,17 @@ def link_get(ns: str | None, ifname: str) -> dict[str, Any] | None:
         link = ip.get_links(idx[0])[0]
         return {"name": ifname, "index": idx[0], "mac": link.get_attr("IFLA_ADDRESS"),
                 "mtu": link.get_attr("IFLA_MTU"), "link": link.get_attr("IFLA_LINK")}
+
+
+def link_mac(ns: str | None, ifname: str) -> str:
+    """A link's MAC address (an ioctl, as `ip link` would print it)."""
+    with ipr(ns) as ip:
+        req = struct.pack("16s24s", ifname.encode(), b"")
+        try:
+            out = fcntl.ioctl(ip.netlab_ioctl.fileno(), SIOCGIFHWADDR, req)
+        except OSError as e:
+            raise NetError(f"no link {ifname!r} in {ns or 'host'}: {e.strerror}") from None
+        return ":".join(f"{b:02x}" for b in out[18:24])
 
 
 def link_set(ns: str | None, ifname: str, **attrs: Any) -> None:

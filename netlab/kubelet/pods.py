@@ -19,7 +19,7 @@ from netlab.workloads import UnknownImage, argv_for, image_name
 
 log = logging.getLogger("netlab.kubelet")
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # upstream's CrashLoopBackOff
-TICK = 0.25
+TICK = 1.0  # a worker's resync when nothing wakes it (the kubelet's PLEG relists every second)
 
 
 def now() -> str:
@@ -110,10 +110,12 @@ class PodWorker:
                 if self.pod["metadata"].get("deletionTimestamp") or self.k.gone(self.uid):
                     await self.terminate()
                     return
+                self.wake.clear()  # before the sync: what happens during it wakes the next one
                 await self.sync()
-                self.wake.clear()
+                for proc in self.processes():  # their exits wake the worker
+                    proc.watch(asyncio.get_running_loop(), self.wake.set)
                 try:
-                    await asyncio.wait_for(self.wake.wait(), TICK)
+                    await asyncio.wait_for(self.wake.wait(), self.next_due())
                 except asyncio.TimeoutError:
                     pass
         except asyncio.CancelledError:
@@ -121,6 +123,22 @@ class PodWorker:
         except Exception:  # noqa: BLE001 - report and let the kubelet retry the pod
             log.exception("pod %s/%s worker failed", self.ns, self.name)
             raise
+
+    def processes(self) -> list[runtime.Process]:
+        return [p for p in [self.pause, *(c.proc for c in self.containers)] if p is not None]
+
+    def next_due(self) -> float:
+        """Seconds until the next thing a sync must do on time (a probe, a restart), at most TICK."""
+        t = time.monotonic()
+        due = [c.next_start for c in self.containers if c.proc is None and not c.done]
+        due += [st["next"] for c in self.containers if c.proc is not None for st in c.probe_state.values()]
+        due += [c.t0 + c.spec[k].get("initialDelaySeconds", 0) for c in self.containers if c.proc is not None
+                for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c.spec and k not in c.probe_state]
+        return min([TICK, *(d - t for d in due)]) if due else TICK
+
+    def forget_process(self, proc: runtime.Process | None) -> None:
+        if proc is not None:
+            proc.unwatch(asyncio.get_running_loop())
 
     async def sync(self) -> None:
         if self.pause is None or not self.pause.alive():
@@ -152,11 +170,13 @@ class PodWorker:
                 self.ip = ips[0] if ips else None
             else:
                 self.ip = self.k.node_ip
+            self.forget_process(self.pause)
             self.pause = await asyncio.to_thread(runtime.start_pause, self.k.runtime, self.netns,
                                                  self.pod["metadata"]["name"], self.dir.path)
             self.start_time = self.start_time or now()
             self.sandbox_error = None
             for c in self.containers:  # a new sandbox: containers start again
+                self.forget_process(c.proc)
                 if c.proc is not None and c.proc.alive():
                     runtime.stop([c.proc], 0)
                 c.proc, c.done = None, False if not c.init else c.done
@@ -244,7 +264,8 @@ class PodWorker:
         self.save()
 
     async def exited(self, c: Container, policy: str) -> None:
-        code = c.proc.exit_code()
+        self.forget_process(c.proc)
+        code = await c.proc.wait_exit_code()
         code = 0 if code is None else code  # its status is lost if the node's runtime went since
         term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": c.started_at,
                 "finishedAt": now(), "containerID": self.container_id(c)}
@@ -485,6 +506,8 @@ class PodWorker:
         await asyncio.to_thread(runtime.stop, [c.proc for c in live], float(grace))
         if self.pause is not None:
             await asyncio.to_thread(runtime.stop, [self.pause], 0)
+        for proc in self.processes():
+            self.forget_process(proc)
         await self.cni_del()
         if self.netns:
             await asyncio.to_thread(net.kill_ns_processes, self.netns)

@@ -11,39 +11,84 @@ status), the overlay's upper and work dirs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from netlab import net
 
 
-def proc_start(pid: int) -> int | None:
-    """A process's start time (clock ticks since boot), to tell it from a later one with its pid
-    (a zombie still has it: it has not been reaped, so its exit status is not written yet)."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and start time (clock ticks since boot, which tells it from a later
+    process with its pid)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
 
 
+def proc_start(pid: int) -> int | None:
+    st = _stat(pid)
+    return st[1] if st else None
+
+
 class Process:
     """A pause or container process, started by the node's spawner (which writes its exit status
-    to `exit_file`), possibly for an earlier kubelet (then adopted)."""
+    to `exit_file` before it reaps it), possibly for an earlier kubelet (then adopted)."""
 
     def __init__(self, pid: int, started: int | None, exit_file: str | None = None):
         self.pid, self.started, self.exit_file = pid, started, exit_file
+        self.pidfd: int | None = None  # while watched: becomes readable when the process exits
 
     def alive(self) -> bool:
-        if self.exit_file and os.path.exists(self.exit_file):
-            return False
-        return self.started is not None and proc_start(self.pid) == self.started
+        if self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]:
+            return True  # watched, and it has not exited
+        st = _stat(self.pid)
+        return st is not None and st[0] != "Z" and st[1] == self.started and not (
+            self.exit_file and os.path.exists(self.exit_file))
+
+    def watch(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+        """Call `wake` once the process exits, from the event loop (a pidfd, which is how the
+        kubelet learns of a container's end without polling /proc). Idempotent."""
+        if self.pidfd is not None or not self.alive():
+            return
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:
+            return
+        if proc_start(self.pid) != self.started:  # the pid was reused before we held it
+            os.close(fd)
+            return
+        self.pidfd = fd
+
+        def exited() -> None:
+            loop.remove_reader(fd)  # it stays readable: one wake is enough
+            wake()
+        loop.add_reader(fd, exited)
+
+    def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.pidfd is not None:
+            loop.remove_reader(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    async def wait_exit_code(self, timeout: float = 0.5) -> int | None:
+        """The exit status, waiting briefly for the spawner to write it (it is written as the
+        process is reaped, which may be just after its end was seen)."""
+        end = time.monotonic() + timeout
+        while (code := self.exit_code()) is None and self.exit_file and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        return code
 
     def exit_code(self) -> int | None:
         """The exit status the spawner reported (128 + signal if signalled); None if unknown."""
