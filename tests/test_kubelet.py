@@ -70,6 +70,24 @@ def test_pod_to_pod_same_and_across_nodes_with_agnhost_dial(netlab_lab):
     assert "127.0.0.1" in open("/etc/hosts").read() and src["metadata"]["name"] not in open("/etc/hosts").read()
 
 
+def test_host_network_pod_shares_its_node(netlab_lab):
+    lab = netlab_lab
+    node = lab.cluster.nodes[1]
+    lab.kubectl("apply", "-f", "-", input=pod_spec("hostnet", [
+        {"name": "h", "image": AGNHOST, "args": ["netexec", "--http-port=8089", "--udp-port=-1"]}],
+        hostNetwork=True, nodeName=node.name, hostAliases=[{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar.local"]}]))
+    pod = lab.wait_ready("test=hostnet", count=1)[0]
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"] == node.ip
+    # it serves on the node's own address, and its hostname is the node's
+    other = lab.cluster.nodes[2].name
+    assert lab.node_exec(other, ["curl", "-s", "-m", "5", f"http://{node.ip}:8089/hostname"]).stdout == node.name
+    assert lab.exec(pod, ["hostname"]).stdout.strip() == node.name
+    hosts = lab.exec(pod, ["cat", "/etc/hosts"]).stdout  # the node's file, then the aliases, once
+    assert hosts.startswith(open("/etc/hosts").read().rstrip("\n"))
+    assert hosts.count("# Entries added by HostAliases.") == 1 and "10.1.2.3\tfoo.local\tbar.local\n" in hosts
+    lab.kubectl("delete", "pod", "hostnet", "--grace-period=1")
+
+
 def test_two_containers_share_localhost_and_init_runs_first(netlab_lab):
     lab = netlab_lab
     lab.kubectl("apply", "-f", "-", input=pod_spec("duo", [

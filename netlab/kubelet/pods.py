@@ -172,7 +172,7 @@ class PodWorker:
                 self.ip = self.k.node_ip
             self.forget_process(self.pause)
             self.pause = await asyncio.to_thread(runtime.start_pause, self.k.runtime, self.netns,
-                                                 self.pod["metadata"]["name"], self.dir.path)
+                                                 runtime.pod_hostname(self.pod), self.dir.path)
             self.start_time = self.start_time or now()
             self.sandbox_error = None
             for c in self.containers:  # a new sandbox: containers start again
@@ -206,7 +206,7 @@ class PodWorker:
     def _files(self) -> dict[str, str]:
         return {"hosts": runtime.hosts_file(self.pod, self.ip, self.k.cluster.dns_domain),
                 "resolv.conf": runtime.resolv_conf(self.pod, self.k.cluster.dns_service_ip, self.k.cluster.dns_domain),
-                "hostname": self.pod["metadata"]["name"] + "\n"}
+                "hostname": runtime.pod_hostname(self.pod) + "\n"}
 
     async def start(self, c: Container) -> None:
         spec = c.spec

@@ -255,21 +255,38 @@ def stop(procs: list[Process], grace: float) -> None:
         time.sleep(0.01)
 
 
-def hosts_file(pod: dict, ip: str | None, cluster_domain: str) -> str:
-    """/etc/hosts as the kubelet writes it: localhost lines, then the pod's own entry."""
+def hosts_file(pod: dict, ip: str | None, cluster_domain: str, node_hosts: str = "/etc/hosts") -> str:
+    """/etc/hosts as the kubelet writes it: localhost lines and the pod's own entry, or for a
+    hostNetwork pod the node's own file; then the pod's hostAliases."""
     spec, meta = pod.get("spec") or {}, pod["metadata"]
-    lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix", "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters"]
-    if ip:
-        hostname = spec.get("hostname") or meta["name"]
-        if spec.get("subdomain"):
-            fqdn = f"{hostname}.{spec['subdomain']}.{meta['namespace']}.svc.{cluster_domain}"
-            lines.append(f"{ip}\t{fqdn}\t{hostname}")
-        else:
-            lines.append(f"{ip}\t{hostname}")
-    for alias in spec.get("hostAliases") or []:
-        lines.append(f"\n# Entries added by HostAliases.\n{alias['ip']}\t" + "\t".join(alias.get("hostnames") or []))
+    if spec.get("hostNetwork"):
+        try:
+            lines = [Path(node_hosts).read_text().rstrip("\n")]
+        except OSError:
+            lines = []
+    else:
+        lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                 "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix", "fe00::1\tip6-allnodes",
+                 "fe00::2\tip6-allrouters"]
+        if ip:
+            hostname = spec.get("hostname") or meta["name"]
+            if spec.get("subdomain"):
+                fqdn = f"{hostname}.{spec['subdomain']}.{meta['namespace']}.svc.{cluster_domain}"
+                lines.append(f"{ip}\t{fqdn}\t{hostname}")
+            else:
+                lines.append(f"{ip}\t{hostname}")
+    if spec.get("hostAliases"):
+        lines.append("\n# Entries added by HostAliases.")
+        lines += [f"{a['ip']}\t" + "\t".join(a.get("hostnames") or []) for a in spec["hostAliases"]]
     return "\n".join(lines) + "\n"
+
+
+def pod_hostname(pod: dict) -> str:
+    """A pod's hostname: its name (or spec.hostname); a hostNetwork pod has its node's."""
+    spec = pod.get("spec") or {}
+    if spec.get("hostNetwork") and spec.get("nodeName"):
+        return spec["nodeName"]
+    return spec.get("hostname") or pod["metadata"]["name"][:63].rstrip("-.")  # a hostname has 63 characters at most
 
 
 def resolv_conf(pod: dict, dns_ip: str, cluster_domain: str, host_resolv: str = "/etc/resolv.conf") -> str:
@@ -314,7 +331,7 @@ def container_env(pod: dict, container: dict, services: list[dict], node_ip: str
                   configmaps: dict[str, dict]) -> dict[str, str]:
     """The container's environment: PATH and HOSTNAME, service links (enableServiceLinks, as the
     kubelet makes them), then the container's own env and envFrom with downward API fields."""
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod["metadata"]["name"]}
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod_hostname(pod)}
     links = (pod.get("spec") or {}).get("enableServiceLinks", True)
     for svc in services:
         spec = svc.get("spec") or {}
