@@ -63,6 +63,8 @@ def test_pod_to_pod_same_and_across_nodes_with_agnhost_dial(netlab_lab):
             assert json.loads(out)["responses"] == [dst["metadata"]["name"]], (proto, out)
     # the pod's own view: hostname = pod name, cluster DNS in resolv.conf, its entry in /etc/hosts
     assert lab.exec(src, ["hostname"]).stdout.strip() == src["metadata"]["name"]
+    cmdline = Path(f"/proc/{lab.container_pid(src)}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert cmdline.startswith("agnhost netexec --http-port=8080"), cmdline  # as ps shows it on a node
     resolv = lab.exec(src, ["cat", "/etc/resolv.conf"]).stdout
     assert "nameserver 10.96.0.10" in resolv and "search default.svc.cluster.local svc.cluster.local cluster.local" \
         in resolv and "options ndots:5" in resolv

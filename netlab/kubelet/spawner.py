@@ -97,10 +97,10 @@ def _child(req: dict, report: int) -> None:
             if exe is None:
                 raise OSError(f'exec: "{argv[0]}": executable file not found in $PATH')
             os.execve(exe, argv, env)  # closes `report` (close-on-exec): the start succeeded
+        _title(" ".join(program))  # before the environment changes: the title takes the area they share
         os.environ.clear()
         os.environ.update(env)
         sys.argv = program
-        _title(" ".join(program))
         os.close(report)
         sys.stdout = open(1, "w", closefd=False)
         sys.stderr = open(2, "w", closefd=False, buffering=1)
