@@ -185,6 +185,12 @@ def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab, tmp_path)
     time.sleep(2.5)  # the supervisor restarts them; they adopt the running pods
     lab.wait(lambda: all(r["pid"] and r["restarts"] >= 1 for r in supervisor.read_status(lab.name)
                          if r["name"] in {f"kubelet-{n}" for n in nodes}), 20, "kubelets back")
+    # the node's runtime restarted: its running containers are untouched, and it starts new ones
+    for row in supervisor.read_status(lab.name) or []:
+        if row["name"] in {f"runtime-{n}" for n in nodes}:
+            os.kill(row["pid"], signal.SIGKILL)
+    lab.wait(lambda: all(r["pid"] and r["restarts"] >= 1 for r in supervisor.read_status(lab.name)
+                         if r["name"] in {f"runtime-{n}" for n in nodes}), 20, "runtimes back")
     time.sleep(1)
     after = {p["metadata"]["name"]: p for p in lab.wait_ready("run=my-nginx", count=2)}
     assert set(after) == set(before)
@@ -195,6 +201,8 @@ def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab, tmp_path)
     exiter = lab.wait(lambda: (p := lab.get("pods", "exiter"))["status"]["phase"] == "Failed" and p, 20, "exiter done")
     assert exiter["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 7
     lab.kubectl("delete", "pod", "exiter", "--grace-period=1")
+    lab.kubectl("scale", "deployment", "my-nginx", "--replicas=3")
+    assert len(lab.wait_ready("run=my-nginx", count=3)) == 3
     # deleting a pod stops it and removes its namespace and its address lease
     victim = next(iter(after.values()))
     ns, ip, node = lab.pod_netns(victim), victim["status"]["podIP"], victim["spec"]["nodeName"]
