@@ -142,18 +142,24 @@ def service_ports(services: list[dict], slices: list[dict], cache: dict | None =
     same resourceVersions as last time is not read again."""
     by_svc: dict[tuple[str, str], list[dict]] = {}
     for s in slices:
-        owner = (s["metadata"].get("labels") or {}).get(SERVICE_NAME)
+        meta = s["metadata"]
+        owner = (meta.get("labels") or {}).get(SERVICE_NAME)
         if owner and s.get("addressType", "IPv4") == "IPv4":
-            by_svc.setdefault((s["metadata"]["namespace"], owner), []).append(s)
+            key = (meta["namespace"], owner)
+            if key in by_svc:
+                by_svc[key].append(s)
+            else:
+                by_svc[key] = [s]
     out: list[ServicePort] = []
     fresh: dict = {}
     for svc in services:
         meta = svc["metadata"]
-        own = by_svc.get((meta["namespace"], meta["name"]), [])
-        version = (meta.get("resourceVersion"), tuple(s["metadata"].get("resourceVersion") for s in own))
-        hit = cache.get((meta["namespace"], meta["name"])) if cache is not None else None
+        key = (meta["namespace"], meta["name"])
+        own = by_svc.get(key, [])
+        version = (meta.get("resourceVersion"), *[s["metadata"].get("resourceVersion") for s in own])
+        hit = cache.get(key) if cache is not None else None
         ports = hit[1] if hit and hit[0] == version and version[0] else _ports(svc, own)
-        fresh[(meta["namespace"], meta["name"])] = (version, ports)
+        fresh[key] = (version, ports)
         out += ports
     if cache is not None:
         cache.clear()

@@ -63,14 +63,30 @@ def affinity_set(sp: ServicePort, ep: Endpoint) -> str:
 
 @dataclass
 class Ruleset:
-    """Base chains/maps (always rewritten), per-service chains, and map and set elements."""
+    """Chains, map and set elements, affinity sets. render() gives the base chains and elements
+    here and each service port's own in `parts`, kept from sync to sync for the ports that did
+    not change, so a partial sync compares only the parts that are new objects."""
     chains: dict[str, list[str]] = field(default_factory=dict)     # name -> rules
-    service_chains: set[str] = field(default_factory=set)
     elements: dict[str, list[str]] = field(default_factory=dict)   # map/set name -> elements
     sets: dict[str, str] = field(default_factory=dict)             # affinity sets -> definition
+    parts: dict[tuple[str, str], Ruleset] = field(default_factory=dict)  # (port key, protocol) -> its part
 
     def add(self, chain: str, rule: str) -> None:
         self.chains.setdefault(chain, []).append(rule)
+
+    def merged(self, keys=None) -> Ruleset:
+        """One ruleset of the base and the parts (only the parts of `keys`, if given)."""
+        out = Ruleset(dict(self.chains), {n: list(e) for n, e in self.elements.items()}, dict(self.sets))
+        for k in sorted(self.parts if keys is None else keys):  # the parts in a stable order
+            part = self.parts.get(k)
+            if part is None:
+                continue
+            out.chains.update(part.chains)
+            out.sets.update(part.sets)
+            for name, elements in part.elements.items():
+                if elements:
+                    out.elements.setdefault(name, []).extend(elements)
+        return out
 
 
 BASE_CHAINS = {
@@ -135,7 +151,7 @@ def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None) -> R
         rs.elements.setdefault(name, [])
     rs.elements["nodeport-ips"] += cfg.node_ips
     fresh = {}
-    for sp in sorted(ports, key=lambda p: (p.key, p.protocol)):
+    for sp in ports:
         k = (sp.key, sp.protocol)
         hit = memo.get(k) if memo is not None else None
         if hit is not None and (hit[0] is sp or hit[0] == sp):
@@ -144,11 +160,7 @@ def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None) -> R
             part = Ruleset(elements={name: [] for name in list(MAPS) + list(SETS)})
             _service(part, sp, cfg)
         fresh[k] = (sp, part)
-        rs.chains.update(part.chains)
-        rs.service_chains |= part.service_chains
-        rs.sets.update(part.sets)
-        for name, elements in part.elements.items():
-            rs.elements[name] += elements
+        rs.parts[k] = part
     if memo is not None:
         memo.clear()
         memo.update(fresh)
@@ -194,7 +206,6 @@ def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
             rs.elements["no-endpoint-nodeports"].append(f'{proto} . {sp.node_port} comment "{key}" : {external_verdict}')
 
     if uses_fw:
-        rs.service_chains.add(fw)
         rs.add(fw, f"ip saddr != {{ {', '.join(sp.lb_source_ranges)} }} drop")
     if has_internal:
         if cfg.masquerade_all:
@@ -202,7 +213,6 @@ def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
         elif cfg.cluster_cidr:
             rs.add(internal_chain, f"ip daddr {sp.cluster_ip} ip saddr != {cfg.cluster_cidr} jump mark-for-masquerade")
     if uses_ext:
-        rs.service_chains.add(ext)
         if not sp.etp_local:
             rs.add(ext, "jump mark-for-masquerade")
         else:
@@ -216,7 +226,6 @@ def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
     for chain, eps, used in ((svc, cluster_eps, p.uses_cluster), (loc, local_eps, p.uses_local)):
         if not used:
             continue
-        rs.service_chains.add(chain)
         if sp.affinity_seconds:
             for ep in eps:
                 rs.add(chain, f"ip saddr @{affinity_set(sp, ep)} goto {endpoint_chain(sp, ep)}")
@@ -224,7 +233,6 @@ def _service(rs: Ruleset, sp: ServicePort, cfg: Config) -> None:
         rs.add(chain, f"numgen random mod {len(eps)} vmap {{ {targets} }}")
     for ep in reachable:
         chain = endpoint_chain(sp, ep)
-        rs.service_chains.add(chain)
         rs.add(chain, f"ip saddr {ep.ip} jump mark-for-masquerade")
         if sp.affinity_seconds:
             aff = affinity_set(sp, ep)
@@ -243,10 +251,17 @@ def _element_key(element: str) -> str:
 
 
 def transaction(new: Ruleset, old: Ruleset | None) -> str:
-    """`nft -f` input. Full (old None): the table is replaced in one transaction. Partial: the
-    maps and sets are refilled, changed service chains flushed and rewritten, new ones added,
-    stale ones deleted, all in one transaction."""
+    """`nft -f` input. Full (old None): the table is replaced in one transaction. Partial: of the
+    base and of the service ports whose part is not the same object as last time's, map and
+    set elements that went are deleted and new ones added, changed chains flushed and
+    rewritten, new ones added, stale ones deleted, all in one transaction."""
     out: list[str] = []
+    if old is None:
+        new = new.merged()
+    else:
+        changed = [k for k, part in new.parts.items() if old.parts.get(k) is not part]
+        changed += [k for k in old.parts if k not in new.parts]
+        new, old = new.merged(changed), old.merged(changed)
     if old is None:
         out += [f"add table {T} {{ comment \"rules for kube-proxy\" ; }}", f"delete table {T}",
                 f"add table {T} {{ comment \"rules for kube-proxy\" ; }}"]
