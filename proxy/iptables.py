@@ -138,17 +138,24 @@ def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None) -> R
         k = (sp.key, sp.protocol)
         hit = memo.get(k) if memo is not None else None
         if hit is not None and (hit[0] is sp or hit[0] == sp):
-            ops, owned = hit[1], hit[2]
+            own, shared, owned = hit[1], hit[2], hit[3]
         else:
-            ops = []
+            ops: list = []
             owned = _service(sp, cfg, _Recorder("filter", ops), _Recorder("nat", ops))
-        fresh[k] = (sp, ops, owned)
-        for table, chain, rule in ops:
-            t = flt if table == "filter" else nat
-            if rule is None:
-                t.chain(chain)
-            else:
-                t.add(chain, rule)
+            # the port's own chains as whole lists, kept as the same objects while it is unchanged
+            # (a partial sync tells them unchanged by identity); its rules in shared chains, to append
+            own = {c: [] for t, c, rule in ops if rule is None}
+            shared = []
+            for t, c, rule in ops:
+                if c in own and t == "nat":
+                    if rule is not None:
+                        own[c].append(rule)
+                elif rule is not None:
+                    shared.append((t, c, rule))
+        fresh[k] = (sp, own, shared, owned)
+        nat.chains.update(own)
+        for table, chain, rule in shared:
+            (flt if table == "filter" else nat).add(chain, rule)
         owners[sp.key + "/" + sp.proto] = owned
     if memo is not None:
         memo.clear()

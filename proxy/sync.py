@@ -96,7 +96,8 @@ class IptablesSyncer:
                 texts.append(iptables.restore_text(new, table, None, stale))
             else:
                 old_t, new_t = self.applied.tables()[table], new.tables()[table]
-                changed = {c for c, rules in new_t.chains.items() if old_t.chains.get(c) != rules}
+                changed = {c for c, rules in new_t.chains.items()
+                           if (was := old_t.chains.get(c)) is not rules and was != rules}
                 stale = set(old_t.chains) - set(new_t.chains)
                 texts.append(iptables.restore_text(new, table, changed, stale))
         try:
