@@ -60,6 +60,7 @@ class StandInKubelet:
 
     def loop(self):
         from kubernetes.client import ApiException
+        from urllib3.exceptions import HTTPError
 
         while not self.stop.is_set():
             try:
@@ -82,7 +83,7 @@ class StandInKubelet:
                         "containerStatuses": [{"name": c.name, "image": c.image, "imageID": c.image, "ready": ready == "True",
                                                "restartCount": 0, "started": True, "state": {"running": {}}}
                                               for c in p.spec.containers]}})
-            except ApiException:
+            except (ApiException, HTTPError, OSError, ValueError):  # a conflict or a dropped connection: again
                 pass
             self.stop.wait(0.1)
 
