@@ -36,11 +36,12 @@ import traceback
 import setproctitle
 
 from netlab import net
+from netlab.net import MS_BIND, MS_REC
 from netlab.kubelet.runtime import proc_start
 from netlab.workloads import builtin_args, programs  # loaded once here: every container's fork has them
 
 CLONE_NEWNS, CLONE_NEWUTS = 0x00020000, 0x04000000
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MS_PRIVATE = 1 << 18
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -97,7 +98,9 @@ def _child(req: dict, report: int) -> None:
             if exe is None:
                 raise OSError(f'exec: "{argv[0]}": executable file not found in $PATH')
             os.execve(exe, argv, env)  # closes `report` (close-on-exec): the start succeeded
-        _title(" ".join(program))  # before the environment changes: the title takes the area they share
+        # what `ps` shows: the program and its arguments (set before the environment changes: the
+        # title takes the memory they share)
+        setproctitle.setproctitle(" ".join(program))
         os.environ.clear()
         os.environ.update(env)
         sys.argv = program
@@ -131,11 +134,6 @@ def _why(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return e.strerror + (f": {e.filename}" if e.filename else "")
     return str(e)
-
-
-def _title(title: str) -> None:
-    """What `ps` shows for a program that runs in place of this process (its name and args)."""
-    setproctitle.setproctitle(title)
 
 
 class Spawner:
