@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 NETNS_DIR = "/run/netns"
-CLONE_NEWNET = 0x40000000
+CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS = 0x40000000, 0x00020000, 0x04000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -49,7 +49,7 @@ def ns_list() -> list[str]:
         return []
 
 
-MS_BIND, MS_REC, MS_SHARED = 4096, 16384, 1 << 20
+MS_BIND, MS_REC, MS_PRIVATE, MS_SHARED = 4096, 16384, 1 << 18, 1 << 20
 _netns_dir_ready = False
 
 

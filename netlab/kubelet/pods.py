@@ -44,6 +44,11 @@ class Container:
         self.probe_state: dict[str, dict] = {}  # probe kind -> {next, successes, failures}
         self.done = False  # an init container that succeeded, or a container that will not restart
 
+    def probe_schedule(self, kind: str) -> dict:
+        """A probe's schedule and counts for the current run (the first one after initialDelaySeconds)."""
+        return self.probe_state.setdefault(kind, {"next": self.t0 + self.spec[kind].get("initialDelaySeconds", 0),
+                                                  "ok": 0, "fail": 0})
+
     def to_json(self) -> dict:
         return {"proc": self.proc.to_json() if self.proc else None, "restarts": self.restarts,
                 "startedAt": self.started_at, "state": self.state, "lastState": self.last_state, "done": self.done}
@@ -131,9 +136,8 @@ class PodWorker:
         """Seconds until the next thing a sync must do on time (a probe, a restart), at most TICK."""
         t = time.monotonic()
         due = [c.next_start for c in self.containers if c.proc is None and not c.done]
-        due += [st["next"] for c in self.containers if c.proc is not None for st in c.probe_state.values()]
-        due += [c.t0 + c.spec[k].get("initialDelaySeconds", 0) for c in self.containers if c.proc is not None
-                for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c.spec and k not in c.probe_state]
+        due += [c.probe_schedule(k)["next"] for c in self.containers if c.proc is not None
+                for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c.spec]
         return min([TICK, *(d - t for d in due)]) if due else TICK
 
     def forget_process(self, proc: runtime.Process | None) -> None:
@@ -238,6 +242,10 @@ class PodWorker:
             c.proc = await asyncio.to_thread(runtime.start_container, self.k.runtime, self.netns, self.pause, argv,
                                              env, spec.get("workingDir", "/"), upper, work, binds, log_file,
                                              self.dir.path / "exits" / c.name, run_upper)
+        except runtime.Unavailable as e:  # no runtime to ask: the container waits, and is tried again
+            c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
+            c.next_start = time.monotonic() + 2
+            return
         except RuntimeError as e:  # the process could not start (no such command, a mount failed)
             await self.start_failed(c, str(e))
             return
@@ -327,8 +335,7 @@ class PodWorker:
                     if kind == "readinessProbe":
                         c.ready = True
                     continue
-                st = c.probe_state.setdefault(kind, {"next": c.t0 + spec.get("initialDelaySeconds", 0),
-                                                     "ok": 0, "fail": 0})
+                st = c.probe_schedule(kind)
                 if t < st["next"]:
                     continue
                 st["next"] = t + spec.get("periodSeconds", 10)

@@ -18,6 +18,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -138,11 +139,34 @@ class PodDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class Unavailable(RuntimeError):
+    """The node's runtime did not answer (as opposed to a start it tried and that failed)."""
+
+
+def request(path: str, req: dict) -> dict:
+    """The kubelet's side of spawner.py: one start, answered with the pid or raised as an error."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        try:
+            s.connect(path)
+        except OSError as e:
+            raise Unavailable(f"the node's runtime is not running at {path}: {e.strerror}") from None
+        s.sendall(json.dumps(req).encode())
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    if not data:
+        raise Unavailable("the node's runtime closed the connection")
+    reply = json.loads(data)
+    if "error" in reply:
+        raise RuntimeError(reply["error"])
+    return reply
+
+
 def spawn(socket_path: Path, req: dict, exit_file: Path) -> Process:
     """Have the node's spawner start a process (see spawner.py); its exit status will be written
     to `exit_file`."""
-    from netlab.kubelet.spawner import request
-
     exit_file.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         exit_file.unlink()

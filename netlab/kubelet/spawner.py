@@ -17,7 +17,7 @@ the kubelet knows how a container ended even across its own restarts.
 One request per connection, JSON both ways:
     {"netns": path|null, "uts": path|null, "hostname": name|null, "mounts": [[src, dst, fstype, options]],
      "argv": [...], "env": {...}, "cwd": "/", "log": path, "exit": path}
-    -> {"pid": N, "started": ticks} or {"error": "..."}
+    -> {"pid": N, "started": ticks} or {"error": "..."}   (runtime.request is the kubelet's side)
 """
 
 from __future__ import annotations
@@ -35,13 +35,10 @@ import traceback
 
 import setproctitle
 
-from netlab import net
-from netlab.net import MS_BIND, MS_REC
+from netlab.net import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, MS_BIND, MS_PRIVATE, MS_REC
 from netlab.kubelet.runtime import proc_start
 from netlab.workloads import builtin_args, programs  # loaded once here: every container's fork has them
 
-CLONE_NEWNS, CLONE_NEWUTS = 0x00020000, 0x04000000
-MS_PRIVATE = 1 << 18
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -72,7 +69,7 @@ def _child(req: dict, report: int) -> None:
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         if req.get("netns"):
-            _setns(req["netns"], net.CLONE_NEWNET, "network")
+            _setns(req["netns"], CLONE_NEWNET, "network")
         if req.get("uts"):
             _setns(req["uts"], CLONE_NEWUTS, "UTS")
         if req.get("hostname"):  # the pause process: the pod's own UTS namespace and hostname
@@ -231,25 +228,6 @@ def _answer(spawner: Spawner, srv: socket.socket) -> None:
             conn.sendall(json.dumps(reply).encode())
         except OSError:
             pass
-
-
-def request(path: str, req: dict) -> dict:
-    """The kubelet's side: one start, answered with the pid or raised as an error."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        try:
-            s.connect(path)
-        except OSError as e:
-            raise RuntimeError(f"the node's runtime is not running at {path}: {e.strerror}") from None
-        s.sendall(json.dumps(req).encode())
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    reply = json.loads(data) if data else {"error": "the node's runtime closed the connection"}
-    if "error" in reply:
-        raise RuntimeError(reply["error"])
-    return reply
 
 
 def main(argv: list[str] | None = None) -> None:
