@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from netlab import net  # noqa: E402
 from proxy import iptables, nftables, sync  # noqa: E402
-from proxy.model import service_ports  # noqa: E402
+from proxy.model import ServiceMap, service_ports  # noqa: E402
 
 CFG = iptables.Config(node_name="n1", cluster_cidr="10.0.0.0/8", service_cidrs=["172.16.0.0/12"],
                       node_ips=["192.168.0.2"])
@@ -53,21 +53,33 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def informed(n: int) -> tuple[ServiceMap, dict]:
+    """The model as the daemon's informers fill it, and the one EndpointSlice that then changes
+    (an endpoint replaced)."""
+    model = ServiceMap()
+    svcs, slices = cluster(n)
+    for o in svcs:
+        model.set_service(o)
+    for o in slices:
+        model.set_slice(o)
+    return model, cluster(n, changed=n // 2)[1][n // 2]
+
+
 def run_iptables(n: int, backend: str) -> tuple[float, ...]:
-    before, after, cache = cluster(n), cluster(n, changed=n // 2), {}
+    model, change = informed(n)
     s = sync.IptablesSyncer(CFG, backend)
-    rs = iptables.render(service_ports(*before), CFG)
+    rs = iptables.render(service_ports(*cluster(n)), CFG)
     text = iptables.restore_text(rs, "filter") + iptables.restore_text(rs, "nat")
     raw = timed(lambda: sync.run([s.tool("iptables-restore"), "-w", "5", "--noflush"], text))
     s.cleanup()
-    # what the daemon does on each sync: the model from the informers' objects, then the sync
-    full = timed(lambda: s.sync(service_ports(*before, cache), full=True))
-    partial = timed(lambda: s.sync(service_ports(*after, cache)))
-    resync = timed(lambda: s.sync(service_ports(*after, cache), full=True))
+    # what the daemon does on each sync: the model updated from the informers' events, then the sync
+    full = timed(lambda: s.sync(model.take(), full=True))
+    partial = timed(lambda: (model.set_slice(change), s.sync(model.take())))
+    resync = timed(lambda: s.sync(model.take(), full=True))
     # a resync's floor: the same whole text restored onto the tables as they are, full
     raw_onto = timed(lambda: sync.run([s.tool("iptables-restore"), "-w", "5", "--noflush"], s.last_text))
     # the floor of a partial sync: the tool alone applying the change back (text made beforehand)
-    new, old = iptables.render(service_ports(*before), CFG), s.applied
+    new, old = iptables.render(service_ports(*cluster(n)), CFG), s.applied
     texts = []
     for table in ("filter", "nat"):
         o, n_ = old.tables()[table], new.tables()[table]
@@ -75,24 +87,26 @@ def run_iptables(n: int, backend: str) -> tuple[float, ...]:
         texts.append(iptables.restore_text(new, table, changed, set(o.chains) - set(n_.chains)))
     raw_partial = timed(lambda: sync.run([s.tool("iptables-restore"), "-w", "5", "--noflush"], "".join(texts)))
     s.cleanup()
-    return raw, full, raw_onto, resync, partial, raw_partial
+    return raw, full, raw_onto, resync, partial, raw_partial, None
 
 
 def run_nftables(n: int) -> tuple[float, ...]:
-    before, after, cache = cluster(n), cluster(n, changed=n // 2), {}
-    text = nftables.transaction(nftables.render(service_ports(*before), CFG), None)
+    model, change = informed(n)
+    text = nftables.transaction(nftables.render(service_ports(*cluster(n)), CFG), None).text
     raw = timed(lambda: sync.run(["nft", "-f", "-"], text))
     subprocess.run(["nft", "delete", "table", "ip", nftables.TABLE], capture_output=True)
     s = sync.NftablesSyncer(CFG)
-    full = timed(lambda: s.sync(service_ports(*before, cache), full=True))
-    partial = timed(lambda: s.sync(service_ports(*after, cache)))
-    resync = timed(lambda: s.sync(service_ports(*after, cache), full=True))
+    full = timed(lambda: s.sync(model.take(), full=True))
+    partial = timed(lambda: (model.set_slice(change), s.sync(model.take())))
+    time.sleep(s.STALE_DELAY)
+    later = timed(s.delete_stale)  # the chain the change left, deleted a second later (as upstream)
+    resync = timed(lambda: s.sync(model.take(), full=True))
     raw_onto = timed(lambda: sync.run(["nft", "-f", "-"], s.last_text))  # a resync's floor
     # the floor of a partial sync: nft alone applying the change back (text made beforehand)
-    text = nftables.transaction(nftables.render(service_ports(*before), CFG), s.applied)
+    text = nftables.transaction(nftables.render(service_ports(*cluster(n)), CFG), s.applied).text
     raw_partial = timed(lambda: sync.run(["nft", "-f", "-"], text))
     s.cleanup()
-    return raw, full, raw_onto, resync, partial, raw_partial
+    return raw, full, raw_onto, resync, partial, raw_partial, later
 
 
 def main() -> None:
@@ -107,24 +121,26 @@ def main() -> None:
     ns = "nltbench-proxy"
     net.ns_create(ns)
     try:
-        print(f"{'':<27}{'--- first full sync ---':>31}{'--- periodic resync ---':>31}{'--- one change ---':>22}")
+        print(f"{'':<27}{'--- first full sync ---':>31}{'--- periodic resync ---':>31}{'--- one change ---':>32}")
         print(f"{'mode':<18}{'services':>9}{'raw restore':>13}{'sync':>10}{'ratio':>8}{'raw onto full':>15}{'sync':>9}"
-              f"{'ratio':>7}{'sync':>10}{'tool alone':>12}")
+              f"{'ratio':>7}{'sync':>10}{'tool alone':>12}{'later':>10}")
         for mode in args.modes:
             for n in args.sizes:
                 if mode == "iptables":
-                    raw, full, onto, resync, partial, floor = net.call_in(ns, run_iptables, n, args.backend)
+                    raw, full, onto, resync, partial, floor, later = net.call_in(ns, run_iptables, n, args.backend)
                     label = f"iptables-{args.backend}"
                 else:
-                    raw, full, onto, resync, partial, floor = net.call_in(ns, run_nftables, n)
+                    raw, full, onto, resync, partial, floor, later = net.call_in(ns, run_nftables, n)
                     label = "nftables"
                 print(f"{label:<18}{n:>9}{raw:>12.2f}s{full:>9.2f}s{full / raw:>7.2f}x{onto:>14.2f}s{resync:>8.2f}s"
-                      f"{resync / onto:>6.2f}x{partial * 1000:>8.0f}ms{floor * 1000:>10.0f}ms")
+                      f"{resync / onto:>6.2f}x{partial * 1000:>8.0f}ms{floor * 1000:>10.0f}ms"
+                      + (f"{later * 1000:>8.0f}ms" if later is not None else f"{'-':>10}"))
     finally:
         net.ns_delete(ns)
     print("targets: full sync <= 1.3x the raw restore of the same rules (a resync: onto the full tables, as it "
           "finds them); one change < 100 ms ('tool alone': iptables-restore or nft applying a one-change update by "
-          "itself, the floor any sync pays)")
+          "itself, the floor any sync pays; 'later': nftables mode deletes the chains a change left a second later, "
+          "in a transaction of its own, as upstream does)")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def render_text(mode: str, services: list[dict], slices: list[dict], cfg: iptabl
                         for t, c, r in iptables.JUMPS)
         return jumps + iptables.restore_text(rs, "filter") + iptables.restore_text(rs, "nat")
     if mode == "nftables":
-        return nftables.transaction(nftables.render(ports, cfg), None)
+        return nftables.transaction(nftables.render(ports, cfg), None).text
     if mode == "ipvs":
         from proxy import ipvs
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from netlab.client import Client, Informer
 from proxy import sync
 from proxy.iptables import Config
-from proxy.model import service_ports
+from proxy.model import ServiceMap
 
 log = logging.getLogger("netlab.proxy")
 BUCKETS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384]
@@ -67,14 +67,17 @@ class Proxy:
         self.tokens, self.tokens_at = 2.0, time.monotonic()
         self.last_ok: float | None = None
         self.last_ports: list = []
-        self.model_cache: dict = {}  # Service -> its ports, while its resourceVersions stay
+        self.model = ServiceMap()
         self.sync_hist = Histogram("kubeproxy_sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds")
         self.prog_hist = Histogram("kubeproxy_network_programming_duration_seconds",
                                    "In Cluster Network Programming Latency in seconds")
-        for inf in (self.svcs, self.slices):
-            inf.add_handler(self.changed, lambda old, new: self.changed(new), self.changed)
+        for inf, note in ((self.svcs, self.model.set_service), (self.slices, self.model.set_slice)):
+            inf.add_handler(lambda obj, note=note: self.changed(note, obj),
+                            lambda old, new, note=note: self.changed(note, new),
+                            lambda obj, note=note: self.changed(note, obj, deleted=True))
 
-    def changed(self, obj: dict) -> None:
+    def changed(self, note, obj: dict, deleted: bool = False) -> None:
+        note(obj, deleted)
         if self.pending_since is None:
             self.pending_since = time.time()
         self.dirty.set()
@@ -89,10 +92,14 @@ class Proxy:
         self.dirty.set()
         next_full = 0.0
         while True:
+            # nftables mode deletes the chains it flushed once they are a second old
+            wake = min(next_full, getattr(self.syncer, "stale_due", lambda: None)() or next_full)
             try:
-                await asyncio.wait_for(self.dirty.wait(), max(0.05, next_full - time.monotonic()))
+                await asyncio.wait_for(self.dirty.wait(), max(0.05, wake - time.monotonic()))
             except asyncio.TimeoutError:
-                pass
+                if time.monotonic() < next_full:
+                    await asyncio.to_thread(self.syncer.delete_stale)
+                    continue
             # only changes take sync tokens: the periodic resync must not make the next change wait
             wait = self.sync_token_wait() if self.dirty.is_set() else 0.0
             if wait > 0:
@@ -126,7 +133,7 @@ class Proxy:
         return wait
 
     async def sync(self, full: bool) -> None:
-        ports = service_ports(self.svcs.list(), self.slices.list(), self.model_cache)
+        ports = self.model.take()
         t = time.perf_counter()
         try:
             kind = await asyncio.to_thread(self.syncer.sync, ports, full)

@@ -21,6 +21,7 @@ Chain names hash the service port name ("ns/svc:port"), protocol and endpoint as
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proxy.model import ServicePort, ext_chain, fw_chain, plan, sep_chain, svc_chain, svl_chain
@@ -123,9 +124,11 @@ class _Recorder:
         self.ops.append((self.table, name, rule))
 
 
-def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None) -> Ruleset:
+def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None,
+           emit: Callable[[dict[str, list[str]], Table], None] | None = None) -> Ruleset:
     """The whole ruleset for `ports`. With `memo` (kept by the caller with the same `cfg`), a
-    service port equal to last time's is not rendered again: a sync costs what changed."""
+    service port equal to last time's is not rendered again: a sync costs what changed. `emit`
+    is handed each service port's own nat chains and the nat table, as soon as they are added."""
     flt, nat = Table(), Table()
     for c in FILTER_CHAINS:
         flt.chain(c)
@@ -157,6 +160,8 @@ def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None) -> R
         for table, chain, rule in shared:
             (flt if table == "filter" else nat).add(chain, rule)
         owners[sp.key + "/" + sp.proto] = owned
+        if emit is not None:
+            emit(own, nat)
     if memo is not None:
         memo.clear()
         memo.update(fresh)
@@ -298,10 +303,11 @@ def _select(nat: Table, chain: str, sp: ServicePort, eps: list) -> None:
         nat.add(chain, f'-m comment --comment "{sp.key} -> {ep.addr}" {prob}-j {sep_chain(sp, ep)}')
 
 
-def restore_text(rs: Ruleset, table: str, chains: set[str] | None = None, stale: set[str] = frozenset()) -> str:
+def restore_text(rs: Ruleset, table: str, chains: set[str] | None = None, stale: set[str] = frozenset(),
+                 extra: list[str] = ()) -> str:
     """iptables-restore --noflush input for one table: every chain (or only `chains`, plus the
     always-rewritten top-level ones) declared, which flushes it, and its rules; stale chains
-    declared and deleted."""
+    declared and deleted; then the `extra` lines."""
     t = rs.tables()[table]
     base = set(FILTER_CHAINS if table == "filter" else NAT_CHAINS)
     names = [c for c in t.chains if chains is None or c in base or c in chains]
@@ -309,5 +315,6 @@ def restore_text(rs: Ruleset, table: str, chains: set[str] | None = None, stale:
     for c in names:
         lines += [f"-A {c} {r}" for r in t.chains[c]]
     lines += [f"-X {c}" for c in sorted(stale)]
+    lines += extra
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ CategorizeEndpoints does for traffic policies and terminating endpoints."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class ServicePort:
     health_check_node_port: int = 0
     endpoints: list[Endpoint] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """upstream's ServicePortName.String(): ns/name, plus :port when the port is named."""
         return f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
@@ -136,38 +137,73 @@ def sep_chain(sp: ServicePort, ep: Endpoint) -> str:
     return "KUBE-SEP-" + _hash(sp.key, sp.proto, ep.addr)
 
 
-def service_ports(services: list[dict], slices: list[dict], cache: dict | None = None) -> list[ServicePort]:
-    """Every proxied Service port (ClusterIP set, not headless or ExternalName), with endpoints.
-    With `cache` (kept by the caller between syncs), a Service whose object and slices have the
-    same resourceVersions as last time is not read again."""
-    by_svc: dict[tuple[str, str], list[dict]] = {}
-    for s in slices:
-        meta = s["metadata"]
-        owner = (meta.get("labels") or {}).get(SERVICE_NAME)
-        if owner and s.get("addressType", "IPv4") == "IPv4":
-            key = (meta["namespace"], owner)
-            if key in by_svc:
-                by_svc[key].append(s)
-            else:
-                by_svc[key] = [s]
-    out: list[ServicePort] = []
-    fresh: dict = {}
+def service_ports(services: list[dict], slices: list[dict]) -> list[ServicePort]:
+    """Every proxied Service port (ClusterIP set, not headless or ExternalName), with endpoints."""
+    m = ServiceMap()
     for svc in services:
+        m.set_service(svc)
+    for s in slices:
+        m.set_slice(s)
+    return m.take()
+
+
+class ServiceMap:
+    """The Service ports kube-proxy proxies, kept from informer events as upstream's change
+    trackers keep them: an event reads its object at once and marks its Service, and `take`
+    joins only the marked Services' ports with their endpoints, so that a sync in a cluster of
+    10k Services does not read them all again."""
+
+    def __init__(self) -> None:
+        self.services: dict[tuple[str, str], list[ServicePort]] = {}  # each port, without endpoints
+        # Service -> its slices' endpoints, by slice name, then by (port name, protocol)
+        self.slices: dict[tuple[str, str], dict[str, dict[tuple[str, str], list[Endpoint]]]] = {}
+        self.owner: dict[tuple[str, str], tuple[str, str]] = {}   # slice -> the Service it was filed under
+        self.ports: dict[tuple[str, str], list[ServicePort]] = {}
+        self.changed: set[tuple[str, str]] = set()
+        self.flat: list[ServicePort] = []
+
+    def set_service(self, svc: dict, deleted: bool = False) -> None:
         meta = svc["metadata"]
         key = (meta["namespace"], meta["name"])
-        own = by_svc.get(key, [])
-        version = (meta.get("resourceVersion"), *[s["metadata"].get("resourceVersion") for s in own])
-        hit = cache.get(key) if cache is not None else None
-        ports = hit[1] if hit and hit[0] == version and version[0] else _ports(svc, own)
-        fresh[key] = (version, ports)
-        out += ports
-    if cache is not None:
-        cache.clear()
-        cache.update(fresh)
-    return out
+        if deleted:
+            self.services.pop(key, None)
+        else:
+            self.services[key] = _ports(svc)
+        self.changed.add(key)
+
+    def set_slice(self, s: dict, deleted: bool = False) -> None:
+        meta = s["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        was = self.owner.pop((ns, name), None)
+        if was is not None:
+            self.slices[was].pop(name, None)
+            self.changed.add(was)
+        owner = (meta.get("labels") or {}).get(SERVICE_NAME)
+        if deleted or not owner or s.get("addressType", "IPv4") != "IPv4":
+            return
+        key = (ns, owner)
+        self.slices.setdefault(key, {})[name] = _endpoints(s)
+        self.owner[(ns, name)] = key
+        self.changed.add(key)
+
+    def take(self) -> list[ServicePort]:
+        """All the ports: the same objects for Services that did not change (so renderers tell
+        them by identity), in a new list when anything changed."""
+        changed, self.changed = self.changed, set()
+        for key in sorted(changed):  # (new Services in a stable order)
+            slices = self.slices.get(key, {}).values()
+            ports = [_joined(sp, slices) for sp in self.services.get(key, ())]
+            if ports:
+                self.ports[key] = ports
+            else:
+                self.ports.pop(key, None)
+        if changed:
+            self.flat = [p for ps in self.ports.values() for p in ps]
+        return self.flat
 
 
-def _ports(svc: dict, slices: list[dict]) -> list[ServicePort]:
+def _ports(svc: dict) -> list[ServicePort]:
+    """A Service's proxied ports (none if headless or ExternalName), without endpoints."""
     spec, meta = svc.get("spec") or {}, svc["metadata"]
     ip = spec.get("clusterIP")
     if not ip or ip == "None" or spec.get("type") == "ExternalName":
@@ -187,20 +223,33 @@ def _ports(svc: dict, slices: list[dict]) -> list[ServicePort]:
                          spec.get("healthCheckNodePort", 0) if spec.get("type") == "LoadBalancer"
                          and spec.get("externalTrafficPolicy") == "Local" else 0)
         sp.etp_local = sp.etp_local and sp.externally_accessible
-        seen = set()
-        for s in slices:
-            port = next((x.get("port") for x in s.get("ports") or []
-                         if x.get("name", "") == sp.port_name and x.get("protocol", "TCP") == sp.protocol), None)
-            if not port:
-                continue
-            for e in s.get("endpoints") or []:
-                cond = e.get("conditions") or {}
-                ready = cond.get("ready") is not False
-                for a in e.get("addresses") or []:
-                    ep = Endpoint(a, port, ready, cond.get("serving", ready) is not False,
-                                  bool(cond.get("terminating")), e.get("nodeName", ""))
-                    if ep.addr not in seen:
-                        seen.add(ep.addr)
-                        sp.endpoints.append(ep)
         out.append(sp)
     return out
+
+
+def _endpoints(s: dict) -> dict[tuple[str, str], list[Endpoint]]:
+    """An EndpointSlice's endpoints for each of its ports, by (port name, protocol)."""
+    out: dict[tuple[str, str], list[Endpoint]] = {}
+    for x in s.get("ports") or []:
+        k, port = (x.get("name", ""), x.get("protocol", "TCP")), x.get("port")
+        if k in out or not port:
+            continue
+        out[k] = eps = []
+        for e in s.get("endpoints") or []:
+            cond = e.get("conditions") or {}
+            ready = cond.get("ready") is not False
+            serving, terminating, node = cond.get("serving", ready) is not False, bool(cond.get("terminating")), \
+                e.get("nodeName", "")
+            eps += [Endpoint(a, port, ready, serving, terminating, node) for a in e.get("addresses") or []]
+    return out
+
+
+def _joined(sp: ServicePort, slices) -> ServicePort:
+    """A copy of `sp` with the endpoints its slices give its port (each address:port once)."""
+    seen, eps = set(), []
+    for by_port in slices:
+        for ep in by_port.get((sp.port_name, sp.protocol), ()):
+            if ep.addr not in seen:
+                seen.add(ep.addr)
+                eps.append(ep)
+    return dataclasses.replace(sp, endpoints=eps)

@@ -10,6 +10,7 @@ import gc
 import logging
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 from proxy import iptables, nftables
@@ -68,17 +69,27 @@ class IptablesSyncer:
     def tool(self, name: str) -> str:
         return f"{name.replace('iptables', f'iptables-{self.backend}', 1)}"
 
+    @staticmethod
+    def missing_jumps(saved: dict[str, str]) -> dict[str, list[str]]:
+        """Per table, the jumps from the built-in chains (first in them) that `saved` (its
+        iptables-save) lacks, as restore lines. (Every iptables call reads a legacy table whole:
+        a `-C` per jump, as upstream checks them, cost ~0.3 s each at 10k Services.)"""
+        out = {}
+        for table, text in saved.items():
+            rules = set(text.splitlines())
+            out[table] = [f"-I {chain} 1 {rule}" for t, chain, rule in iptables.JUMPS
+                          if t == table and f"-A {chain} {rule}" not in rules]
+        return out
+
     def ensure_jumps(self) -> None:
-        """The top-level chains, and the jumps to them from the built-in chains (first in them),
-        where missing: read with one iptables-save per table, added with one restore. (Every
-        iptables call reads a legacy table whole: a `-C` per jump cost ~0.3 s each at 10k Services.)"""
-        lines = []
+        """The top-level chains and the jumps to them, where missing, read with one iptables-save
+        per table and added with one restore (for IPVS mode; iptables mode's full sync does this
+        in its own restore)."""
+        saved = {t: run([self.tool("iptables-save"), "-t", t]) for t in ("filter", "nat")}
+        jumps, lines = self.missing_jumps(saved), []
         for table, chains in (("filter", iptables.FILTER_CHAINS), ("nat", iptables.NAT_CHAINS)):
-            saved = run([self.tool("iptables-save"), "-t", table]).splitlines()
-            have, rules = {ln[1:].split()[0] for ln in saved if ln.startswith(":")}, set(saved)
-            missing = [f":{c} - [0:0]" for c in chains if c not in have] + [
-                f"-I {chain} 1 {rule}" for t, chain, rule in iptables.JUMPS
-                if t == table and f"-A {chain} {rule}" not in rules]
+            have = {ln[1:].split()[0] for ln in saved[table].splitlines() if ln.startswith(":")}
+            missing = [f":{c} - [0:0]" for c in chains if c not in have] + jumps[table]
             if missing:
                 lines += [f"*{table}", *missing, "COMMIT"]
         if lines:
@@ -86,27 +97,21 @@ class IptablesSyncer:
 
     def sync(self, ports: list[ServicePort], full: bool = False) -> str:
         """Apply the rules for `ports`; returns "full" or "partial"."""
-        new = iptables.render(ports, self.cfg, self.memo)
         kind = "full" if full or self.applied is None else "partial"
-        texts = []
-        for table in ("filter", "nat"):
-            if kind == "full":
-                stale = set(self.applied.tables()[table].chains) - set(new.tables()[table].chains) \
-                    if self.applied else set()
-                texts.append(iptables.restore_text(new, table, None, stale))
-            else:
-                old_t, new_t = self.applied.tables()[table], new.tables()[table]
-                changed = {c for c, rules in new_t.chains.items()
-                           if (was := old_t.chains.get(c)) is not rules and was != rules}
-                stale = set(old_t.chains) - set(new_t.chains)
-                texts.append(iptables.restore_text(new, table, changed, stale))
         try:
             if kind == "full":
-                # before the restore: on the first sync the tables are still small, and checking
-                # a rule in a big legacy table costs as much as reading all of it
-                self.ensure_jumps()
-            self.last_text = "".join(texts)
-            run([self.tool("iptables-restore"), "-w", "5", "--noflush", "--counters"], self.last_text)
+                new = self.full_sync(ports)
+            else:
+                new = iptables.render(ports, self.cfg, self.memo)
+                texts = []
+                for table in ("filter", "nat"):
+                    old_t, new_t = self.applied.tables()[table], new.tables()[table]
+                    changed = {c for c, rules in new_t.chains.items()
+                               if (was := old_t.chains.get(c)) is not rules and was != rules}
+                    stale = set(old_t.chains) - set(new_t.chains)
+                    texts.append(iptables.restore_text(new, table, changed, stale))
+                self.last_text = "".join(texts)
+                run([self.tool("iptables-restore"), "-w", "5", "--noflush", "--counters"], self.last_text)
         except SyncError:
             self.stats["failures"] += 1
             self.applied = None  # the next sync is a full one
@@ -116,6 +121,60 @@ class IptablesSyncer:
         self.stats["partial"] += kind == "partial"
         _settled(kind)
         return kind
+
+    def full_sync(self, ports: list[ServicePort]) -> iptables.Ruleset:
+        """Everything rewritten, in one restore: started first and fed each service port's nat
+        chains as soon as they are rendered, so that iptables-restore parses while Python renders
+        (the nat table, the large one, goes first; filter's rules are only known at the end).
+        Meanwhile iptables-save reads the built-in chains, for the jumps to put back."""
+        saves = {t: subprocess.Popen([self.tool("iptables-save"), "-t", t], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True) for t in ("filter", "nat")}
+        argv = [self.tool("iptables-restore"), "-w", "5", "--noflush", "--counters"]
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        chunks: list[str] = []
+        written = dict.fromkeys(iptables.NAT_CHAINS, 0)  # rules of the top-level chains sent so far
+
+        def send(text: str) -> None:
+            chunks.append(text)
+            p.stdin.write(text)
+
+        def emit(own: dict[str, list[str]], nat: iptables.Table) -> None:
+            lines = [f":{c} - [0:0]\n" for c in own]
+            lines += [f"-A {c} {r}\n" for c, rules in own.items() for r in rules]
+            for c in iptables.NAT_CHAINS:  # then what jumps to them
+                rules = nat.chains[c]
+                lines += [f"-A {c} {r}\n" for r in rules[written[c]:]]
+                written[c] = len(rules)
+            send("".join(lines))
+
+        try:
+            try:
+                send("*nat\n" + "".join(f":{c} - [0:0]\n" for c in iptables.NAT_CHAINS))
+                new = iptables.render(ports, self.cfg, self.memo, emit)
+                emit({}, new.nat)
+                old = self.applied.tables() if self.applied else {}
+                stale = {t: sorted(set(old[t].chains) - set(new.tables()[t].chains)) if old else []
+                         for t in ("filter", "nat")}
+                # the tables as they were before this restore: its commits are still to come
+                jumps = self.missing_jumps({t: save.communicate()[0] for t, save in saves.items()})
+                send("".join(f":{c} - [0:0]\n" for c in stale["nat"]) + "".join(f"-X {c}\n" for c in stale["nat"])
+                     + "".join(f"{j}\n" for j in jumps["nat"]) + "COMMIT\n"
+                     + iptables.restore_text(new, "filter", None, set(stale["filter"]), jumps["filter"]))
+            except BrokenPipeError:  # the restore stopped at a bad line: its error is below
+                pass
+            except BaseException:
+                p.kill()  # before COMMIT: nothing of this sync is applied
+                raise
+            _, err = p.communicate()  # (flushes and closes its input)
+            self.last_text = "".join(chunks)
+            if p.returncode != 0:
+                raise SyncError(f"{' '.join(argv)}: {err.strip()}")
+        finally:
+            for save in saves.values():
+                if save.poll() is None:
+                    save.kill()
+                save.wait()
+        return new
 
     def cleanup(self) -> None:
         """Remove everything kube-proxy made (what `kube-proxy --cleanup` does)."""
@@ -137,23 +196,54 @@ class NftablesSyncer:
     applied: nftables.Ruleset | None = None
     memo: dict = field(default_factory=dict)
     last_text: str = ""  # the last transaction
+    stale: dict[str, float] = field(default_factory=dict)  # flushed chain -> when, to delete after STALE_DELAY
     stats: dict = field(default_factory=lambda: {"syncs": 0, "partial": 0, "failures": 0})
+
+    STALE_DELAY = 1.0  # upstream's: by then even an old kernel has let go of the chain
 
     def sync(self, ports: list[ServicePort], full: bool = False) -> str:
         new = nftables.render(ports, self.cfg, self.memo)
         kind = "full" if full or self.applied is None else "partial"
-        self.last_text = nftables.transaction(new, None if kind == "full" else self.applied)
+        if kind == "partial":
+            self.delete_stale()
+        tx = nftables.transaction(new, None if kind == "full" else self.applied)
+        self.last_text = tx.text
         try:
-            run(["nft", "-f", "-"], self.last_text)
+            run(["nft", "-f", "-"], tx.text)
         except SyncError:
             self.stats["failures"] += 1
             self.applied = None
             raise
+        if kind == "full":
+            self.stale.clear()  # the table was made anew
+        for name in tx.added:
+            self.stale.pop(name, None)
+        now = time.monotonic()
+        self.stale.update((name, now) for name in tx.stale)
         self.applied = new
         self.stats["syncs"] += 1
         self.stats["partial"] += kind == "partial"
         _settled(kind)
         return kind
+
+    def stale_due(self) -> float | None:
+        """When the oldest flushed chain may be deleted (time.monotonic)."""
+        return min(self.stale.values()) + self.STALE_DELAY if self.stale else None
+
+    def delete_stale(self) -> None:
+        """Delete the chains flushed at least STALE_DELAY ago, in a transaction of their own, as
+        upstream does: if it fails (a chain still in use), the sync is not held up, and the next
+        full sync, which makes the table anew, removes them."""
+        now = time.monotonic()
+        due = [name for name, t in self.stale.items() if now - t >= self.STALE_DELAY]
+        if not due:
+            return
+        for name in due:
+            del self.stale[name]
+        try:
+            run(["nft", "-f", "-"], "".join(f"delete chain {nftables.T} {name}\n" for name in due))
+        except SyncError as e:
+            log.warning("could not delete stale chains: %s", e)
 
     def cleanup(self) -> None:
         subprocess.run(["nft", "delete", "table", "ip", nftables.TABLE], capture_output=True)

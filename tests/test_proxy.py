@@ -3,6 +3,7 @@ kernel (iptables-restore and nft in a namespace of their own)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from netlab import net
 from proxy import iptables, nftables, sync
 from proxy.__main__ import load_state
-from proxy.model import service_ports
+from proxy.model import ServiceMap, service_ports
 
 UPSTREAM = Path(__file__).parent / "data" / "upstream"
 
@@ -105,6 +106,26 @@ def _state(*specs) -> list:
     return service_ports(list(svcs), list(slices))
 
 
+def test_service_map_rereads_only_the_services_that_changed():
+    (sa, ea), (sb, eb) = _svc("a", "10.96.0.11", ["10.244.1.2"]), _svc("b", "10.96.0.12", ["10.244.1.3"])
+    m = ServiceMap()
+    for o in (sa, sb):
+        m.set_service(o)
+    for o in (ea, eb):
+        m.set_slice(o)
+    first = m.take()
+    assert [(p.name, [e.ip for e in p.endpoints]) for p in first] == [("a", ["10.244.1.2"]), ("b", ["10.244.1.3"])]
+    assert m.take() is first  # nothing changed
+    m.set_slice({**eb, "endpoints": [{"addresses": ["10.244.2.9"]}]})
+    second = m.take()
+    assert second[0] is first[0] and [e.ip for e in second[1].endpoints] == ["10.244.2.9"]
+    # the slice now filed under another Service: b has no endpoints left, a gains them
+    m.set_slice({**eb, "metadata": {**eb["metadata"], "labels": {"kubernetes.io/service-name": "a"}}})
+    assert [(p.name, len(p.endpoints)) for p in m.take()] == [("a", 2), ("b", 0)]
+    m.set_service(sa, deleted=True)
+    assert [p.name for p in m.take()] == ["b"]
+
+
 @pytest.fixture
 def node():
     ns = "nltproxy"
@@ -170,21 +191,41 @@ def test_full_syncs_put_back_a_missing_jump_and_never_add_one_twice(node, backen
 @pytest.mark.lab
 def test_nftables_full_then_partial_syncs(node):
     cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16", node_ips=["172.18.0.2"])
+    a = ("a", "10.96.0.11", ["10.244.1.2"])
 
     def steps():
+        def listed():
+            return sync.run(["nft", "list", "table", "ip", nftables.TABLE])
         s = sync.NftablesSyncer(cfg)
-        kinds = [s.sync(_state(("a", "10.96.0.11", ["10.244.1.2"]), ("b", "10.96.0.12", ["10.244.1.3"])))]
-        kinds.append(s.sync(_state(("b", "10.96.0.12", ["10.244.1.3", "10.244.2.4"]),
-                                   ("c", "10.96.0.13", []))))
-        listed = sync.run(["nft", "list", "table", "ip", nftables.TABLE])
+        kinds = [s.sync(_state(a, ("b", "10.96.0.12", ["10.244.1.3"])))]
+        kinds.append(s.sync(_state(("b", "10.96.0.12", ["10.244.1.3", "10.244.2.4"]), ("c", "10.96.0.13", []))))
+        partial = listed()
+        s.STALE_DELAY = 0  # (upstream waits a second)
+        s.delete_stale()
+        cleaned = listed()
+        # b's chains, left flushed and wanted again before their deletion, are kept (and do not
+        # hold up the deletion of a's)
+        s.STALE_DELAY = 60
+        s.sync(_state(a))
+        s.sync(_state(("b", "10.96.0.12", ["10.244.1.3"])))
+        s.STALE_DELAY = 0
+        s.delete_stale()
+        back = listed()
         s.cleanup()
-        return kinds, listed, sync.run(["nft", "list", "ruleset"])
-    kinds, listed, after = _in(node, steps)
+        return kinds, partial, cleaned, back, sync.run(["nft", "list", "ruleset"])
+    kinds, partial, cleaned, back, after = _in(node, steps)
     assert kinds == ["full", "partial"]
-    assert "10.96.0.12 . tcp . 80 : goto service-" in listed and "10.96.0.11" not in listed
-    assert "numgen random mod 2 vmap" in listed and "dnat to 10.244.2.4:8080" in listed
-    assert "10.96.0.13 . tcp . 80 comment" in listed  # no endpoints: the reject map
-    assert "elements = { 172.18.0.2 }" in listed  # nodeport-ips
+    assert "10.96.0.12 . tcp . 80 : goto service-" in partial and "10.96.0.11" not in partial
+    assert "numgen random mod 2 vmap" in partial and "dnat to 10.244.2.4:8080" in partial
+    assert "10.96.0.13 . tcp . 80 comment" in partial  # no endpoints: the reject map
+    assert "elements = { 172.18.0.2 }" in partial  # nodeport-ips
+    # a's chains: flushed by the sync, deleted a second later in a transaction of their own
+    a_chains = [r"service-\w+-default/a/tcp/http", r"external-\w+-default/a/tcp/http",
+                r"endpoint-\w+-default/a/tcp/http__10\.244\.1\.2/8080"]
+    for c in a_chains:
+        assert re.search(rf"chain {c} {{\n\t}}", partial), c
+        assert not re.search(rf"chain {c} ", cleaned), c
+    assert "dnat to 10.244.1.3:8080" in back and not any(re.search(rf"chain {c} ", back) for c in a_chains)
     assert "kube-proxy" not in after
 
 
@@ -209,7 +250,7 @@ def nft_items(text: str) -> dict[str, object]:
 def test_nftables_rules_match_upstreams_overall_test():
     cfg = iptables.Config(node_name="test-node", cluster_cidr="10.0.0.0/8", service_cidrs=["172.30.0.0/16"],
                           node_ips=["192.168.0.2"])
-    ours = nft_items(nftables.transaction(nftables.render(upstream_ports(), cfg), None))
+    ours = nft_items(nftables.transaction(nftables.render(upstream_ports(), cfg), None).text)
     want = nft_items((UPSTREAM / "overall.nft").read_text())
     assert ours["declarations"] == want["declarations"]
     assert ours["elements"] == want["elements"]
