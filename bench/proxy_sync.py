@@ -8,13 +8,14 @@ Targets: full sync <= 1.3x the raw restore of the same rules; one Service change
 10k-Service cluster programmed in < 100 ms.
 
     sudo .venv/bin/python bench/proxy_sync.py [--sizes 1000 5000 10000] [--modes iptables nftables]
-                                              [--backend legacy|nft]
+                                              [--backend legacy|nft] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -45,6 +46,22 @@ def cluster(n: int, changed: int | None = None) -> tuple[list, list]:
                        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
                        "endpoints": [{"addresses": [a]} for a in eps]})
     return svcs, slices
+
+
+def settle(limit: float = 30.0) -> None:
+    """Wait until the CPUs are idle: the kernel frees a deleted nftables table in the background,
+    and a measurement started meanwhile would pay for it."""
+    def busy_idle() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v) - v[3] - v[4], v[3] + v[4]
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        b0, i0 = busy_idle()
+        time.sleep(0.5)
+        b1, i1 = busy_idle()
+        if (b1 - b0) <= 0.1 * max(1, (b1 - b0) + (i1 - i0)):
+            return
 
 
 def timed(fn) -> float:
@@ -93,17 +110,23 @@ def run_iptables(n: int, backend: str) -> tuple[float, ...]:
 def run_nftables(n: int) -> tuple[float, ...]:
     model, change = informed(n)
     text = nftables.transaction(nftables.render(service_ports(*cluster(n)), CFG), None).text
+    settle()
     raw = timed(lambda: sync.run(["nft", "-f", "-"], text))
     subprocess.run(["nft", "delete", "table", "ip", nftables.TABLE], capture_output=True)
     s = sync.NftablesSyncer(CFG)
+    settle()
     full = timed(lambda: s.sync(model.take(), full=True))
+    settle()
     partial = timed(lambda: (model.set_slice(change), s.sync(model.take())))
     time.sleep(s.STALE_DELAY)
     later = timed(s.delete_stale)  # the chain the change left, deleted a second later (as upstream)
+    settle()
     resync = timed(lambda: s.sync(model.take(), full=True))
+    settle()
     raw_onto = timed(lambda: sync.run(["nft", "-f", "-"], s.last_text))  # a resync's floor
     # the floor of a partial sync: nft alone applying the change back (text made beforehand)
     text = nftables.transaction(nftables.render(service_ports(*cluster(n)), CFG), s.applied).text
+    settle()
     raw_partial = timed(lambda: sync.run(["nft", "-f", "-"], text))
     s.cleanup()
     return raw, full, raw_onto, resync, partial, raw_partial, later
@@ -115,6 +138,8 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=["iptables", "nftables"])
     p.add_argument("--backend", default="legacy", choices=["legacy", "nft"],
                    help="iptables backend (iptables-nft takes minutes at 10k Services)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each size, medians printed (nftables mode "
+                                                         "at 10k Services takes ~8 minutes a run)")
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("the benchmark programs netfilter in a namespace of its own: run it with sudo")
@@ -126,14 +151,16 @@ def main() -> None:
               f"{'ratio':>7}{'sync':>10}{'tool alone':>12}{'later':>10}")
         for mode in args.modes:
             for n in args.sizes:
-                if mode == "iptables":
-                    raw, full, onto, resync, partial, floor, later = net.call_in(ns, run_iptables, n, args.backend)
-                    label = f"iptables-{args.backend}"
-                else:
-                    raw, full, onto, resync, partial, floor, later = net.call_in(ns, run_nftables, n)
-                    label = "nftables"
-                print(f"{label:<18}{n:>9}{raw:>12.2f}s{full:>9.2f}s{full / raw:>7.2f}x{onto:>14.2f}s{resync:>8.2f}s"
-                      f"{resync / onto:>6.2f}x{partial * 1000:>8.0f}ms{floor * 1000:>10.0f}ms"
+                label = f"iptables-{args.backend}" if mode == "iptables" else "nftables"
+                runs = [net.call_in(ns, run_iptables, n, args.backend) if mode == "iptables"
+                        else net.call_in(ns, run_nftables, n) for _ in range(args.repeat)]
+                raw, full, onto, resync, partial, floor, later = (
+                    statistics.median(col) if None not in col else None for col in zip(*runs, strict=True))
+                # each ratio is the median of the runs' own ratios (the machine's speed drifts between runs)
+                ratio = statistics.median(r[1] / r[0] for r in runs)
+                reratio = statistics.median(r[3] / r[2] for r in runs)
+                print(f"{label:<18}{n:>9}{raw:>12.2f}s{full:>9.2f}s{ratio:>7.2f}x{onto:>14.2f}s{resync:>8.2f}s"
+                      f"{reratio:>6.2f}x{partial * 1000:>8.0f}ms{floor * 1000:>10.0f}ms"
                       + (f"{later * 1000:>8.0f}ms" if later is not None else f"{'-':>10}"))
     finally:
         net.ns_delete(ns)

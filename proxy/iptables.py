@@ -29,6 +29,8 @@ from proxy.model import ServicePort, ext_chain, fw_chain, plan, sep_chain, svc_c
 FILTER_CHAINS = ["KUBE-NODEPORTS", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL", "KUBE-FORWARD",
                  "KUBE-PROXY-FIREWALL"]
 NAT_CHAINS = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
+# the per-service and per-endpoint chains (upstream's isServiceChainName)
+SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 
 # The jumps from the built-in chains, ensured (iptables -C, else -I) before each sync.
 JUMPS = [

@@ -5,7 +5,6 @@ CategorizeEndpoints does for traffic policies and terminating endpoints."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass, field
@@ -234,22 +233,30 @@ def _endpoints(s: dict) -> dict[tuple[str, str], list[Endpoint]]:
         k, port = (x.get("name", ""), x.get("protocol", "TCP")), x.get("port")
         if k in out or not port:
             continue
-        out[k] = eps = []
+        out[k] = eps = {}  # address -> its endpoint, each address once
         for e in s.get("endpoints") or []:
             cond = e.get("conditions") or {}
             ready = cond.get("ready") is not False
             serving, terminating, node = cond.get("serving", ready) is not False, bool(cond.get("terminating")), \
                 e.get("nodeName", "")
-            eps += [Endpoint(a, port, ready, serving, terminating, node) for a in e.get("addresses") or []]
-    return out
+            for a in e.get("addresses") or []:
+                eps.setdefault(a, Endpoint(a, port, ready, serving, terminating, node))
+    return {k: list(eps.values()) for k, eps in out.items()}
 
 
 def _joined(sp: ServicePort, slices) -> ServicePort:
     """A copy of `sp` with the endpoints its slices give its port (each address:port once)."""
-    seen, eps = set(), []
-    for by_port in slices:
-        for ep in by_port.get((sp.port_name, sp.protocol), ()):
-            if ep.addr not in seen:
-                seen.add(ep.addr)
-                eps.append(ep)
-    return dataclasses.replace(sp, endpoints=eps)
+    k = (sp.port_name, sp.protocol)
+    if len(slices) == 1:
+        eps = list(next(iter(slices)).get(k, ()))
+    else:
+        seen, eps = set(), []
+        for by_port in slices:
+            for ep in by_port.get(k, ()):
+                if (ep.ip, ep.port) not in seen:
+                    seen.add((ep.ip, ep.port))
+                    eps.append(ep)
+    out = object.__new__(ServicePort)  # a copy: dataclasses.replace costs 5x more, 10k times in a first sync
+    out.__dict__.update(sp.__dict__)
+    out.endpoints = eps
+    return out

@@ -63,6 +63,7 @@ class IptablesSyncer:
     backend: str = "nft"
     applied: iptables.Ruleset | None = None
     memo: dict = field(default_factory=dict)
+    texts: dict = field(default_factory=dict)  # a memo-kept port's text in the last full sync
     last_text: str = ""  # the last restore input (`netlab-proxy render` and the benchmark show it)
     stats: dict = field(default_factory=lambda: {"syncs": 0, "partial": 0, "failures": 0})
 
@@ -100,7 +101,15 @@ class IptablesSyncer:
         kind = "full" if full or self.applied is None else "partial"
         try:
             if kind == "full":
-                new = self.full_sync(ports)
+                try:
+                    new = self.full_sync(ports, check=self.applied is not None)
+                except SyncError as e:
+                    if self.applied is None:
+                        raise
+                    # a jump from a built-in chain went (or the restore failed otherwise): again,
+                    # reading the tables first
+                    log.info("full sync failed, retrying with the jumps read first: %s", e)
+                    new = self.full_sync(ports, check=False)
             else:
                 new = iptables.render(ports, self.cfg, self.memo)
                 texts = []
@@ -122,44 +131,71 @@ class IptablesSyncer:
         _settled(kind)
         return kind
 
-    def full_sync(self, ports: list[ServicePort]) -> iptables.Ruleset:
+    def full_sync(self, ports: list[ServicePort], check: bool) -> iptables.Ruleset:
         """Everything rewritten, in one restore: started first and fed each service port's nat
         chains as soon as they are rendered, so that iptables-restore parses while Python renders
         (the nat table, the large one, goes first; filter's rules are only known at the end).
-        Meanwhile iptables-save reads the built-in chains, for the jumps to put back."""
-        saves = {t: subprocess.Popen([self.tool("iptables-save"), "-t", t], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True) for t in ("filter", "nat")}
+        The jumps from the built-in chains: with `check` (they were in place after the last sync),
+        the restore checks them first (-C) and fails at once if one went; otherwise iptables-save
+        reads the tables meanwhile, and the missing jumps are inserted before each COMMIT."""
+        saves = {} if check else {
+            t: subprocess.Popen([self.tool("iptables-save"), "-t", t], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True) for t in ("filter", "nat")}
         argv = [self.tool("iptables-restore"), "-w", "5", "--noflush", "--counters"]
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         chunks: list[str] = []
         written = dict.fromkeys(iptables.NAT_CHAINS, 0)  # rules of the top-level chains sent so far
+        texts, self.texts = self.texts, {}
 
         def send(text: str) -> None:
             chunks.append(text)
             p.stdin.write(text)
 
         def emit(own: dict[str, list[str]], nat: iptables.Table) -> None:
-            lines = [f":{c} - [0:0]\n" for c in own]
-            lines += [f"-A {c} {r}\n" for c, rules in own.items() for r in rules]
-            for c in iptables.NAT_CHAINS:  # then what jumps to them
-                rules = nat.chains[c]
-                lines += [f"-A {c} {r}\n" for r in rules[written[c]:]]
-                written[c] = len(rules)
-            send("".join(lines))
+            """A service port's text: its chains, then its rules in the top-level chains. A port
+            the memo kept has the same `own` as last time, and so the same text."""
+            hit = texts.get(id(own))
+            if hit is not None and hit[0] is own:
+                text = hit[1]
+                for c in iptables.NAT_CHAINS:
+                    written[c] = len(nat.chains[c])
+            else:
+                lines = [f":{c} - [0:0]\n" for c in own]
+                lines += [f"-A {c} {r}\n" for c, rules in own.items() for r in rules]
+                for c in iptables.NAT_CHAINS:  # then what jumps to them
+                    rules = nat.chains[c]
+                    lines += [f"-A {c} {r}\n" for r in rules[written[c]:]]
+                    written[c] = len(rules)
+                text = "".join(lines)
+            if own:
+                self.texts[id(own)] = (own, text)
+            send(text)
 
         try:
             try:
-                send("*nat\n" + "".join(f":{c} - [0:0]\n" for c in iptables.NAT_CHAINS))
+                checks = {t: [f"-C {c} {r}\n" for tt, c, r in iptables.JUMPS if tt == t] if check else []
+                          for t in ("filter", "nat")}
+                send(("*filter\n" + "".join(checks["filter"]) + "COMMIT\n" if check else "")
+                     + "*nat\n" + "".join(checks["nat"]) + "".join(f":{c} - [0:0]\n" for c in iptables.NAT_CHAINS))
                 new = iptables.render(ports, self.cfg, self.memo, emit)
                 emit({}, new.nat)
-                old = self.applied.tables() if self.applied else {}
-                stale = {t: sorted(set(old[t].chains) - set(new.tables()[t].chains)) if old else []
-                         for t in ("filter", "nat")}
-                # the tables as they were before this restore: its commits are still to come
-                jumps = self.missing_jumps({t: save.communicate()[0] for t, save in saves.items()})
-                send("".join(f":{c} - [0:0]\n" for c in stale["nat"]) + "".join(f"-X {c}\n" for c in stale["nat"])
+                if check:
+                    jumps = {"filter": [], "nat": []}
+                    stale = sorted(set(self.applied.nat.chains) - set(new.nat.chains))
+                else:
+                    # the tables as they were before this restore (its commits are still to come)
+                    saved = {t: save.communicate()[0] for t, save in saves.items()}
+                    if any(save.returncode for save in saves.values()):
+                        raise SyncError(f"{self.tool('iptables-save')} failed: cannot read the jumps to kube-proxy's "
+                                        "chains")
+                    jumps = self.missing_jumps(saved)
+                    # as upstream: any service or endpoint chain there that is not wanted now goes,
+                    # also those a kube-proxy that ran before this one left
+                    stale = sorted(c for c in (ln[1:].split()[0] for ln in saved["nat"].splitlines() if ln[:1] == ":")
+                                   if c.startswith(iptables.SERVICE_CHAIN_PREFIXES) and c not in new.nat.chains)
+                send("".join(f":{c} - [0:0]\n" for c in stale) + "".join(f"-X {c}\n" for c in stale)
                      + "".join(f"{j}\n" for j in jumps["nat"]) + "COMMIT\n"
-                     + iptables.restore_text(new, "filter", None, set(stale["filter"]), jumps["filter"]))
+                     + iptables.restore_text(new, "filter", None, set(), jumps["filter"]))
             except BrokenPipeError:  # the restore stopped at a bad line: its error is below
                 pass
             except BaseException:

@@ -167,6 +167,25 @@ def test_iptables_full_then_partial_syncs(node):
 
 
 @pytest.mark.lab
+def test_iptables_first_sync_removes_the_chains_an_earlier_kube_proxy_left(node):
+    cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16")
+    backend = sync.detect_backend()
+
+    def steps():
+        sync.IptablesSyncer(cfg, backend).sync(_state(("a", "10.96.0.11", ["10.244.1.2"]),
+                                                      ("b", "10.96.0.12", ["10.244.1.3"])))
+        s = sync.IptablesSyncer(cfg, backend)  # started again, after Service a went
+        s.sync(_state(("b", "10.96.0.12", ["10.244.1.3"])))
+        saved = sync.run([s.tool("iptables-save"), "-t", "nat"])
+        s.cleanup()
+        return saved
+    saved = _in(node, steps)
+    assert "10.244.1.2" not in saved and "--to-destination 10.244.1.3:8080" in saved
+    for prefix in (":KUBE-SVC-", ":KUBE-EXT-", ":KUBE-SEP-"):  # b's only
+        assert sum(ln.startswith(prefix) for ln in saved.splitlines()) == 1, prefix
+
+
+@pytest.mark.lab
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
 def test_full_syncs_put_back_a_missing_jump_and_never_add_one_twice(node, backend):
     cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16")
