@@ -175,7 +175,9 @@ class ServiceMap:
         ns, name = meta["namespace"], meta["name"]
         was = self.owner.pop((ns, name), None)
         if was is not None:
-            self.slices[was].pop(name, None)
+            del self.slices[was][name]
+            if not self.slices[was]:
+                del self.slices[was]
             self.changed.add(was)
         owner = (meta.get("labels") or {}).get(SERVICE_NAME)
         if deleted or not owner or s.get("addressType", "IPv4") != "IPv4":

@@ -268,11 +268,11 @@ class Transaction(NamedTuple):
 
 def transaction(new: Ruleset, old: Ruleset | None) -> Transaction:
     """What programs `new` where `old` was. Full (old None): the table is replaced in one
-    transaction. Partial: of the base and of the service ports whose
-    part is not the same object as last time's, map and set elements that went are deleted and
-    new ones added, changed chains flushed and rewritten, new ones added, stale ones flushed, all
-    in one transaction. As upstream, a stale chain is deleted in a later one: a kernel before 6.2
-    still counts a reference from a map element deleted in the same transaction."""
+    transaction. Partial: of the base and of the service ports whose part is not the same object
+    as last time's, map and set elements that went are deleted and new ones added, changed chains
+    flushed and rewritten, new ones added, stale ones flushed, all in one transaction. As
+    upstream, a stale chain is deleted in a later one: a kernel before 6.2 still counts a
+    reference from a map element deleted in the same transaction."""
     out: list[str] = []
     if old is None:
         new = new.merged()

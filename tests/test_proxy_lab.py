@@ -251,6 +251,39 @@ def test_scaled_out_pods_receive_traffic_within_a_second(lab):
         settle(lab, 3)
 
 
+def endpoint_chains(lab: Lab, node: str) -> dict[str, int]:
+    """kube-proxy's per-endpoint chains on a node -> how many rules each holds."""
+    if lab.cluster.proxy_mode == "nftables":
+        out = json.loads(lab.node_exec(node, ["nft", "-j", "list", "table", "ip", "kube-proxy"]).stdout)["nftables"]
+        chains = {o["chain"]["name"]: 0 for o in out if "chain" in o and o["chain"]["name"].startswith("endpoint-")}
+        for o in out:
+            if "rule" in o and o["rule"]["chain"] in chains:
+                chains[o["rule"]["chain"]] += 1
+        return chains
+    saved = lab.node_exec(node, ["iptables-save", "-t", "nat"]).stdout.splitlines()
+    chains = {ln[1:].split()[0]: 0 for ln in saved if ln.startswith(":KUBE-SEP-")}
+    for ln in saved:
+        if ln.startswith("-A KUBE-SEP-"):
+            chains[ln.split()[1]] += 1
+    return chains
+
+
+def test_scaled_in_pods_leave_no_chains_behind(lab):
+    lab.kubectl("scale", "-n", NS, "deployment/web", "--replicas=4")
+    lab.wait_ready("app=web", namespace=NS, count=4, timeout=60)
+    lab.kubectl("scale", "-n", NS, "deployment/web", "--replicas=3")
+    settle(lab, 3)
+    ips = {p["status"]["podIP"] for p in web_pods(lab).values()}
+    for node in lab.cluster.nodes:
+        # nftables mode deletes a chain it flushed a second later, as upstream does
+        lab.wait(lambda node=node: all(endpoint_chains(lab, node.name).values()), timeout=5,
+                 what=f"no empty endpoint chains on {node.name}")
+        chains = endpoint_chains(lab, node.name)
+        if lab.cluster.proxy_mode == "nftables":
+            web = {c.split("__")[1].split("/")[0] for c in chains if f"-{NS}/web/tcp/http__" in c}
+            assert web == ips, (node.name, sorted(chains))
+
+
 def settle(lab: Lab, replicas: int) -> None:
     """Until the Service's endpoints are exactly its `replicas` pods again, and kube-proxy had a
     sync period to program that (a pod scaled away dies at once; its endpoint goes a moment later,
