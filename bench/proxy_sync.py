@@ -14,6 +14,7 @@ Targets: full sync <= 1.3x the raw restore of the same rules; one Service change
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
@@ -79,6 +80,7 @@ def informed(n: int) -> tuple[ServiceMap, dict]:
         model.set_service(o)
     for o in slices:
         model.set_slice(o)
+    gc.freeze()  # as the daemon does once its informers have synced
     return model, cluster(n, changed=n // 2)[1][n // 2]
 
 

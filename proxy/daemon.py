@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import logging
 import subprocess
 import time
@@ -87,6 +88,7 @@ class Proxy:
         tasks = [asyncio.create_task(self.svcs.run()), asyncio.create_task(self.slices.run())]
         await self.svcs.wait_synced()
         await self.slices.wait_synced()
+        gc.freeze()  # what the informers hold lives on: the collector need not sweep it in every sync
         await self.serve_http()
         log.info("synced informers: %d services, %d endpointslices", len(self.svcs.list()), len(self.slices.list()))
         self.dirty.set()

@@ -20,10 +20,10 @@ class Endpoint:
     serving: bool
     terminating: bool
     node: str = ""
+    addr: str = field(init=False, repr=False, compare=False)  # ip:port, read by every renderer
 
-    @property
-    def addr(self) -> str:
-        return f"{self.ip}:{self.port}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "addr", f"{self.ip}:{self.port}")
 
 
 @dataclass
@@ -43,15 +43,13 @@ class ServicePort:
     itp_local: bool = False
     health_check_node_port: int = 0
     endpoints: list[Endpoint] = field(default_factory=list)
+    # upstream's ServicePortName.String(): ns/name, plus :port when the port is named
+    key: str = field(init=False, repr=False, compare=False)
+    proto: str = field(init=False, repr=False, compare=False)  # tcp, udp, sctp
 
-    @functools.cached_property
-    def key(self) -> str:
-        """upstream's ServicePortName.String(): ns/name, plus :port when the port is named."""
-        return f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
-
-    @property
-    def proto(self) -> str:
-        return self.protocol.lower()
+    def __post_init__(self) -> None:
+        self.key = f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
+        self.proto = self.protocol.lower()
 
     @property
     def externally_accessible(self) -> bool:
