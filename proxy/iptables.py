@@ -32,7 +32,7 @@ NAT_CHAINS = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-
 # the per-service and per-endpoint chains (upstream's isServiceChainName)
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 
-# The jumps from the built-in chains, ensured (iptables -C, else -I) before each sync.
+# The jumps from the built-in chains, checked (-C) in each full sync and put back (-I) where missing.
 JUMPS = [
     ("filter", "INPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" '
                         "-j KUBE-PROXY-FIREWALL"),

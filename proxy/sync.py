@@ -63,7 +63,6 @@ class IptablesSyncer:
     backend: str = "nft"
     applied: iptables.Ruleset | None = None
     memo: dict = field(default_factory=dict)
-    texts: dict = field(default_factory=dict)  # a memo-kept port's text in the last full sync
     last_text: str = ""  # the last restore input (`netlab-proxy render` and the benchmark show it)
     stats: dict = field(default_factory=lambda: {"syncs": 0, "partial": 0, "failures": 0})
 
@@ -145,31 +144,20 @@ class IptablesSyncer:
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         chunks: list[str] = []
         written = dict.fromkeys(iptables.NAT_CHAINS, 0)  # rules of the top-level chains sent so far
-        texts, self.texts = self.texts, {}
 
         def send(text: str) -> None:
             chunks.append(text)
             p.stdin.write(text)
 
         def emit(own: dict[str, list[str]], nat: iptables.Table) -> None:
-            """A service port's text: its chains, then its rules in the top-level chains. A port
-            the memo kept has the same `own` as last time, and so the same text."""
-            hit = texts.get(id(own))
-            if hit is not None and hit[0] is own:
-                text = hit[1]
-                for c in iptables.NAT_CHAINS:
-                    written[c] = len(nat.chains[c])
-            else:
-                lines = [f":{c} - [0:0]\n" for c in own]
-                lines += [f"-A {c} {r}\n" for c, rules in own.items() for r in rules]
-                for c in iptables.NAT_CHAINS:  # then what jumps to them
-                    rules = nat.chains[c]
-                    lines += [f"-A {c} {r}\n" for r in rules[written[c]:]]
-                    written[c] = len(rules)
-                text = "".join(lines)
-            if own:
-                self.texts[id(own)] = (own, text)
-            send(text)
+            """A service port's chains, then its rules in the top-level chains."""
+            lines = [f":{c} - [0:0]\n" for c in own]
+            lines += [f"-A {c} {r}\n" for c, rules in own.items() for r in rules]
+            for c in iptables.NAT_CHAINS:  # then what jumps to them
+                rules = nat.chains[c]
+                lines += [f"-A {c} {r}\n" for r in rules[written[c]:]]
+                written[c] = len(rules)
+            send("".join(lines))
 
         try:
             try:
