@@ -128,9 +128,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from netlab.cluster import state_dir
+    from netlab.supervisor import logs_dir
 
-    path = state_dir(args.name) / "logs" / f"{args.component}.log"
+    path = logs_dir(args.name) / f"{args.component}.log"
     if not path.exists():
         logs = sorted(p.stem for p in path.parent.glob("*.log"))
         raise ClusterError(f"no log for component {args.component!r} in lab {args.name!r}; "

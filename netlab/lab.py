@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from netlab import kubeconfig, net, supervisor
@@ -307,13 +308,8 @@ def down(lab: str) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(sup, signal.SIGKILL)
     found = sup is not None
-    pids = lab_processes(lab)
+    pids = _kill_all(lab)
     namespaces = lab_namespaces(lab)
-    for ns in namespaces:
-        pids += net.ns_pids(ns)
-    for pid in set(pids):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
     for ns in namespaces:
         net.ns_delete(ns)
     if made_in.exists():
@@ -321,9 +317,35 @@ def down(lab: str) -> bool:
             remove_host_node(Cluster.from_state(lab))
     d = state_dir(lab)
     if d.exists():
-        shutil.rmtree(d, ignore_errors=True)
         found = True
+        for _ in range(20):  # a process killed mid-write may still land one file as it dies
+            shutil.rmtree(d, ignore_errors=True)
+            if not d.exists():
+                break
+            time.sleep(0.05)
     return found or bool(pids or namespaces)
+
+
+def _kill_all(lab: str) -> set[int]:
+    """SIGKILL the lab's processes and those in its namespaces, and wait until they are gone,
+    scanning again until none is left: a scan misses what was forked after it (an
+    iptables-restore, a CNI plugin, a container)."""
+    killed: set[int] = set()
+    for _ in range(10):
+        pids = set(lab_processes(lab))
+        for ns in lab_namespaces(lab):
+            pids.update(net.ns_pids(ns))
+        pids.discard(os.getpid())
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 2
+        while time.monotonic() < end and any(supervisor.alive(p) for p in pids):
+            time.sleep(0.01)
+        killed |= pids
+    return killed
 
 
 def exec_in_node(lab: str, node: str, argv: list[str]) -> int:

@@ -39,3 +39,19 @@ def netlab_lab(request):
     lab = Lab(opt("--netlab-name"), nodes=opt("--netlab-nodes"), **networking)
     with lab:
         yield lab
+
+
+_LOG_MARKS = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that used the lab and failed shows what the lab's components logged while it ran."""
+    report = (yield).get_result()
+    lab = getattr(item, "funcargs", {}).get("netlab_lab")
+    if lab is None:
+        return
+    if call.when == "setup":
+        item.stash[_LOG_MARKS] = lab.log_marks()
+    elif call.when == "call" and report.failed:
+        report.sections.append(("netlab component logs", lab.logs_since(item.stash.get(_LOG_MARKS, {}))))

@@ -50,9 +50,14 @@ class _Running:
     last_exit: int | None = None
 
 
+def logs_dir(lab: str) -> Path:
+    """Where each component's log is kept (`<component>.log`)."""
+    return state_dir(lab) / "logs"
+
+
 def _paths(lab: str) -> tuple[Path, Path, Path, Path]:
     d = state_dir(lab)
-    return d / "components.json", d / "status.json", d / "supervisor.pid", d / "logs"
+    return d / "components.json", d / "status.json", d / "supervisor.pid", logs_dir(lab)
 
 
 def write_components(lab: str, components: list[Component]) -> None:
@@ -105,14 +110,14 @@ def stop(lab: str, timeout: float = STOP_GRACE + 2) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     end = time.monotonic() + timeout
-    while time.monotonic() < end and _alive(pid):
+    while time.monotonic() < end and alive(pid):
         time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     return True
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Running, and not a zombie waiting for its parent (PID 1, once `up` has exited) to reap it."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

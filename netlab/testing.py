@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from netlab import lab as lab_mod
-from netlab import net
+from netlab import net, supervisor
 from netlab.client import Client, apply, manifest_objects, resource_for
 from netlab.cluster import Cluster
 from netlab.packets import Sniffer, send
@@ -116,6 +116,23 @@ class Lab:
             ok = [p for p in pods if _ready(p)]
             return ok if ok and len(ok) == len(pods) and (count is None or len(ok) >= count) else None
         return self.wait(ready, timeout, f"pods {selector} Ready")
+
+    # --- component logs --------------------------------------------------------------------
+
+    def log_marks(self) -> dict[Path, int]:
+        """How long each component's log is now, for `logs_since`."""
+        return {p: p.stat().st_size for p in sorted(supervisor.logs_dir(self.name).glob("*.log"))}
+
+    def logs_since(self, marks: dict[Path, int], lines: int = 40) -> str:
+        """What each component logged since `marks` (its last `lines` lines): what a failed test shows."""
+        out = []
+        for path in sorted(supervisor.logs_dir(self.name).glob("*.log")):
+            with open(path, "rb") as f:
+                f.seek(marks.get(path, 0))
+                new = f.read().decode(errors="replace").splitlines()
+            if new:
+                out += [f"--- {path.stem} ({len(new)} lines since the test began)", *new[-lines:]]
+        return "\n".join(out)
 
     # --- inside pods -----------------------------------------------------------------------
 

@@ -215,6 +215,34 @@ def test_python_client_crud_and_watch_in_order(cp):
     api.delete_namespace("nlt-py")
 
 
+def test_filtered_watch_from_an_older_version_sees_what_happened_since(cp):
+    """As `kubectl delete` waits: it reads the object, the object goes, then it watches from what
+    it read; the watch must still bring the deletion. Objects entering and leaving a label or field
+    selection after that version come as ADDED and DELETED, as upstream's filtered watch has it."""
+    from kubernetes import client, config, watch
+
+    api = client.CoreV1Api(config.new_client_from_config(str(cp.kubeconfig)))
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="nlt-since")))
+    for name in ("gone", "moves"):
+        api.create_namespaced_config_map("nlt-since", client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=name, labels={"tier": "a"})))
+    rv = api.list_namespaced_config_map("nlt-since", field_selector="metadata.name=gone").metadata.resource_version
+    api.delete_namespaced_config_map("gone", "nlt-since")
+    api.patch_namespaced_config_map("moves", "nlt-since", {"metadata": {"labels": {"tier": "b"}}})
+    api.patch_namespaced_config_map("moves", "nlt-since", {"data": {"k": "v"}})
+    api.patch_namespaced_config_map("moves", "nlt-since", {"metadata": {"labels": {"tier": "a"}}})
+    api.delete_namespaced_config_map("moves", "nlt-since")
+
+    def events(**selector):
+        return [(e["type"], e["object"].metadata.name) for e in watch.Watch().stream(
+            api.list_namespaced_config_map, "nlt-since", resource_version=rv, timeout_seconds=1, **selector)]
+    assert events(field_selector="metadata.name=gone") == [("DELETED", "gone")]
+    assert events(label_selector="tier=b") == [("ADDED", "moves"), ("MODIFIED", "moves"), ("DELETED", "moves")]
+    assert events(label_selector="tier=a") == [("DELETED", "gone"), ("DELETED", "moves"), ("ADDED", "moves"),
+                                               ("DELETED", "moves")]
+    api.delete_namespace("nlt-since")
+
+
 def test_unauthorized_without_token(cp):
     import ssl
     import urllib.error

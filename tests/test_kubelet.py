@@ -165,6 +165,30 @@ def test_readiness_probe_drives_endpoints(netlab_lab, tmp_path):
     lab.kubectl("delete", "pod", "probed", "--grace-period=1")
 
 
+def test_readiness_gate_holds_the_pod_until_its_condition_is_true(netlab_lab):
+    lab = netlab_lab
+    gate = "example.com/feature-1"
+    lab.kubectl("apply", "-f", "-", input=pod_spec("gated", [{"name": "web", "image": AGNHOST, "args": ["netexec"]}],
+                                                   readinessGates=[{"conditionType": gate}]))
+
+    def ready_condition():
+        conds = {c["type"]: c for c in lab.get("pods", "gated")["status"].get("conditions") or []}
+        return conds.get("ContainersReady", {}).get("status") == "True" and conds["Ready"]
+    ready = lab.wait(ready_condition, 20, "the container ready")
+    assert ready["status"] == "False" and ready["reason"] == "ReadinessGatesNotReady"
+    assert ready["message"] == f'corresponding condition of pod readiness gate "{gate}" does not exist.'
+    assert "0/1" in lab.kubectl("get", "pod", "gated", "-o", "wide").stdout.splitlines()[1].split()[-1]
+    # a controller sets the gate's condition; the kubelet keeps it and the pod becomes Ready
+    lab.kubectl("patch", "pod", "gated", "--subresource=status", "-p",
+                json.dumps({"status": {"conditions": [{"type": gate, "status": "True"}]}}))
+    lab.wait(lambda: ready_condition()["status"] == "True", 10, "the pod Ready")
+    time.sleep(1.5)  # the kubelet's next syncs leave the condition in place
+    conds = {c["type"]: c for c in lab.get("pods", "gated")["status"]["conditions"]}
+    assert conds[gate]["status"] == "True" and conds["Ready"]["status"] == "True"
+    assert lab.kubectl("get", "pod", "gated", "-o", "wide").stdout.splitlines()[1].split()[-1] == "1/1"
+    lab.kubectl("delete", "pod", "gated", "--grace-period=1")
+
+
 def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab, tmp_path):
     lab = netlab_lab
     lab.apply(EXAMPLES / "run-my-nginx.yaml")

@@ -340,6 +340,8 @@ class APIServer:
         bookmarks = request.query.get("allowWatchBookmarks") in ("1", "true", "True")
         table = wants_table(request)
         prefix = self.key(r, namespace)
+        if rv not in ("", "0") and not rv.isdigit():
+            raise APIError(400, "BadRequest", f"invalid resourceVersion {rv!r}")
         resp = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -356,20 +358,13 @@ class APIServer:
                     first[0] = False
             await resp.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
 
-        # Objects the client sees as present: changes in and out of the selection become
-        # ADDED and DELETED, as upstream's filtered watch does.
-        current, rev = self.store.list(prefix)
-        seen = {self._okey(o) for o in current if match(o)}
-        if rv in ("", "0"):
+        if rv in ("", "0"):  # the current objects first, as ADDED
+            current, since = self.store.list(prefix)
             for o in current:
                 if match(o):
                     await send("ADDED", self._as_version(r, o))
-            since = rev
         else:
-            try:
-                since = int(rv)
-            except ValueError:
-                raise APIError(400, "BadRequest", f"invalid resourceVersion {rv!r}") from None
+            since = int(rv)
         try:
             stream = self.store.watch(prefix, since).__aiter__()
             end = asyncio.get_running_loop().time() + timeout if timeout else None
@@ -388,19 +383,18 @@ class APIServer:
                 except StopAsyncIteration:
                     break
                 last_rev = ev.rev
-                obj, k = self._as_version(r, ev.obj), self._okey(ev.obj)
                 if namespace is None and r.namespaced is False and ev.key.count("/") > 3:
                     continue
+                # a change into the selection is ADDED for this watch, one out of it DELETED, as
+                # upstream's filtered watch has it (a deleted object: as it was)
+                now = match(ev.obj)
                 if ev.type == "DELETED":
-                    if k in seen:
-                        seen.discard(k)
-                        await send("DELETED", obj)
-                elif match(obj):
-                    await send("MODIFIED" if k in seen else "ADDED", obj)
-                    seen.add(k)
-                elif k in seen:
-                    seen.discard(k)
-                    await send("DELETED", obj)
+                    kind = "DELETED" if now else None
+                else:
+                    was = ev.prev is not None and match(ev.prev)
+                    kind = ("MODIFIED" if was else "ADDED") if now else "DELETED" if was else None
+                if kind:
+                    await send(kind, self._as_version(r, ev.obj))
         except Gone:
             await send("ERROR", status_body(410, "Expired", f"too old resource version: {rv} "
                                             f"({self.store.revision()})"))
@@ -409,10 +403,6 @@ class APIServer:
         except Exception:  # noqa: BLE001 - the stream has started: end it; the client relists
             log.exception("watch on %s failed", prefix)
         return resp
-
-    @staticmethod
-    def _okey(o: dict) -> tuple:
-        return (o["metadata"].get("namespace"), o["metadata"]["name"])
 
     # --- writes ----------------------------------------------------------------------------
 

@@ -47,8 +47,11 @@ class Gone(StoreError):
 class Event:
     type: str  # ADDED, MODIFIED, DELETED
     key: str
-    obj: dict[str, Any]
+    obj: dict[str, Any]  # for DELETED: the object as it was, with the deletion's revision
     rev: int
+    # the object before this change (None: it did not exist), so that a filtered watch can tell
+    # an object entering its selection from one leaving it, as upstream's watch cache does
+    prev: dict[str, Any] | None = None
 
 
 def with_rv(obj: dict[str, Any], rev: int) -> dict[str, Any]:
@@ -119,13 +122,13 @@ class SQLiteStore(Store):
                 raise Exists(key)
             if expect is not None and row is not None and row[0] != expect:
                 raise Conflict(key)
+            prev = json.loads(row[1]) if row is not None else None
             if kind == "DELETED":
                 obj = json.loads(row[1])
             cur = self.db.execute("INSERT INTO log (key, type, value, at) VALUES (?, ?, '', ?)",
                                   (key, kind, time.time()))
             rev = cur.lastrowid
-            if kind != "DELETED":
-                with_rv(obj, rev)
+            with_rv(obj, rev)
             value = json.dumps(obj, separators=(",", ":"))
             self.db.execute("UPDATE log SET value=? WHERE rev=?", (value, rev))
             if kind == "DELETED":
@@ -136,7 +139,7 @@ class SQLiteStore(Store):
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        self._notify(Event(kind, key, obj, rev))
+        self._notify(Event(kind, key, obj, rev, prev))
         return obj
 
     def create(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -161,11 +164,19 @@ class SQLiteStore(Store):
             if since < self.compacted():
                 raise Gone(since)
             last = since
-            rows = self.db.execute("SELECT rev, key, type, value FROM log WHERE rev > ? AND key >= ? AND key < ? "
-                                   "ORDER BY rev", (since, prefix, prefix + "\xff")).fetchall()
-            for rev, key, kind, value in rows:
+            # each change with the one before it on the same key (what the object was)
+            rows = self.db.execute(
+                "SELECT * FROM (SELECT rev, key, type, value, LAG(type) OVER w, LAG(value) OVER w FROM log "
+                "WHERE key >= ? AND key < ? WINDOW w AS (PARTITION BY key ORDER BY rev)) WHERE rev > ? ORDER BY rev",
+                (prefix, prefix + "\xff", since)).fetchall()
+            for rev, key, kind, value, prev_kind, prev_value in rows:
                 last = rev
-                yield Event(kind, key, json.loads(value), rev)
+                obj = json.loads(value)
+                if prev_kind is None:  # its earlier change is compacted away: it was as it is now, or absent
+                    prev = None if kind == "ADDED" else obj
+                else:
+                    prev = None if prev_kind == "DELETED" else json.loads(prev_value)
+                yield Event(kind, key, obj, rev, prev)
             while True:
                 ev = await q.get()
                 if ev.rev > last:

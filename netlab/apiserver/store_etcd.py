@@ -144,15 +144,14 @@ class EtcdStore(Store):
                 kv = e["kv"]
                 rev = int(kv["mod_revision"])
                 key = kv["key"].decode() if isinstance(kv["key"], bytes) else kv["key"]
+                val = (e.get("prev_kv") or {}).get("value")  # etcd3gw decodes kv, not prev_kv
+                raw = (base64.b64decode(val) if isinstance(val, str) else val) or b"{}"
+                prev = json.loads(raw) if val else None
                 if e.get("type") == "DELETE":
-                    prev = e.get("prev_kv") or {}  # etcd3gw decodes kv, not prev_kv
-                    val = prev.get("value")
-                    obj = json.loads(base64.b64decode(val) if isinstance(val, str) else val or b"{}")
-                    with_rv(obj, rev)
-                    yield Event("DELETED", key, obj, rev)
+                    yield Event("DELETED", key, with_rv(json.loads(raw), rev), rev, prev)
                 else:
                     kind = "ADDED" if int(kv.get("create_revision", 0)) == rev else "MODIFIED"
-                    yield Event(kind, key, with_rv(json.loads(kv["value"]), rev), rev)
+                    yield Event(kind, key, with_rv(json.loads(kv["value"]), rev), rev, prev)
         finally:
             cancel()
 

@@ -91,9 +91,10 @@ def pod_row(p: dict) -> list[Any]:
     if p["metadata"].get("deletionTimestamp"):
         reason = "Terminating"
     gates = spec.get("readinessGates") or []
+    conds = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
     return [p["metadata"]["name"], f"{ready}/{total}", reason, restarts, age(p["metadata"].get("creationTimestamp")),
             st.get("podIP") or "<none>", spec.get("nodeName") or "<none>", st.get("nominatedNodeName") or "<none>",
-            f"{0}/{len(gates)}" if gates else "<none>"]
+            f"{sum(conds.get(g.get('conditionType')) == 'True' for g in gates)}/{len(gates)}" if gates else "<none>"]
 
 
 def service_row(s: dict) -> list[Any]:

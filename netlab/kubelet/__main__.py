@@ -71,17 +71,23 @@ class Kubelet:
             w.wake.set()
 
     def on_pod(self, pod: dict) -> None:
-        uid = pod["metadata"]["uid"]
+        meta = pod["metadata"]
+        uid = meta["uid"]
         w = self.workers.get(uid)
         if w is None:
             if uid in self.deleted:
                 return
+            log.info('SyncLoop ADD pod="%s/%s"', meta["namespace"], meta["name"])
             w = self.workers[uid] = PodWorker(self, pod)
             w.task = asyncio.create_task(self._run_worker(w))
         else:
+            if meta.get("deletionTimestamp") and not w.pod["metadata"].get("deletionTimestamp"):
+                log.info('SyncLoop DELETE pod="%s/%s" gracePeriod=%s', meta["namespace"], meta["name"],
+                         meta.get("deletionGracePeriodSeconds"))
             w.update(pod)
 
     def on_pod_deleted(self, pod: dict) -> None:
+        log.info('SyncLoop REMOVE pod="%s/%s"', pod["metadata"]["namespace"], pod["metadata"]["name"])
         self.forget(pod["metadata"]["uid"])
 
     async def _run_worker(self, w: PodWorker) -> None:

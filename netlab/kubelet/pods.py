@@ -20,6 +20,8 @@ from netlab.workloads import UnknownImage, argv_for, image_name
 log = logging.getLogger("netlab.kubelet")
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # upstream's CrashLoopBackOff
 TICK = 1.0  # a worker's resync when nothing wakes it (the kubelet's PLEG relists every second)
+# the pod conditions the kubelet owns; others (readiness gates' and the like) are kept as others set them
+KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
 
 
 def now() -> str:
@@ -251,6 +253,7 @@ class PodWorker:
             return
         c.started_at, c.t0 = now(), time.monotonic()
         c.state = {"running": {"startedAt": c.started_at}}
+        log.info('container started pod="%s/%s" containerName="%s" pid=%d', self.ns, self.name, c.name, c.proc.pid)
         c.probe_state = {}
         c.ready, c.startup_ok = False, "startupProbe" not in spec
         if c.restarts == 0:
@@ -275,6 +278,7 @@ class PodWorker:
         self.forget_process(c.proc)
         code = await c.proc.wait_exit_code()
         code = 0 if code is None else code  # its status is lost if the node's runtime went since
+        log.info('container exited pod="%s/%s" containerName="%s" exitCode=%d', self.ns, self.name, c.name, code)
         term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": c.started_at,
                 "finishedAt": now(), "containerID": self.container_id(c)}
         await self.ended(c, policy, term)
@@ -432,12 +436,11 @@ class PodWorker:
             phase = "Running"
         else:
             phase = "Pending"
-        gates_ok = all(any(c.get("type") == g["conditionType"] and c.get("status") == "True"
-                           for c in (self.pod.get("status") or {}).get("conditions") or [])
-                       for g in spec.get("readinessGates") or [])
-        old = {c["type"]: c for c in (self.pod.get("status") or {}).get("conditions") or []}
+        others = (self.pod.get("status") or {}).get("conditions") or []
+        # its own conditions as it last wrote them (the kubelet's status cache), else as the API has them
+        old = {c["type"]: c for c in (self.last_status or {}).get("conditions") or others}
 
-        def cond(t: str, ok: bool, reason: str = "") -> dict:
+        def cond(t: str, ok: bool, reason: str = "", message: str = "") -> dict:
             status = "True" if ok else "False"
             prev = old.get(t)
             c = {"type": t, "status": status, "lastProbeTime": None,
@@ -445,13 +448,27 @@ class PodWorker:
                  and prev.get("lastTransitionTime") else now()}
             if not ok and reason:
                 c["reason"] = reason
+            if not ok and message:
+                c["message"] = message
             return c
-        ready = all_ready and gates_ok and phase == "Running"
+        unready = [s["name"] for s in statuses if not s["ready"]]
+        containers_ready = cond("ContainersReady", all_ready, "ContainersNotReady",
+                                f"containers with unready status: [{' '.join(unready)}]" if unready else "")
+        if not all_ready or phase != "Running":
+            pod_ready = cond("Ready", False, containers_ready.get("reason", ""), containers_ready.get("message", ""))
+        else:  # the containers are ready: so is the pod, once every readiness gate's condition is True
+            by_type = {c.get("type"): c.get("status") for c in others}
+            gates = [g["conditionType"] for g in spec.get("readinessGates") or []]
+            pod_ready = cond("Ready", all(by_type.get(g) == "True" for g in gates), "ReadinessGatesNotReady", ", ".join(
+                f'corresponding condition of pod readiness gate "{g}" does not exist.' if g not in by_type else
+                f'the status of pod readiness gate "{g}" is not "True", but {by_type[g]}'
+                for g in gates if by_type.get(g) != "True"))
         conditions = [cond("PodReadyToStartContainers", self.pause is not None),
-                      cond("Initialized", initialized, "ContainersNotInitialized"),
-                      cond("Ready", ready, "ContainersNotReady"),
-                      cond("ContainersReady", all_ready, "ContainersNotReady"),
-                      old.get("PodScheduled") or cond("PodScheduled", True)]
+                      cond("Initialized", initialized, "ContainersNotInitialized", "containers with incomplete status: "
+                           f"[{' '.join(c.name for c in inits if not c.done)}]"),
+                      pod_ready, containers_ready,
+                      old.get("PodScheduled") or cond("PodScheduled", True),
+                      *(c for c in others if c.get("type") not in KUBELET_CONDITIONS)]
         out = {"phase": phase, "conditions": conditions, "hostIP": self.k.node_ip,
                "hostIPs": [{"ip": self.k.node_ip}], "qosClass": (self.pod.get("status") or {}).get("qosClass",
                                                                                                   "BestEffort"),
@@ -467,17 +484,17 @@ class PodWorker:
         return out
 
     async def report(self) -> None:
+        """Write the pod's status if it changed. The answer is not taken as the pod: the watch may
+        already have brought a newer one (say, with the deletion), and the pod comes only from there."""
         status = self.status()
-        cmp = {k: v for k, v in status.items()}
-        if cmp == self.last_status:
+        if status == self.last_status:
             return
         try:
             body = dict(self.pod, status=status)
             body["metadata"] = dict(self.pod["metadata"])
             body["metadata"].pop("resourceVersion", None)  # the kubelet owns status: last write wins
-            out = await self.k.client.update("pods", body, subresource="status")
-            self.pod = out
-            self.last_status = cmp
+            await self.k.client.update("pods", body, subresource="status")
+            self.last_status = status
         except ApiError as e:
             if e.status == 404:
                 self.k.forget(self.uid)
@@ -509,6 +526,8 @@ class PodWorker:
             grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
         live = [c for c in self.containers if c.proc is not None and c.proc.alive()]
         for c in live:
+            log.info('Killing container with a grace period pod="%s/%s" containerName="%s" gracePeriod=%s',
+                     self.ns, self.name, c.name, grace)
             await self.record("Killing", f"Stopping container {c.name}")
         await asyncio.to_thread(runtime.stop, [c.proc for c in live], float(grace))
         if self.pause is not None:
@@ -520,6 +539,7 @@ class PodWorker:
             await asyncio.to_thread(net.kill_ns_processes, self.netns)
             await asyncio.to_thread(net.ns_delete, self.netns)
         self.dir.remove()
+        log.info('pod "%s/%s" terminated: sandbox and network torn down', self.ns, self.name)
         if meta.get("deletionTimestamp"):
             try:
                 await self.k.client.request("DELETE", f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
