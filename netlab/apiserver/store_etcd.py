@@ -91,7 +91,7 @@ class EtcdStore(Store):
                       [{"request_delete_range": {"key": _b64(key)}}])
         if not r.get("succeeded"):
             raise Conflict(key)
-        return cur
+        return with_rv(cur, int(r["header"]["revision"]))  # as it was, at the deletion's revision
 
     async def watch(self, prefix: str, since: int) -> AsyncIterator[Event]:
         """Watchers of one prefix share one etcd watch (as the API server's watch cache shares
