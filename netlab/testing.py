@@ -13,6 +13,7 @@ fixture.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -121,15 +122,22 @@ class Lab:
 
     def log_marks(self) -> dict[Path, int]:
         """How long each component's log is now, for `logs_since`."""
-        return {p: p.stat().st_size for p in sorted(supervisor.logs_dir(self.name).glob("*.log"))}
+        marks = {}
+        for path in supervisor.logs_dir(self.name).glob("*.log"):
+            with contextlib.suppress(OSError):
+                marks[path] = path.stat().st_size
+        return marks
 
     def logs_since(self, marks: dict[Path, int], lines: int = 40) -> str:
         """What each component logged since `marks` (its last `lines` lines): what a failed test shows."""
         out = []
         for path in sorted(supervisor.logs_dir(self.name).glob("*.log")):
-            with open(path, "rb") as f:
-                f.seek(marks.get(path, 0))
-                new = f.read().decode(errors="replace").splitlines()
+            try:
+                with open(path, "rb") as f:
+                    f.seek(marks.get(path, 0))
+                    new = f.read().decode(errors="replace").splitlines()
+            except OSError:  # the lab went down meanwhile
+                continue
             if new:
                 out += [f"--- {path.stem} ({len(new)} lines since the test began)", *new[-lines:]]
         return "\n".join(out)
