@@ -95,7 +95,7 @@ class Proxy:
         next_full = 0.0
         while True:
             # nftables mode deletes the chains it flushed once they are a second old
-            wake = min(next_full, getattr(self.syncer, "stale_due", lambda: None)() or next_full)
+            wake = min(next_full, self.syncer.stale_due() or next_full)
             try:
                 await asyncio.wait_for(self.dirty.wait(), max(0.05, wake - time.monotonic()))
             except asyncio.TimeoutError:

@@ -143,7 +143,7 @@ def render(ports: list[ServicePort], cfg: Config, memo: dict | None = None,
         k = (sp.key, sp.protocol)
         hit = memo.get(k) if memo is not None else None
         if hit is not None and (hit[0] is sp or hit[0] == sp):
-            own, shared, owned = hit[1], hit[2], hit[3]
+            _, own, shared, owned = hit
         else:
             ops: list = []
             owned = _service(sp, cfg, _Recorder("filter", ops), _Recorder("nat", ops))

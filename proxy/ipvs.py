@@ -97,7 +97,7 @@ def describe(ports: list[ServicePort], cfg: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-class IpvsSyncer:
+class IpvsSyncer(sync.Syncer):
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.nat = sync.IptablesSyncer(cfg, sync.detect_backend())  # the chains and jumps around IPVS

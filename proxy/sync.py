@@ -57,8 +57,20 @@ def run(argv: list[str], stdin: str | None = None) -> str:
     return p.stdout
 
 
+class Syncer:
+    """What the daemon drives in every mode: sync(ports, full) -> "full" or "partial"; work left
+    for later (nftables mode's flushed chains) falls due at stale_due() and is done by delete_stale()."""
+
+    def stale_due(self) -> float | None:
+        """When the work left for later falls due (time.monotonic); None: there is none."""
+        return None
+
+    def delete_stale(self) -> None:
+        pass
+
+
 @dataclass
-class IptablesSyncer:
+class IptablesSyncer(Syncer):
     cfg: iptables.Config
     backend: str = "nft"
     applied: iptables.Ruleset | None = None
@@ -215,7 +227,7 @@ class IptablesSyncer:
 
 
 @dataclass
-class NftablesSyncer:
+class NftablesSyncer(Syncer):
     cfg: iptables.Config
     applied: nftables.Ruleset | None = None
     memo: dict = field(default_factory=dict)
@@ -251,7 +263,7 @@ class NftablesSyncer:
         return kind
 
     def stale_due(self) -> float | None:
-        """When the oldest flushed chain may be deleted (time.monotonic)."""
+        """When the oldest flushed chain may be deleted."""
         return min(self.stale.values()) + self.STALE_DELAY if self.stale else None
 
     def delete_stale(self) -> None:
