@@ -23,8 +23,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("NETLAB_STATE_ROOT", tempfile.mkdtemp(prefix="nlt-bench-"))
 
-from netlab.apiserver.store import open_store  # noqa: E402
-from netlab.client import Client  # noqa: E402
+from netlab.control.apiserver.store import open_store  # noqa: E402
+from netlab.api.client import Client  # noqa: E402
 from tests.apikit import ControlPlane, etcd  # noqa: E402
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from netlab import lab, net  # noqa: E402
+from netlab.lab import build as lab  # noqa: E402
+from netlab.kit import net
 
 NODE = "nltbc-node"
 

@@ -31,10 +31,10 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("NETLAB_STATE_ROOT", tempfile.mkdtemp(prefix="nlt-bench-"))
 
-from netlab import net  # noqa: E402
-from netlab.client import Client  # noqa: E402
-from netlab.testing import Lab  # noqa: E402
-from netlab.workloads import argv_for  # noqa: E402
+from netlab.kit import net  # noqa: E402
+from netlab.api.client import Client  # noqa: E402
+from netlab.tools.testing import Lab  # noqa: E402
+from netlab.node.workloads import argv_for  # noqa: E402
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
 REF = "/usr/lib/cni"

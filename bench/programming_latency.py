@@ -24,9 +24,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("NETLAB_STATE_ROOT", tempfile.mkdtemp(prefix="nlt-bench-"))
 
-from netlab import net  # noqa: E402
-from netlab.client import Client  # noqa: E402
-from netlab.testing import Lab  # noqa: E402
+from netlab.kit import net  # noqa: E402
+from netlab.api.client import Client  # noqa: E402
+from netlab.tools.testing import Lab  # noqa: E402
 
 DUMP = {"iptables": ["iptables-save", "-t", "nat"], "nftables": ["nft", "list", "table", "ip", "kube-proxy"]}
 

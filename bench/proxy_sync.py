@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from netlab import net  # noqa: E402
+from netlab.kit import net  # noqa: E402
 from proxy import iptables, nftables, sync  # noqa: E402
 from proxy.model import ServiceMap, service_ports  # noqa: E402
 

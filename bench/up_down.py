@@ -20,8 +20,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("NETLAB_STATE_ROOT", tempfile.mkdtemp(prefix="nlt-bench-"))
 
-from netlab import lab  # noqa: E402
-from netlab.cluster import Cluster  # noqa: E402
+from netlab.lab import build as lab  # noqa: E402
+from netlab.kit.cluster import Cluster  # noqa: E402
 
 
 def shell_baseline(n: int) -> tuple[float, float]:

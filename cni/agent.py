@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         threading.Thread(target=asyncio.run, args=(routes.run(args.kubeconfig, args.node, args.cluster_cidr),),
                          daemon=True).start()
-    from netlab import net  # load the netlink library once, before the first call
+    from netlab.kit import net  # load the netlink library once, before the first call
 
     with net.ipr(None):
         pass

@@ -126,7 +126,7 @@ def _routes(conf: dict[str, Any], ipam_result: dict[str, Any]) -> list[dict[str,
 
 def attach(call: spec.Call, conf: dict[str, Any], ipam_result: dict[str, Any]) -> dict[str, Any]:
     """Bridge, veth, addresses, routes; returns the 1.x result. Undoes its links on failure."""
-    from netlab import net
+    from netlab.kit import net
 
     _require_netns(call.netns)
     bridge = conf["bridge"]
@@ -162,7 +162,7 @@ def attach(call: spec.Call, conf: dict[str, Any], ipam_result: dict[str, Any]) -
 
 def _describe(call: spec.Call, conf: dict[str, Any], ipam_result: dict[str, Any],
               host: str | None = None) -> dict[str, Any]:
-    from netlab import net
+    from netlab.kit import net
 
     interfaces = [{"name": conf["bridge"], "mac": net.link_mac(None, conf["bridge"])}]
     if host is None:  # an existing pair: the pod end's link index is our end's index
@@ -177,7 +177,7 @@ def _describe(call: spec.Call, conf: dict[str, Any], ipam_result: dict[str, Any]
 
 
 def detach(call: spec.Call, conf: dict[str, Any]) -> None:
-    from netlab import net
+    from netlab.kit import net
 
     if call.netns and os.path.exists(call.netns):
         net.link_delete(call.netns, call.ifname)  # the host end goes with it
@@ -186,7 +186,7 @@ def detach(call: spec.Call, conf: dict[str, Any]) -> None:
 
 
 def verify(call: spec.Call, conf: dict[str, Any], prev: dict[str, Any]) -> None:
-    from netlab import net
+    from netlab.kit import net
 
     _require_netns(call.netns)
     inside = {link["name"] for link in net.link_list(call.netns)}

@@ -1,7 +1,7 @@
 """host-gw routing for nodes on separate machines (`netlab init` / `netlab join`), as flannel's
 host-gw backend and kind's kindnetd do it: for every other Node, a route to its podCIDR via its
 InternalIP, kept in step with the Nodes the API server holds. (A lab on one box routes its
-planned nodes when it builds them: see netlab.lab.)"""
+planned nodes when it builds them: see netlab.lab.build.)"""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import asyncio
 import ipaddress
 import logging
 
-from netlab import net
-from netlab.client import Client, Informer
+from netlab.kit import net
+from netlab.api.client import Client, Informer
 
 log = logging.getLogger("netlab.cni.routes")
 

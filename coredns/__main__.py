@@ -25,7 +25,7 @@ import yaml
 from coredns.corefile import CorefileError, ServerBlock, parse
 from coredns.records import Kubernetes, State
 from coredns.server import Engine
-from netlab.addons import kubeadm_corefile
+from netlab.lab.addons import kubeadm_corefile
 
 log = logging.getLogger("netlab.dns")
 
@@ -59,7 +59,7 @@ def kubernetes_plugin(block: ServerBlock) -> tuple[Kubernetes, dict]:
 
 def load_state(path: str) -> State:
     """The Services, EndpointSlices, Pods and Namespaces of a YAML file."""
-    from netlab.client import manifest_objects
+    from netlab.api.client import manifest_objects
 
     objs = manifest_objects(Path(path).read_text(), namespace="default")
 
@@ -258,7 +258,7 @@ async def reload_loop(path: Path, text: str, engine: Engine, every: float) -> No
 async def watch(engine: Engine, ready: asyncio.Event, extra: dict) -> None:
     """Keep the state from informers; answers never wait on the API: a change rebuilds the index
     and drops the ready answers."""
-    from netlab.client import Client, Informer
+    from netlab.api.client import Client, Informer
 
     if extra.get("kubeconfig"):
         client = Client.from_kubeconfig(extra["kubeconfig"][0])

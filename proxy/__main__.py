@@ -28,7 +28,7 @@ log = logging.getLogger("netlab.proxy")
 
 def load_state(path: str) -> tuple[list[dict], list[dict]]:
     """The Services and EndpointSlices of a YAML file (a List, or several documents)."""
-    from netlab.client import manifest_objects
+    from netlab.api.client import manifest_objects
 
     objs = manifest_objects(Path(path).read_text(), namespace="default")
     return [o for o in objs if o["kind"] == "Service"], [o for o in objs if o["kind"] == "EndpointSlice"]

@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from netlab.client import Client, Informer
+from netlab.api.client import Client, Informer
 from proxy import sync
 from proxy.iptables import Config
 from proxy.model import ServiceMap

@@ -6,7 +6,7 @@ KUBE-NODE-PORT-TCP, ...) for masquerading. Needs the kernel's ip_vs module."""
 
 from __future__ import annotations
 
-from netlab import net
+from netlab.kit import net
 from proxy import sync
 from proxy.iptables import Config
 from proxy.model import ServicePort

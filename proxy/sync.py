@@ -287,7 +287,7 @@ class NftablesSyncer(Syncer):
 
 def cleanup_all() -> None:
     """What `kube-proxy --cleanup` does: remove the rules of every mode and iptables backend."""
-    from netlab import net
+    from netlab.kit import net
 
     for backend in ("legacy", "nft"):
         try:
@@ -327,7 +327,7 @@ def node_ips(cfg: iptables.Config) -> list[str]:
     upstream's nftables mode does with `--nodeport-addresses primary`."""
     import ipaddress
 
-    from netlab import net
+    from netlab.kit import net
 
     cidrs = [ipaddress.ip_network(c, strict=False) for c in cfg.nodeport_addresses]
     if cidrs:

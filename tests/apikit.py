@@ -16,8 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from netlab import kubeconfig
-from netlab.cluster import Cluster
+from netlab.lab import kubeconfig
+from netlab.kit.cluster import Cluster
 
 
 def free_port() -> int:
@@ -71,7 +71,7 @@ class ControlPlane:
         self.home = Path(tempfile.mkdtemp(prefix="nlt-home-"))
 
     def start_apiserver(self) -> None:
-        self._start("apiserver", "netlab.apiserver", "--state-dir", str(self.cluster.state_dir))
+        self._start("apiserver", "netlab.control.apiserver", "--state-dir", str(self.cluster.state_dir))
         ctx = ssl.create_default_context(cafile=str(self.cluster.state_dir / "pki" / "ca.crt"))
         wait_http(self.url + "/healthz", ctx=ctx)
 
@@ -93,10 +93,10 @@ class ControlPlane:
         self.start_apiserver()
         kc = str(self.kubeconfig)
         if "controllers" in self.components:
-            self._start("controllers", "netlab.controllers", "--kubeconfig", kc,
+            self._start("controllers", "netlab.control.controllers", "--kubeconfig", kc,
                         "--allocate-node-cidrs", "--cluster-cidr", "10.244.0.0/16")
         if "scheduler" in self.components:
-            self._start("scheduler", "netlab.scheduler", "--kubeconfig", kc)
+            self._start("scheduler", "netlab.control.scheduler", "--kubeconfig", kc)
         return self
 
     def __exit__(self, *exc: object) -> None:

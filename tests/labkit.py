@@ -6,8 +6,9 @@ import contextlib
 import ipaddress
 from collections.abc import Iterator
 
-from netlab import lab, net
-from netlab.cluster import Cluster, Node
+from netlab.lab import build as lab
+from netlab.kit import net
+from netlab.kit.cluster import Cluster, Node
 
 
 @contextlib.contextmanager

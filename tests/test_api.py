@@ -272,7 +272,7 @@ def test_objects_survive_a_restart_and_old_watches_get_410(cp):
         api.patch_namespaced_config_map("keep", "default", {"data": {"x": str(i)}})
     # compact the store past old_rv, as the API server does every few minutes
     if cp.cluster.store == "sqlite":
-        from netlab.apiserver.store import SQLiteStore
+        from netlab.control.apiserver.store import SQLiteStore
 
         s = SQLiteStore(cp.cluster.state_dir / "store.db")
         s.compact_to(s.revision() - 1)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.lab
 
 
 def netlab(lab, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "netlab.cli", *args, "--name", lab.name], input=input,
+    r = subprocess.run([sys.executable, "-m", "netlab.tools.cli", *args, "--name", lab.name], input=input,
                        capture_output=True, text=True, timeout=120)
     if check:
         assert r.returncode == 0, r.stderr
@@ -134,7 +134,7 @@ def test_topology_table_and_picture(netlab_lab, tmp_path):
 
 def test_capture_in_a_node(netlab_lab):
     node, other = netlab_lab.cluster.nodes[1], netlab_lab.cluster.nodes[2]
-    cap = subprocess.Popen([sys.executable, "-m", "netlab.cli", "capture", "--name", netlab_lab.name, "-c", "1",
+    cap = subprocess.Popen([sys.executable, "-m", "netlab.tools.cli", "capture", "--name", netlab_lab.name, "-c", "1",
                             node.name, "icmp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
@@ -148,7 +148,7 @@ def test_capture_in_a_node(netlab_lab):
 
 
 def test_demo_calls_web_by_name(netlab_lab):
-    from netlab import demo
+    from netlab.tools import demo
 
     try:
         assert demo.run(netlab_lab.cluster, requests=3) == 0

@@ -2,7 +2,7 @@
 
 import pytest
 
-from netlab.cluster import Cluster, ClusterError
+from netlab.kit.cluster import Cluster, ClusterError
 
 
 def test_defaults_follow_the_design():
@@ -86,8 +86,8 @@ def test_join_ca_hash_is_kubeadms(tmp_path):
     """What `kubeadm token create --print-join-command` prints, computed as kubeadm's docs do with openssl."""
     import subprocess
 
-    from netlab.join import ca_cert_hash
-    from netlab.pki import make_pki
+    from netlab.lab.join import ca_cert_hash
+    from netlab.lab.pki import make_pki
 
     make_pki(tmp_path, ["127.0.0.1"], ["localhost"])
     der = subprocess.run("openssl x509 -pubkey -noout -in ca.crt | openssl pkey -pubin -outform der | "

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from netlab import lab, net
+from netlab.lab import build as lab
+from netlab.kit import net
 
 pytestmark = pytest.mark.lab
 REF = Path("/usr/lib/cni")

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from netlab import net
-from netlab.cluster import state_dir
+from netlab.kit import net
+from netlab.kit.cluster import state_dir
 
 pytestmark = pytest.mark.lab
 
 VM1, VM2 = "nltvm1", "nltvm2"
 IP1, IP2 = "192.168.56.10", "192.168.56.11"
-NETLAB = [sys.executable, "-m", "netlab.cli"]
+NETLAB = [sys.executable, "-m", "netlab.tools.cli"]
 CLUSTER_FILE = Path(__file__).resolve().parent.parent / "vagrant" / "cluster-vms.yaml"
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
 MANIFEST = f"""

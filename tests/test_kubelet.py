@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from netlab import net, supervisor
+from netlab.kit import net
+from netlab.lab import supervisor
 
 pytestmark = pytest.mark.lab
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -14,9 +14,10 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.vxlan import VXLAN
 
-from netlab import lab, net, supervisor
-from netlab.cluster import Cluster, state_dir
-from netlab.packets import Sniffer, send
+from netlab.lab import build as lab, supervisor
+from netlab.kit import net
+from netlab.kit.cluster import Cluster, state_dir
+from netlab.tools.packets import Sniffer, send
 from tests.labkit import hand_pod, running_lab
 
 pytestmark = pytest.mark.lab
@@ -132,14 +133,14 @@ def test_down_after_sigkill_of_everything_leaves_nothing():
 
 
 def test_cli_status_exec_and_errors(capsys):
-    from netlab import cli
+    from netlab.tools import cli
 
     with running_lab("nlta-cli", nodes=2):
         assert cli.main(["status", "--name", "nlta-cli"]) == 0
         out = capsys.readouterr().out
         assert re.search(r"^worker +worker +172.18.0.3 +10.244.1.0/24 +nlta-cli-worker +yes$", out, re.M)
         assert "no components" in out
-        r = subprocess.run([sys.executable, "-m", "netlab.cli", "exec", "--name", "nlta-cli", "worker", "--",
+        r = subprocess.run([sys.executable, "-m", "netlab.tools.cli", "exec", "--name", "nlta-cli", "worker", "--",
                             "ip", "-o", "addr", "show", "eth0"], capture_output=True, text=True)
         assert "172.18.0.3/24" in r.stdout
         assert cli.main(["up", "--name", "nlta-cli"]) == 1
@@ -149,7 +150,7 @@ def test_cli_status_exec_and_errors(capsys):
 
 
 def test_not_root_is_one_clear_line_and_makes_nothing(monkeypatch, capsys):
-    from netlab import cli
+    from netlab.tools import cli
 
     # (a real unprivileged user cannot run this machine's Python under /root; the check is euid)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from netlab.client import Client
-from netlab.kubelet.pods import PodWorker
+from netlab.api.client import Client
+from netlab.node.kubelet.pods import PodWorker
 from tests.apikit import ControlPlane
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "raced", "namespace": "default"},

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab import net
+from netlab.kit import net
 from proxy import iptables, nftables, sync
 from proxy.__main__ import load_state
 from proxy.model import ServiceMap, service_ports

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from netlab import net
-from netlab.lab import LabError
-from netlab.testing import Lab
+from netlab.kit import net
+from netlab.lab.build import LabError
+from netlab.tools.testing import Lab
 from proxy import ipvs
 from proxy.iptables import Config
 from tests.test_proxy import upstream_ports

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from netlab import net, supervisor
-from netlab.testing import Lab
+from netlab.kit import net
+from netlab.lab import supervisor
+from netlab.tools.testing import Lab
 
 pytestmark = pytest.mark.lab
 NS = "proxytest"
@@ -354,7 +355,7 @@ def test_rules_are_upstreams_names(lab):
 
 
 def test_rules_grouped_in_either_mode(lab):
-    from netlab.rules import routes
+    from netlab.tools.rules import routes
 
     node = lab.cluster.nodes[1]
     ip = svc_ip(lab, "web")
@@ -367,7 +368,7 @@ def test_rules_grouped_in_either_mode(lab):
 
 
 def test_trace_follows_the_probe_in_either_mode(lab):
-    from netlab import trace
+    from netlab.tools import trace
 
     t = trace.run(lab, "client", svc_ip(lab, "solo"), 80, namespace=NS)  # the Service (a pod has the same name)
     solo = lab.get("pod", "solo", NS)

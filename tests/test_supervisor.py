@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from netlab import lab, supervisor
+from netlab.lab import build as lab, supervisor
 from tests.labkit import running_lab
 
 pytestmark = pytest.mark.lab
@@ -63,7 +63,7 @@ def test_crash_restart_with_backoff_logs_and_stop():
 
 
 def test_status_and_logs_from_the_cli(capsys):
-    from netlab import cli
+    from netlab.tools import cli
 
     with running_lab("nlts-cli", nodes=1, components=[CRASHER]) as c:
         assert wait(lambda: status(c.name).get("crasher", {}).get("restarts", 0) >= 1)

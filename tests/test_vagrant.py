@@ -25,8 +25,8 @@ def test_vagrantfile_validates():
 
 
 def test_the_vms_provisioning_commands_are_netlabs():
-    from netlab.cli import parser
-    from netlab.cluster import Cluster
+    from netlab.tools.cli import parser
+    from netlab.kit.cluster import Cluster
 
     text = (VAGRANT / "Vagrantfile").read_text()
     for machine in ("netlab", "cp", "worker#{i}"):

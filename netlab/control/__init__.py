@@ -1,0 +1,1 @@
+"""The control plane's components: the API server, the controller manager and the scheduler."""

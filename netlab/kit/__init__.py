@@ -1,0 +1,2 @@
+"""What every netlab process shares below the API: the one place that speaks netlink (net), the
+cluster file and its address plan (cluster), and the lab's layout on disk and in the kernel."""

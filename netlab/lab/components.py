@@ -1,0 +1,59 @@
+"""The one list of a lab's components: what the supervisor runs, where, with which arguments.
+
+Each component is a separate process that talks only to the API server, as in a real cluster:
+the API server (on the host's loopback for kubectl, and on the control-plane node's address
+:6443 inside the lab), the controller manager and the scheduler in the control-plane node's
+namespace; on every node, in that node's namespace, the CNI agent (netlab-bridge's netlink
+worker), the runtime (the spawner that starts pods' processes), the kubelet and kube-proxy.
+
+On a machine made a node by `netlab init` or `netlab join` (cluster.host), everything runs in
+the machine's own namespace; a joined worker runs only the node's components, talking to the
+control plane's API server over the machine's network, and its CNI agent routes to the other
+nodes' pods.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from netlab.kit.cluster import Cluster
+from netlab.lab.supervisor import Component
+
+
+def components(cluster: Cluster) -> list[Component]:
+    from netlab.lab.build import cni_agent_socket, runtime_socket
+
+    py, state, cp = sys.executable, str(cluster.state_dir), cluster.nodes[0]
+    in_lab = str(cluster.state_dir / "kubeconfig-node")
+    # what talks to the API server starts once it serves (so it is not starved of CPU at `up`)
+    api = str(cluster.api_ready_file)
+    out = []
+    if cp.role == "control-plane":
+        out += [
+            Component("kube-apiserver", [py, "-m", "netlab.control.apiserver", "--state-dir", state]
+                      + (["--node-netns", cp.netns] if cp.netns else [])),
+            Component("kube-controller-manager", [py, "-m", "netlab.control.controllers", "--kubeconfig", in_lab,
+                                                  "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet],
+                      cp.netns, after=api),
+            Component("kube-scheduler", [py, "-m", "netlab.control.scheduler", "--kubeconfig", in_lab], cp.netns, after=api),
+        ]
+    else:  # a joined worker: its control plane is elsewhere
+        api = None
+    for node in cluster.nodes:
+        routes = ["--routes", "--kubeconfig", in_lab, "--node", node.name, "--cluster-cidr", cluster.pod_subnet] \
+            if cluster.host else []
+        out.append(Component(f"cni-agent-{node.name}",
+                             [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name)), *routes],
+                             node.netns, after=api))  # needed once pods come, which is after the API
+        out.append(Component(f"runtime-{node.name}", [py, "-m", "netlab.node.kubelet.spawner", "--socket",
+                                                      str(runtime_socket(cluster, node.name))], node.netns, after=api))
+        out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.node.kubelet", "--lab", cluster.name,
+                                                      "--node", node.name, "--kubeconfig", in_lab], node.netns,
+                             after=api))
+        out.append(Component(f"kube-proxy-{node.name}", [py, "-m", "proxy", "run", "--kubeconfig", in_lab,
+                                                         "--hostname-override", node.name,
+                                                         "--proxy-mode", cluster.proxy_mode,
+                                                         "--cluster-cidr", cluster.pod_subnet,
+                                                         "--service-cidr", cluster.service_subnet], node.netns,
+                             after=api))
+    return out

@@ -1,0 +1,1 @@
+"""What runs on every node: the kubelet with its runtime, and the built-in programs pods run."""

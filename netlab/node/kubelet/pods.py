@@ -1,0 +1,551 @@
+"""One worker per pod, as the kubelet's pod workers: make the sandbox (namespace, CNI, pause),
+run init containers in order then the containers, restart them per restartPolicy with
+CrashLoopBackOff, probe them, report status, and on deletion stop them gracefully, tear the
+sandbox down and release the API object."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from typing import Any
+
+from netlab.kit import net
+from netlab.api.client import ApiError, event
+from netlab.node.kubelet import runtime
+from netlab.node.kubelet.cni import CNIError, port_mappings
+from netlab.node.workloads import UnknownImage, argv_for, image_name
+
+log = logging.getLogger("netlab.kubelet")
+BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # upstream's CrashLoopBackOff
+TICK = 1.0  # a worker's resync when nothing wakes it (the kubelet's PLEG relists every second)
+# the pod conditions the kubelet owns; others (readiness gates' and the like) are kept as others set them
+KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Container:
+    """What the kubelet tracks for one container between syncs."""
+
+    def __init__(self, spec: dict, init: bool):
+        self.spec, self.init, self.name = spec, init, spec["name"]
+        self.proc: runtime.Process | None = None
+        self.restarts = 0
+        self.started_at: str | None = None
+        self.state: dict = {"waiting": {"reason": "ContainerCreating"}}
+        self.last_state: dict = {}
+        self.next_start = 0.0
+        self.backoff = BACKOFF_START
+        self.ready = False
+        self.t0 = 0.0  # when the current run started (monotonic)
+        self.startup_ok = "startupProbe" not in spec
+        self.probe_state: dict[str, dict] = {}  # probe kind -> {next, successes, failures}
+        self.done = False  # an init container that succeeded, or a container that will not restart
+
+    def probe_schedule(self, kind: str) -> dict:
+        """A probe's schedule and counts for the current run (the first one after initialDelaySeconds)."""
+        return self.probe_state.setdefault(kind, {"next": self.t0 + self.spec[kind].get("initialDelaySeconds", 0),
+                                                  "ok": 0, "fail": 0})
+
+    def to_json(self) -> dict:
+        return {"proc": self.proc.to_json() if self.proc else None, "restarts": self.restarts,
+                "startedAt": self.started_at, "state": self.state, "lastState": self.last_state, "done": self.done}
+
+    def load(self, d: dict) -> None:
+        self.restarts, self.started_at = d.get("restarts", 0), d.get("startedAt")
+        self.state, self.last_state, self.done = d.get("state", self.state), d.get("lastState", {}), d.get("done", False)
+        if d.get("proc"):
+            self.proc = runtime.Process.from_json(d["proc"])
+
+
+class PodWorker:
+    def __init__(self, kubelet, pod: dict):
+        self.k, self.pod = kubelet, pod
+        meta = pod["metadata"]
+        self.uid, self.name, self.ns = meta["uid"], meta["name"], meta["namespace"]
+        self.host_network = (pod.get("spec") or {}).get("hostNetwork", False)
+        self.netns = None if self.host_network else f"{kubelet.lab}-pod-{self.uid.replace('-', '')[:12]}"
+        self.dir = runtime.PodDir(kubelet.pods_dir, self.uid)
+        self.wake = asyncio.Event()
+        self.pause: runtime.Process | None = None
+        self.cni_result: dict | None = None
+        self.ip: str | None = None
+        self.containers = [Container(c, True) for c in (pod.get("spec") or {}).get("initContainers") or []] + \
+                          [Container(c, False) for c in (pod.get("spec") or {}).get("containers") or []]
+        self.sandbox_error: str | None = None
+        self.sandbox_retry = 0.0
+        self.phase_override: str | None = None
+        self.start_time: str | None = None
+        self.last_status: dict | None = None
+        self.task: asyncio.Task | None = None
+
+    # --- state on disk, so a restarted kubelet adopts running pods --------------------------------
+
+    def save(self) -> None:
+        self.dir.save({"pause": self.pause.to_json() if self.pause else None, "cni": self.cni_result, "ip": self.ip,
+                       "netns": self.netns, "startTime": self.start_time, "pod": f"{self.ns}/{self.name}",
+                       "containers": {c.name: c.to_json() for c in self.containers}})
+
+    def adopt(self) -> bool:
+        st = self.dir.state()
+        if not st.get("pause"):
+            return False
+        pause = runtime.Process.from_json(st["pause"])
+        if not pause.alive() or (self.netns and not net.ns_exists(self.netns)):
+            return False
+        self.pause, self.cni_result, self.ip, self.start_time = pause, st.get("cni"), st.get("ip"), st.get("startTime")
+        for c in self.containers:
+            if c.name in st.get("containers", {}):
+                c.load(st["containers"][c.name])
+        return True
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def update(self, pod: dict) -> None:
+        self.pod = pod
+        self.wake.set()
+
+    async def run(self) -> None:
+        try:
+            if self.adopt():
+                log.info("pod %s/%s: adopted running sandbox", self.ns, self.name)
+            while True:
+                if self.pod["metadata"].get("deletionTimestamp") or self.k.gone(self.uid):
+                    await self.terminate()
+                    return
+                self.wake.clear()  # before the sync: what happens during it wakes the next one
+                await self.sync()
+                for proc in self.processes():  # their exits wake the worker
+                    proc.watch(asyncio.get_running_loop(), self.wake.set)
+                try:
+                    await asyncio.wait_for(self.wake.wait(), self.next_due())
+                except asyncio.TimeoutError:
+                    pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - report and let the kubelet retry the pod
+            log.exception("pod %s/%s worker failed", self.ns, self.name)
+            raise
+
+    def processes(self) -> list[runtime.Process]:
+        return [p for p in [self.pause, *(c.proc for c in self.containers)] if p is not None]
+
+    def next_due(self) -> float:
+        """Seconds until the next thing a sync must do on time (a probe, a restart), at most TICK."""
+        t = time.monotonic()
+        due = [c.next_start for c in self.containers if c.proc is None and not c.done]
+        due += [c.probe_schedule(k)["next"] for c in self.containers if c.proc is not None
+                for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in c.spec]
+        return min([TICK, *(d - t for d in due)]) if due else TICK
+
+    def forget_process(self, proc: runtime.Process | None) -> None:
+        if proc is not None:
+            proc.unwatch(asyncio.get_running_loop())
+
+    async def sync(self) -> None:
+        if self.pause is None or not self.pause.alive():
+            if not await self.make_sandbox():
+                await self.report()
+                return
+        if self.phase_override is None:
+            await self.run_containers()
+            await self.probe()
+        await self.report()
+
+    async def make_sandbox(self) -> bool:
+        """Namespace, CNI ADD (once: the result is kept, so a restart neither re-adds nor changes
+        the pod's IP), pause process."""
+        if self.sandbox_error and time.monotonic() < self.sandbox_retry:
+            return False
+        self.dir.path.mkdir(parents=True, exist_ok=True)
+        self.dir.logs.mkdir(exist_ok=True)
+        try:
+            if self.netns:
+                fresh = not net.ns_exists(self.netns)
+                await asyncio.to_thread(net.ns_create, self.netns)
+                if fresh or self.cni_result is None:
+                    if self.cni_result is not None:  # the namespace vanished: give back the old attachment
+                        await self.cni_del()
+                    self.cni_result = await self.k.cni.add(self.pod, f"/run/netns/{self.netns}",
+                                                           {"portMappings": port_mappings(self.pod)})
+                ips = [ip["address"].split("/")[0] for ip in self.cni_result.get("ips", [])]
+                self.ip = ips[0] if ips else None
+            else:
+                self.ip = self.k.node_ip
+            self.forget_process(self.pause)
+            self.pause = await asyncio.to_thread(runtime.start_pause, self.k.runtime, self.netns,
+                                                 runtime.pod_hostname(self.pod), self.dir.path)
+            self.start_time = self.start_time or now()
+            self.sandbox_error = None
+            for c in self.containers:  # a new sandbox: containers start again
+                self.forget_process(c.proc)
+                if c.proc is not None and c.proc.alive():
+                    runtime.stop([c.proc], 0)
+                c.proc, c.done = None, False if not c.init else c.done
+            self.save()
+            return True
+        except (CNIError, net.NetError, OSError, RuntimeError) as e:
+            msg = f"Failed to create pod sandbox: {e}"
+            if msg != self.sandbox_error:
+                await self.record("FailedCreatePodSandBox", msg, "Warning")
+            self.sandbox_error = msg
+            self.sandbox_retry = time.monotonic() + 2
+            return False
+
+    def uses_configmap(self, name: str) -> bool:
+        return any((v.get("configMap") or {}).get("name") == name for v in (self.pod.get("spec") or {}).get("volumes") or [])
+
+    async def refresh_volumes(self) -> None:
+        """A ConfigMap the pod mounts changed: its volume files, and the running containers'
+        copies under /etc, follow (as the kubelet's periodic volume sync does)."""
+        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.dir.path, self.k.configmaps(self.ns))
+        for c in self.containers:
+            if c.proc is not None and c.proc.alive():
+                etc, _, _ = runtime.mounts_for(c.spec, sources)
+                upper = self.dir.path / "overlay" / c.name / "upper"
+                await asyncio.to_thread(runtime.refresh_etc, upper, etc)
+
+    def _files(self) -> dict[str, str]:
+        return {"hosts": runtime.hosts_file(self.pod, self.ip, self.k.cluster.dns_domain),
+                "resolv.conf": runtime.resolv_conf(self.pod, self.k.cluster.dns_service_ip, self.k.cluster.dns_domain),
+                "hostname": runtime.pod_hostname(self.pod) + "\n"}
+
+    async def start(self, c: Container) -> None:
+        spec = c.spec
+        try:
+            argv = argv_for(spec.get("image", ""), spec.get("command"), spec.get("args"))
+        except UnknownImage as e:
+            if c.state.get("waiting", {}).get("reason") != "ErrImagePull":
+                await self.record("Failed", f'Failed to pull image "{spec.get("image")}": {e}', "Warning")
+            c.state = {"waiting": {"reason": "ErrImagePull", "message": str(e)}}
+            c.next_start = time.monotonic() + 10
+            return
+        configmaps = self.k.configmaps(self.ns)
+        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.dir.path, configmaps)
+        etc, binds, problems = runtime.mounts_for(spec, sources)
+        if problems:
+            c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": "; ".join(problems)}}
+            await self.record("Failed", f"Error: {'; '.join(problems)}", "Warning")
+            c.next_start = time.monotonic() + 10
+            return
+        env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps)
+        upper, work = await asyncio.to_thread(runtime.etc_files, self.dir.path, self._files(), etc, c.name)
+        run_upper = await asyncio.to_thread(runtime.service_account, self.pod, self.dir.path, *self.k.identity)
+        log_file = self.dir.logs / f"{c.name}.log"
+        if c.restarts and log_file.exists():
+            log_file.replace(self.dir.logs / f"{c.name}.previous.log")
+        if not c.restarts and not c.proc:
+            await self.record("Pulled", f'Container image "{spec.get("image")}" already present on machine')
+        try:
+            c.proc = await asyncio.to_thread(runtime.start_container, self.k.runtime, self.netns, self.pause, argv,
+                                             env, spec.get("workingDir", "/"), upper, work, binds, log_file,
+                                             self.dir.path / "exits" / c.name, run_upper)
+        except runtime.Unavailable as e:  # no runtime to ask: the container waits, and is tried again
+            c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
+            c.next_start = time.monotonic() + 2
+            return
+        except RuntimeError as e:  # the process could not start (no such command, a mount failed)
+            await self.start_failed(c, str(e))
+            return
+        c.started_at, c.t0 = now(), time.monotonic()
+        c.state = {"running": {"startedAt": c.started_at}}
+        log.info('container started pod="%s/%s" containerName="%s" pid=%d', self.ns, self.name, c.name, c.proc.pid)
+        c.probe_state = {}
+        c.ready, c.startup_ok = False, "startupProbe" not in spec
+        if c.restarts == 0:
+            await self.record("Created", f"Created container {c.name}")
+            await self.record("Started", f"Started container {c.name}")
+        self.save()
+
+    async def run_containers(self) -> None:
+        policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+        for c in self.containers:
+            if c.init and c.done:
+                continue
+            if c.proc is not None and not c.proc.alive():
+                await self.exited(c, policy)
+            if c.proc is None and not c.done and time.monotonic() >= c.next_start:
+                await self.start(c)
+            if c.init and not c.done:
+                return  # init containers run one at a time, each to success, before the rest
+        self.save()
+
+    async def exited(self, c: Container, policy: str) -> None:
+        self.forget_process(c.proc)
+        code = await c.proc.wait_exit_code()
+        code = 0 if code is None else code  # its status is lost if the node's runtime went since
+        log.info('container exited pod="%s/%s" containerName="%s" exitCode=%d', self.ns, self.name, c.name, code)
+        term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": c.started_at,
+                "finishedAt": now(), "containerID": self.container_id(c)}
+        await self.ended(c, policy, term)
+
+    async def start_failed(self, c: Container, why: str) -> None:
+        """The process could not be started: a terminated StartError with exit code 128, restarted
+        per policy with back-off, as containerd reports a failed start."""
+        msg = f"failed to start container process: {why}"
+        await self.record("Failed", f"Error: {msg}", "Warning")
+        policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+        c.started_at, c.t0 = "1970-01-01T00:00:00Z", time.monotonic()
+        await self.ended(c, policy, {"exitCode": 128, "reason": "StartError", "message": msg,
+                                     "startedAt": c.started_at, "finishedAt": now(),
+                                     "containerID": self.container_id(c)})
+
+    async def ended(self, c: Container, policy: str, term: dict) -> None:
+        code = term["exitCode"]
+        c.proc, c.ready = None, False
+        restart = policy == "Always" or (policy == "OnFailure" and code != 0)
+        if c.init:
+            restart = code != 0 and policy != "Never"
+            if code == 0:
+                c.done, c.state = True, {"terminated": term}
+                return
+        if not restart:
+            c.done, c.state = True, {"terminated": term}
+            if c.init:
+                self.phase_override = "Failed"
+            return
+        c.last_state = {"terminated": term}
+        c.restarts += 1
+        if time.monotonic() - c.t0 > 2 * BACKOFF_MAX:  # it ran long enough: start the back-off over
+            c.backoff = BACKOFF_START
+        delay = c.backoff if c.restarts > 1 else 0
+        c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+        c.next_start = time.monotonic() + delay
+        if delay:
+            c.state = {"waiting": {"reason": "CrashLoopBackOff", "message":
+                                   f"back-off {int(delay)}s restarting failed container={c.name} "
+                                   f"pod={self.name}_{self.ns}({self.uid})"}}
+            await self.record("BackOff", "Back-off restarting failed container " + c.name +
+                              f" in pod {self.name}_{self.ns}({self.uid})", "Warning")
+
+    def container_id(self, c: Container) -> str:
+        return f"netlab://{self.uid[:8]}-{c.name}-{c.restarts}"
+
+    # --- probes ----------------------------------------------------------------------------
+
+    async def probe(self) -> None:
+        for c in self.containers:
+            if c.init or c.proc is None or not c.proc.alive():
+                continue
+            t = time.monotonic()
+            kinds = ["startupProbe"] if not c.startup_ok else ["livenessProbe", "readinessProbe"]
+            for kind in kinds:
+                spec = c.spec.get(kind)
+                if not spec:
+                    if kind == "readinessProbe":
+                        c.ready = True
+                    continue
+                st = c.probe_schedule(kind)
+                if t < st["next"]:
+                    continue
+                st["next"] = t + spec.get("periodSeconds", 10)
+                ok, why = await self.run_probe(c, spec)
+                if ok:
+                    st["ok"], st["fail"] = st["ok"] + 1, 0
+                else:
+                    st["fail"], st["ok"] = st["fail"] + 1, 0
+                    await self.record("Unhealthy", f"{kind[:-5].capitalize()} probe failed: {why}", "Warning")
+                success = st["ok"] >= spec.get("successThreshold", 1)
+                failed = st["fail"] >= spec.get("failureThreshold", 3)
+                if kind == "readinessProbe":
+                    if success:
+                        c.ready = True
+                    elif failed:
+                        c.ready = False
+                elif kind == "startupProbe" and success:
+                    c.startup_ok = True
+                elif failed:  # liveness or startup failed: the container is killed and restarted
+                    await self.record("Killing", f"Container {c.name} failed {kind[:-5]} probe, will be restarted")
+                    await asyncio.to_thread(runtime.stop, [c.proc], self._grace(c))
+
+    def _grace(self, c: Container) -> float:
+        return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+
+    async def run_probe(self, c: Container, spec: dict) -> tuple[bool, str]:
+        timeout = spec.get("timeoutSeconds", 1)
+        ip = self.ip or "127.0.0.1"
+        try:
+            if "httpGet" in spec:
+                g = spec["httpGet"]
+                port = self._port(c, g.get("port"))
+                host = g.get("host") or ip
+                r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                try:
+                    hdrs = "".join(f"{h['name']}: {h['value']}\r\n" for h in g.get("httpHeaders") or [])
+                    w.write(f"GET {g.get('path', '/')} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.31\r\n"
+                            f"{hdrs}Connection: close\r\n\r\n".encode())
+                    line = await asyncio.wait_for(r.readline(), timeout)
+                finally:
+                    w.close()
+                code = int(line.split()[1]) if len(line.split()) > 1 else 0
+                return 200 <= code < 400, f"HTTP probe failed with statuscode: {code}"
+            if "tcpSocket" in spec:
+                port = self._port(c, spec["tcpSocket"].get("port"))
+                _, w = await asyncio.wait_for(asyncio.open_connection(spec["tcpSocket"].get("host") or ip, port),
+                                              timeout)
+                w.close()
+                return True, ""
+            if "exec" in spec:
+                code, out = await asyncio.to_thread(runtime.exec_in, c.proc, spec["exec"].get("command") or [], timeout)
+                return code == 0, out or f"command exited with {code}"
+        except (OSError, asyncio.TimeoutError, ValueError) as e:
+            where = spec.get("httpGet") or spec.get("tcpSocket") or {}
+            return False, f"dial tcp {ip}:{where.get('port')}: {e or 'timeout'}"
+        return True, ""
+
+    @staticmethod
+    def _port(c: Container, port: Any) -> int:
+        if isinstance(port, int):
+            return port
+        for p in c.spec.get("ports") or []:
+            if p.get("name") == port:
+                return p["containerPort"]
+        return int(port)
+
+    # --- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        spec = self.pod.get("spec") or {}
+        inits = [c for c in self.containers if c.init]
+        mains = [c for c in self.containers if not c.init]
+        initialized = all(c.done for c in inits)
+
+        def cstatus(c: Container) -> dict:
+            st = {"name": c.name, "image": c.spec.get("image", ""), "imageID": f"netlab://{image_name(c.spec.get('image', ''))}",
+                  "ready": bool(c.ready and c.proc is not None and c.proc.alive() and c.startup_ok and not c.init)
+                  or bool(c.init and c.done),
+                  "restartCount": c.restarts, "started": c.proc is not None and c.proc.alive(), "state": c.state,
+                  "lastState": c.last_state}
+            if c.proc is not None or "terminated" in c.state:
+                st["containerID"] = self.container_id(c)
+            return st
+        statuses = [cstatus(c) for c in mains]
+        all_ready = bool(mains) and all(s["ready"] for s in statuses)
+        if self.phase_override:
+            phase = self.phase_override
+        elif self.pause is None or not initialized:
+            phase = "Pending"
+        elif all(c.done for c in mains):
+            phase = "Succeeded" if all(c.state.get("terminated", {}).get("exitCode", 1) == 0 for c in mains) \
+                else "Failed"
+        elif any(c.proc is not None or c.restarts for c in mains):
+            phase = "Running"
+        else:
+            phase = "Pending"
+        others = (self.pod.get("status") or {}).get("conditions") or []
+        # its own conditions as it last wrote them (the kubelet's status cache), else as the API has them
+        old = {c["type"]: c for c in (self.last_status or {}).get("conditions") or others}
+
+        def cond(t: str, ok: bool, reason: str = "", message: str = "") -> dict:
+            status = "True" if ok else "False"
+            prev = old.get(t)
+            c = {"type": t, "status": status, "lastProbeTime": None,
+                 "lastTransitionTime": prev["lastTransitionTime"] if prev and prev.get("status") == status
+                 and prev.get("lastTransitionTime") else now()}
+            if not ok and reason:
+                c["reason"] = reason
+            if not ok and message:
+                c["message"] = message
+            return c
+        unready = [s["name"] for s in statuses if not s["ready"]]
+        containers_ready = cond("ContainersReady", all_ready, "ContainersNotReady",
+                                f"containers with unready status: [{' '.join(unready)}]" if unready else "")
+        if not all_ready or phase != "Running":
+            pod_ready = cond("Ready", False, containers_ready.get("reason", ""), containers_ready.get("message", ""))
+        else:  # the containers are ready: so is the pod, once every readiness gate's condition is True
+            by_type = {c.get("type"): c.get("status") for c in others}
+            gates = [g["conditionType"] for g in spec.get("readinessGates") or []]
+            pod_ready = cond("Ready", all(by_type.get(g) == "True" for g in gates), "ReadinessGatesNotReady", ", ".join(
+                f'corresponding condition of pod readiness gate "{g}" does not exist.' if g not in by_type else
+                f'the status of pod readiness gate "{g}" is not "True", but {by_type[g]}'
+                for g in gates if by_type.get(g) != "True"))
+        conditions = [cond("PodReadyToStartContainers", self.pause is not None),
+                      cond("Initialized", initialized, "ContainersNotInitialized", "containers with incomplete status: "
+                           f"[{' '.join(c.name for c in inits if not c.done)}]"),
+                      pod_ready, containers_ready,
+                      old.get("PodScheduled") or cond("PodScheduled", True),
+                      *(c for c in others if c.get("type") not in KUBELET_CONDITIONS)]
+        out = {"phase": phase, "conditions": conditions, "hostIP": self.k.node_ip,
+               "hostIPs": [{"ip": self.k.node_ip}], "qosClass": (self.pod.get("status") or {}).get("qosClass",
+                                                                                                  "BestEffort"),
+               "containerStatuses": statuses}
+        if self.start_time:
+            out["startTime"] = self.start_time
+        if self.ip:
+            out["podIP"], out["podIPs"] = self.ip, [{"ip": self.ip}]
+        if inits:
+            out["initContainerStatuses"] = [cstatus(c) for c in inits]
+        if self.sandbox_error:
+            out["message"] = self.sandbox_error
+        return out
+
+    async def report(self) -> None:
+        """Write the pod's status if it changed. The answer is not taken as the pod: the watch may
+        already have brought a newer one (say, with the deletion), and the pod comes only from there."""
+        status = self.status()
+        if status == self.last_status:
+            return
+        try:
+            body = dict(self.pod, status=status)
+            body["metadata"] = dict(self.pod["metadata"])
+            body["metadata"].pop("resourceVersion", None)  # the kubelet owns status: last write wins
+            await self.k.client.update("pods", body, subresource="status")
+            self.last_status = status
+        except ApiError as e:
+            if e.status == 404:
+                self.k.forget(self.uid)
+            else:
+                log.warning("pod %s/%s: status update failed: %s", self.ns, self.name, e)
+
+    async def record(self, reason: str, message: str, type_: str = "Normal") -> None:
+        try:
+            await self.k.client.create("events", event(dict(self.pod, kind="Pod", apiVersion="v1"), reason, message,
+                                                       type_, component="kubelet", host=self.k.node))
+        except ApiError:
+            pass
+
+    # --- teardown --------------------------------------------------------------------------
+
+    async def cni_del(self) -> None:
+        if not self.netns:
+            return
+        try:
+            await self.k.cni.delete(self.pod, f"/run/netns/{self.netns}", self.cni_result,
+                                    {"portMappings": port_mappings(self.pod)})
+        except CNIError as e:
+            log.warning("pod %s/%s: CNI DEL: %s", self.ns, self.name, e)
+
+    async def terminate(self) -> None:
+        meta = self.pod["metadata"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        live = [c for c in self.containers if c.proc is not None and c.proc.alive()]
+        for c in live:
+            log.info('Killing container with a grace period pod="%s/%s" containerName="%s" gracePeriod=%s',
+                     self.ns, self.name, c.name, grace)
+            await self.record("Killing", f"Stopping container {c.name}")
+        await asyncio.to_thread(runtime.stop, [c.proc for c in live], float(grace))
+        if self.pause is not None:
+            await asyncio.to_thread(runtime.stop, [self.pause], 0)
+        for proc in self.processes():
+            self.forget_process(proc)
+        await self.cni_del()
+        if self.netns:
+            await asyncio.to_thread(net.kill_ns_processes, self.netns)
+            await asyncio.to_thread(net.ns_delete, self.netns)
+        self.dir.remove()
+        log.info('pod "%s/%s" terminated: sandbox and network torn down', self.ns, self.name)
+        if meta.get("deletionTimestamp"):
+            try:
+                await self.k.client.request("DELETE", f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
+                                            {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                                             "preconditions": {"uid": self.uid}})
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+

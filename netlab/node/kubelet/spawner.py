@@ -1,0 +1,244 @@
+"""The node's process maker, the part of a container runtime that starts a pod's processes and
+reports how they ended (containerd and its shims, on a real node).
+
+    python -m netlab.node.kubelet.spawner --socket <state>/nodes/<node>/runtime.sock
+
+It is one single-threaded process per node that has the built-in programs loaded, and starts
+each pause and container process as a fork of itself (a zygote): the child enters the pod's
+network and UTS namespaces, takes a mount namespace of its own with the /etc and /run overlays
+and the volumes, then either runs a built-in program in place (no interpreter start, no imports:
+a fork's pages are shared with this process until written) or executes the command. Starting a
+Python interpreter per container was most of a pod's start-up CPU.
+
+Because the children are its own, it is the one that sees them exit: it writes each exit status
+(128 + signal for a signalled process, as runtimes report it) to the file the kubelet named, so
+the kubelet knows how a container ended even across its own restarts.
+
+One request per connection, JSON both ways:
+    {"netns": path|null, "uts": path|null, "hostname": name|null, "mounts": [[src, dst, fstype, options]],
+     "argv": [...], "env": {...}, "cwd": "/", "log": path, "exit": path}
+    -> {"pid": N, "started": ticks} or {"error": "..."}   (runtime.request is the kubelet's side)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import traceback
+
+import setproctitle
+
+from netlab.kit.net import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, MS_BIND, MS_PRIVATE, MS_REC
+from netlab.node.kubelet.runtime import proc_start
+from netlab.node.workloads import builtin_args, programs  # loaded once here: every container's fork has them
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
+
+
+def _setns(path: str, kind: int, what: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _check(_libc.setns(fd, kind), f"entering the {what} namespace {path}")
+    finally:
+        os.close(fd)
+
+
+def _mount(src: str | None, dst: str, fstype: str | None, flags: int, options: str | None) -> None:
+    _check(_libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags,
+                       options and options.encode()), f"mounting {src or fstype} at {dst}")
+
+
+def _child(req: dict, report: int) -> None:
+    """In the forked child: become the pause or container process. Never returns."""
+    code = 127
+    try:
+        os.setsid()
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        if req.get("netns"):
+            _setns(req["netns"], CLONE_NEWNET, "network")
+        if req.get("uts"):
+            _setns(req["uts"], CLONE_NEWUTS, "UTS")
+        if req.get("hostname"):  # the pause process: the pod's own UTS namespace and hostname
+            _check(_libc.unshare(CLONE_NEWUTS), "unshare UTS")
+            socket.sethostname(req["hostname"])
+        if req.get("mounts"):
+            _check(_libc.unshare(CLONE_NEWNS), "unshare mount")
+            _mount(None, "/", None, MS_REC | MS_PRIVATE, None)  # nothing mounted here reaches the node
+            for src, dst, fstype, options in req["mounts"]:
+                _mount(src, dst, fstype, MS_BIND if fstype is None else 0, options)
+        os.chdir(req.get("cwd") or "/")
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, report)
+        os.closerange(report + 1, 1 << 16)
+        env, argv = req.get("env") or {}, req["argv"]
+        program = builtin_args(argv)
+        if program is None:
+            exe = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else argv[0]
+            if exe is None:
+                raise OSError(f'exec: "{argv[0]}": executable file not found in $PATH')
+            os.execve(exe, argv, env)  # closes `report` (close-on-exec): the start succeeded
+        # what `ps` shows: the program and its arguments (set before the environment changes: the
+        # title takes the memory they share)
+        setproctitle.setproctitle(" ".join(program))
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = program
+        os.close(report)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False, buffering=1)
+        code = 0
+        try:
+            programs.main(program)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, (int, type(None))):
+                print(e.code, file=sys.stderr)
+        except BaseException:  # noqa: BLE001 - a crashing program: its traceback in its log
+            traceback.print_exc()
+            code = 2
+    except BaseException as e:  # noqa: BLE001 - the start failed: say why to the spawner
+        try:
+            os.write(report, _why(e).encode())
+        except OSError:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror + (f": {e.filename}" if e.filename else "")
+    return str(e)
+
+
+class Spawner:
+    def __init__(self):
+        self.exits: dict[int, str] = {}  # child pid -> the file its exit status goes to
+
+    def start(self, req: dict) -> dict:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            _child(req, w)
+        os.close(w)
+        started = proc_start(pid)
+        with os.fdopen(r, "rb") as f:
+            error = f.read().decode(errors="replace")
+        if error:
+            self.exits[pid] = ""  # reaped without a report: it never started
+            return {"error": error}
+        self.exits[pid] = req.get("exit") or ""
+        return {"pid": pid, "started": started}
+
+    def reap(self) -> None:
+        """Write each ended child's exit status, then reap it: the kubelet sees a process gone only
+        once its status is there to read (a zombie is still running to it)."""
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == 0:
+                return
+            path = self.exits.pop(info.si_pid, "")
+            if path:
+                code = info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
+                try:
+                    with open(f"{path}.tmp", "w") as f:
+                        f.write(f"{code}\n")
+                    os.replace(f"{path}.tmp", path)
+                except OSError:  # the pod's directory went with it
+                    pass
+            os.waitpid(info.si_pid, 0)
+
+
+def serve(path: str) -> None:
+    spawner = Spawner()
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: a container's own orphans come back here
+    if os.path.exists(path):
+        os.unlink(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    srv.bind(path)
+    srv.listen(256)
+    sel = selectors.DefaultSelector()
+    sel.register(srv, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    try:
+        while True:
+            for key, _ in sel.select():
+                if key.fileobj is srv:
+                    _answer(spawner, srv)
+                else:
+                    while True:
+                        try:
+                            if not os.read(wake_r, 512):
+                                break
+                        except BlockingIOError:
+                            break
+            spawner.reap()
+    finally:
+        os.unlink(path)
+
+
+def _answer(spawner: Spawner, srv: socket.socket) -> None:
+    try:
+        conn, _ = srv.accept()
+    except OSError:
+        return
+    with conn:
+        conn.settimeout(5)
+        try:
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+            try:
+                reply = spawner.start(json.loads(data))
+            except (ValueError, KeyError, TypeError, OSError) as e:
+                reply = {"error": f"bad request: {e}"}
+            conn.sendall(json.dumps(reply).encode())
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m netlab.node.kubelet.spawner", description=__doc__.split("\n\n")[0])
+    p.add_argument("--socket", required=True, help="unix socket the kubelet sends start requests to")
+    args = p.parse_args(argv)
+    try:
+        serve(args.socket)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""The `netlab` command: a thin layer over the Python API (netlab.lab.build, netlab.kit.cluster, ...).
+
+Each subcommand is one function `cmd_<name>(args)` registered in `COMMANDS` with its arguments;
+adding a command is adding one of those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterable
+
+from netlab.kit.cluster import Cluster, ClusterError
+
+DEFAULT_LAB = os.environ.get("NETLAB_NAME", "netlab")
+
+
+def table(headers: list[str], rows: Iterable[Iterable[object]]) -> str:
+    """A kubectl-style table: upper-case headers, columns padded by three spaces."""
+    rows = [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = [headers] + rows
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from netlab.lab import build as lab
+
+    lab.require_root()
+    if args.file:
+        cluster = Cluster.load(args.file, name=args.name, nodes=args.nodes)
+    else:
+        cluster = Cluster.default(name=args.name or DEFAULT_LAB, nodes=args.nodes)
+    if args.demo and lab.is_running(cluster.name):  # `scripts/setup` again: the lab is there already
+        cluster = Cluster.from_state(cluster.name)
+        print(f"lab {cluster.name!r} is already up")
+    else:
+        lab.up(cluster)
+        print(f"lab {cluster.name!r} is up: {len(cluster.nodes)} nodes, backend {cluster.backend}, "
+              f"proxy mode {cluster.proxy_mode}")
+    print(table(["NODE", "ROLE", "IP", "POD CIDR", "NAMESPACE"],
+                ((n.name, n.role, n.ip, n.pod_cidr, n.netns) for n in cluster.nodes)))
+    if args.demo:
+        from netlab.tools import demo
+
+        return demo.run(cluster)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """This machine as the control plane and first node of a cluster over machines (kubeadm init)."""
+    from netlab.lab import join
+
+    base = Cluster.load(args.config, name=args.name) if args.config else Cluster.default(name=args.name)
+    cluster, command = join.init(base, args.node_name, args.advertise_address, args.token)
+    node = cluster.nodes[0]
+    print(f"node {node.name} ({node.ip}, pods {node.pod_cidr}) is the control plane of lab {cluster.name!r}; "
+          f"kubectl: sudo netlab kubeconfig --name {cluster.name}\n\n"
+          f"To add a machine as a node, run on it as root:\n\n  {command}")
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    """This machine as a worker node of the cluster at SERVER (kubeadm join)."""
+    from netlab.lab import join
+
+    if args.discovery_token_ca_cert_hash is None and not args.discovery_token_unsafe_skip_ca_verification:
+        raise ClusterError("--discovery-token-ca-cert-hash: required (it is in the command `netlab init` printed), "
+                           "unless --discovery-token-unsafe-skip-ca-verification")
+    cluster = join.join(args.server, args.token, args.discovery_token_ca_cert_hash, args.name, args.node_name,
+                        discovery_timeout=args.discovery_timeout)
+    node = cluster.nodes[0]
+    print(f"node {node.name} ({node.ip}, pods {node.pod_cidr}) joined the cluster at {args.server}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from netlab.lab import build as lab
+
+    if lab.down(args.name):
+        print(f"lab {args.name!r} is down")
+    else:
+        print(f"lab {args.name!r} was not up; nothing to remove")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from netlab.lab import build as lab
+
+    st = lab.status(args.name)
+    print(f"lab {st['name']}: backend {st['backend']}, proxy mode {st['proxyMode']}\n")
+    print(table(["NODE", "ROLE", "IP", "POD CIDR", "NAMESPACE", "UP"],
+                ((n["name"], n["role"], n["ip"], n["podCIDR"], n["namespace"], "yes" if n["up"] else "NO")
+                 for n in st["nodes"])))
+    comps = st["components"]
+    print()
+    if comps is None:
+        print("the lab's supervisor is not running: its components are stopped")
+    elif not comps:
+        print("no components")
+    else:
+        print(table(["COMPONENT", "PID", "STATE", "RESTARTS", "NAMESPACE"],
+                    ((c["name"], c["pid"], c["state"], c["restarts"], c["netns"] or "host") for c in comps)))
+    if st.get("joinCommand"):
+        print(f"\nto add a machine as a node, run on it as root:\n  {st['joinCommand']}")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """In a node's namespace, or (for a name that is not a node) in a pod's container, as
+    `kubectl exec` would: its network, hostname and /etc."""
+    import subprocess
+
+    from netlab.lab import build as lab
+
+    argv = args.command[1:] if args.command[:1] == ["--"] else args.command
+    nodes = [n.name for n in Cluster.from_state(args.name).nodes]
+    if args.node in nodes:
+        return lab.exec_in_node(args.name, args.node, argv)
+    try:
+        pid = _lab(args.name).container_pid(args.node, args.container, args.namespace)
+    except Exception as e:  # noqa: BLE001 - no such pod, or no API to ask: one line either way
+        raise ClusterError(f"no node or pod {args.node!r} in lab {args.name!r} (namespace {args.namespace}); "
+                           f"its nodes: {', '.join(nodes)}") from e
+    return subprocess.call(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *(argv or ["sh"])])
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from netlab.lab.supervisor import logs_dir
+
+    path = logs_dir(args.name) / f"{args.component}.log"
+    if not path.exists():
+        logs = sorted(p.stem for p in path.parent.glob("*.log"))
+        raise ClusterError(f"no log for component {args.component!r} in lab {args.name!r}; "
+                           f"components with logs: {', '.join(logs) or 'none'}")
+    data = path.read_bytes()
+    if args.tail:
+        data = b"\n".join(data.splitlines()[-args.tail:]) + b"\n"
+    sys.stdout.buffer.write(data)
+    return 0
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    from netlab.kit.cluster import state_dir
+
+    path = state_dir(args.name) / "kubeconfig"
+    if not path.exists():
+        raise ClusterError(f"lab {args.name!r} has no kubeconfig (is it up?): sudo netlab up --name {args.name}")
+    print(path)
+    return 0
+
+
+def _lab(name: str):
+    from netlab.lab import build as lab
+    from netlab.tools.testing import Lab
+
+    if not lab.is_running(name):
+        raise ClusterError(f"lab {name!r} is not up: sudo netlab up --name {name}")
+    return Lab(cluster=Cluster.from_state(name))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.file == "-" else open(args.file).read()
+    sys.stdout.write(_lab(args.name).apply(text, args.namespace))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from netlab.api.client import TABLE, path_for, resource_for
+
+    lab = _lab(args.name)
+    resource = resource_for(args.kind)
+    ns = None if args.all_namespaces else args.namespace
+    if args.output in ("json", "yaml"):
+        obj = lab.get(resource, args.object, ns) if args.object else \
+            {"apiVersion": "v1", "kind": "List", "items": lab.items(resource, ns, args.selector or "")}
+        import json
+
+        import yaml
+        print(json.dumps(obj, indent=2) if args.output == "json" else yaml.safe_dump(obj, sort_keys=False), end="")
+        return 0
+    t = lab.api(lambda c: c.request("GET", path_for(resource, ns, args.object), accept=TABLE,
+                                    params={"labelSelector": args.selector}))
+    cols = [i for i, c in enumerate(t["columnDefinitions"]) if args.output == "wide" or not c.get("priority")]
+    headers = [t["columnDefinitions"][i]["name"].upper() for i in cols]
+    rows = [[r["cells"][i] for i in cols] for r in t["rows"]]
+    if args.all_namespaces:
+        headers = ["NAMESPACE", *headers]
+        rows = [[r["object"]["metadata"].get("namespace", ""), *row] for r, row in zip(t["rows"], rows, strict=True)]
+    if not rows:
+        print(f"No resources found{f' in {ns} namespace' if ns else ''}.", file=sys.stderr)
+        return 0
+    print(table(headers, rows))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from netlab.api.client import resource_for, type_name
+
+    resource = resource_for(args.kind)
+    _lab(args.name).api(lambda c: c.delete(resource, args.object, args.namespace))
+    print(f'{type_name(resource)} "{args.object}" deleted')
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Until the pods matching a selector are Ready (what `kubectl wait --for=condition=Ready` does)."""
+    pods = _lab(args.name).wait_ready(args.selector, args.namespace, args.count, args.timeout)
+    for p in pods:
+        print(f"pod/{p['metadata']['name']} condition met")
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    """One real probe from a pod or node, and its path through each node's netfilter rules."""
+    from netlab.tools import trace
+
+    dst, _, port = args.dst.rpartition(":") if ":" in args.dst else (args.dst, "", "")
+    t = trace.run(_lab(args.name), args.src, dst, int(port) if port else None, args.proto, args.namespace)
+    sys.stdout.write(trace.format_trace(t))
+    return 0
+
+
+def cmd_topology(args: argparse.Namespace) -> int:
+    """Nodes, bridges, veths, pods and addresses; --output FILE.svg|.png draws them (graphviz)."""
+    from pathlib import Path
+
+    from netlab.tools import topology
+
+    cluster = Cluster.from_state(args.name)
+    views = topology.read(cluster)
+    print(table(topology.HEADERS, topology.rows(cluster, views)))
+    if args.output:
+        print(f"\nwrote {topology.picture(cluster, views, Path(args.output))}")
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """What kube-proxy programmed in a node: Service -> chain -> endpoints with their chance
+    (or --raw: the KUBE-* chains, the kube-proxy table, or IPVS, as the kernel lists them)."""
+    from netlab.tools.rules import format_routes, raw, routes
+
+    cluster = Cluster.from_state(args.name)
+    node = cluster.node(args.node or cluster.nodes[-1].name)
+    if args.raw:
+        sys.stdout.write(raw(node.netns, cluster.proxy_mode))
+        return 0
+    rs = routes(node.netns, cluster.proxy_mode)
+    print(f"node {node.name} ({cluster.proxy_mode} mode)")
+    sys.stdout.write(rs if isinstance(rs, str) else format_routes(rs, args.service))
+    return 0
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """tcpdump inside a node or a pod (the packets as that namespace sees them)."""
+    import os
+
+    from netlab.kit import net
+
+    cluster = Cluster.from_state(args.name)
+    try:
+        ns = cluster.node(args.target).netns
+    except ClusterError:
+        ns = _lab(args.name).pod_netns(args.target, args.namespace)
+    argv = ["tcpdump", "-nn", "-l", "-i", args.interface] + (["-c", str(args.count)] if args.count else []) + \
+        (["-w", args.write] if args.write else [])
+    net.setns(ns)
+    os.execvp("tcpdump", argv + args.filter)
+
+
+Arg = tuple[tuple[str, ...], dict]
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] = {
+    "up": (cmd_up, "build a lab and start its components", [
+        (("-f", "--file"), {"help": "cluster file (kind: Cluster)"}),
+        (("--nodes",), {"type": int, "help": "number of nodes (1 control-plane + N-1 workers)"}),
+        (("--demo",), {"action": "store_true", "help": "then deploy and show the demo app"}),
+    ]),
+    "down": (cmd_down, "remove everything a lab made", []),
+    "status": (cmd_status, "nodes and components of a lab", []),
+    "exec": (cmd_exec, "run a command in a node's namespace, or in a pod", [
+        (("node",), {"help": "node name (control-plane, worker, ...) or pod name"}),
+        (("-n", "--namespace"), {"default": "default", "help": "the pod's namespace"}),
+        (("-c", "--container"), {"help": "the pod's container (default: its first)"}),
+        (("command",), {"nargs": argparse.REMAINDER, "help": "-- CMD [ARGS...] (default: a shell)"}),
+    ]),
+    "init": (cmd_init, "make this machine the control plane and first node of a cluster over machines", [
+        (("--config",), {"help": "cluster file (its networking and store; its node list is ignored)"}),
+        (("--node-name",), {"help": "this node's name (default: the hostname)"}),
+        (("--advertise-address",), {"help": "the address other machines reach this one at"}),
+        (("--token",), {"help": "the join token, abcdef.0123456789abcdef (default: a new one)"}),
+    ]),
+    "join": (cmd_join, "make this machine a node of the cluster whose API server is at SERVER", [
+        (("server",), {"help": "the API server, HOST:PORT, as `netlab init` printed it"}),
+        (("--token",), {"required": True}),
+        (("--discovery-token-ca-cert-hash",), {"help": "sha256:<hex> of the control plane's CA public key"}),
+        (("--discovery-token-unsafe-skip-ca-verification",), {"action": "store_true"}),
+        (("--discovery-timeout",), {"type": float, "default": 300,
+                                    "help": "seconds to keep asking an API server that is not up yet (default 300)"}),
+        (("--node-name",), {"help": "this node's name (default: the hostname)"}),
+    ]),
+    "logs": (cmd_logs, "a component's log", [
+        (("component",), {"help": "component name, as `netlab status` lists them"}),
+        (("--tail",), {"type": int, "help": "only the last N lines"}),
+    ]),
+    "kubeconfig": (cmd_kubeconfig, "print the path of the lab's kubeconfig", []),
+    "apply": (cmd_apply, "create or update the objects of a manifest", [
+        (("-f", "--file"), {"required": True, "help": "manifest file, or - for standard input"}),
+        (("-n", "--namespace"), {"default": "default", "help": "namespace for objects that name none"}),
+    ]),
+    "get": (cmd_get, "list objects, with the columns kubectl shows", [
+        (("kind",), {"help": "resource type: pods, svc, deployments, endpointslices, ..."}),
+        (("object",), {"nargs": "?", "help": "one object's name"}),
+        (("-n", "--namespace"), {"default": "default"}),
+        (("-A", "--all-namespaces"), {"action": "store_true"}),
+        (("-l", "--selector"), {"help": "label selector, e.g. app=web"}),
+        (("-o", "--output"), {"choices": ["wide", "json", "yaml"]}),
+    ]),
+    "delete": (cmd_delete, "delete an object", [
+        (("kind",), {"help": "resource type"}), (("object",), {"help": "name"}),
+        (("-n", "--namespace"), {"default": "default"}),
+    ]),
+    "wait": (cmd_wait, "wait until the pods matching a selector are Ready", [
+        (("-l", "--selector"), {"required": True, "help": "label selector, e.g. app=web"}),
+        (("-n", "--namespace"), {"default": "default"}),
+        (("--count",), {"type": int, "help": "at least this many pods"}),
+        (("--timeout",), {"type": float, "default": 60, "help": "seconds (default 60)"}),
+    ]),
+    "trace": (cmd_trace, "send a probe and show its path through each node's rules", [
+        (("src",), {"help": "a pod or a node"}),
+        (("dst",), {"help": "IP, pod, node or Service, with :PORT (default: the Service's first port, or 80)"}),
+        (("--proto",), {"choices": ["tcp", "udp"], "default": "tcp"}),
+        (("-n", "--namespace"), {"default": "default"}),
+    ]),
+    "topology": (cmd_topology, "the lab's nodes, bridges, veths and pods, as a table and a picture", [
+        (("-o", "--output"), {"help": "also draw it to FILE.svg or FILE.png (graphviz)"}),
+    ]),
+    "rules": (cmd_rules, "the Service rules kube-proxy programmed in a node", [
+        (("--node",), {"help": "node name (default: the last worker)"}),
+        (("--service",), {"help": "only this Service: NAMESPACE/NAME"}),
+        (("--raw",), {"action": "store_true", "help": "the kernel's whole listing, ungrouped"}),
+    ]),
+    "capture": (cmd_capture, "tcpdump in a node or a pod: netlab capture [-c N] TARGET [FILTER]", [
+        (("target",), {"help": "node name, or pod name"}),
+        (("filter",), {"nargs": "*", "help": "tcpdump filter, e.g. udp port 53"}),
+        (("-n", "--namespace"), {"default": "default", "help": "the pod's namespace"}),
+        (("-i", "--interface"), {"default": "eth0"}),
+        (("-c", "--count"), {"type": int, "help": "stop after N packets"}),
+        (("-w", "--write"), {"help": "write the packets to this pcap file instead of printing them"}),
+    ]),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netlab", description="A real Kubernetes network on one Linux box.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for name, (fn, help_, args) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        default = None if name == "up" else DEFAULT_LAB
+        sp.add_argument("--name", default=default, help=f"lab name (default {DEFAULT_LAB})")
+        for flags, kw in args:
+            sp.add_argument(*flags, **kw)
+        sp.set_defaults(fn=fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from netlab.lab.build import LabError
+
+    try:
+        return args.fn(args) or 0
+    except (ClusterError, LabError, ValueError, OSError) as e:  # OSError: TimeoutError too
+        print(f"netlab: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into head and the like
+        return 0
+    except Exception as e:
+        from netlab.api.client import ApiError  # only loaded when an API call failed
+
+        if not isinstance(e, ApiError):
+            raise
+        print(f"Error from server ({e.reason}): {e.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""What kube-proxy programmed in a node, read back from the kernel and grouped as a reader wants
+it: Service port -> its chain (or IPVS virtual server) -> endpoints, with the chance of each.
+
+The grouping parses the node's own dumps (`iptables-save`, `nft -j list table`, `ipvsadm -Ln`),
+so it shows what the kernel holds, not what kube-proxy meant to write.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from netlab.kit import net
+
+
+@dataclass
+class Route:
+    service: str                 # ns/name:port
+    frontend: str                # "10.96.0.10:53/udp (cluster IP)"
+    chain: str
+    endpoints: list[tuple[str, str, str]] = field(default_factory=list)  # (address, chance, chain)
+
+
+def iptables_routes(save: str) -> list[Route]:
+    """From `iptables-save` of the nat and filter tables."""
+    tables: dict[str, dict[str, list[list[str]]]] = {}
+    rules: dict[str, list[list[str]]] = {}
+    for line in save.splitlines():
+        if line.startswith("*"):
+            rules = tables.setdefault(line[1:], {})
+        elif line.startswith("-A "):
+            words = shlex.split(line)
+            rules.setdefault(words[1], []).append(words[2:])
+    nat, flt = tables.get("nat", {}), tables.get("filter", {})
+
+    def opt(words: list[str], name: str) -> str | None:
+        return words[words.index(name) + 1] if name in words else None
+
+    dnat = {chain: opt(ws, "--to-destination") for chain, rs in nat.items() for ws in rs if "DNAT" in ws}
+    out = []
+
+    def route(service: str, frontend: str, target: str) -> None:
+        r = Route(service, frontend, target)
+        chain, left = _policy_chain(nat, target), 1.0
+        for rs in nat.get(chain, []):
+            sep = opt(rs, "-j") or ""
+            if not sep.startswith("KUBE-SEP-") or "--rcheck" in rs:
+                continue
+            p = float(opt(rs, "--probability") or 1.0)
+            r.endpoints.append((dnat.get(sep) or "?", f"{left * p:.0%}", sep))
+            left *= 1 - p
+        out.append(r)
+
+    for ws in nat.get("KUBE-SERVICES", []):
+        comment, target = opt(ws, "--comment") or "", opt(ws, "-j") or ""
+        m = re.match(r"(\S+) (cluster IP|external IP|loadbalancer IP)$", comment)
+        if m and target.startswith(("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")):
+            route(m.group(1), f"{(opt(ws, '-d') or '').removesuffix('/32')}:{opt(ws, '--dport')}/"
+                              f"{opt(ws, '-p') or 'tcp'} ({m.group(2)})", target)
+    for ws in nat.get("KUBE-NODEPORTS", []):
+        if "-d" in ws:  # the 127.0.0.0/8 twin of the same NodePort
+            continue
+        route(opt(ws, "--comment") or "?", f"node:{opt(ws, '--dport')}/{opt(ws, '-p') or 'tcp'} (NodePort)",
+              opt(ws, "-j") or "")
+    for chain in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"):
+        for ws in flt.get(chain, []):
+            m = re.match(r"(\S+) has no (local )?endpoints$", opt(ws, "--comment") or "")
+            if m:
+                dest = (opt(ws, "-d") or "node").removesuffix("/32")
+                out.append(Route(m.group(1), f"{dest}:{opt(ws, '--dport')}/{opt(ws, '-p') or 'tcp'} "
+                                             f"(no {m.group(2) or ''}endpoints)", opt(ws, "-j") or ""))
+    return out
+
+
+def _policy_chain(rules: dict, chain: str) -> str:
+    """Follow KUBE-FW / KUBE-EXT to the KUBE-SVC / KUBE-SVL chain that picks the endpoint."""
+    for _ in range(3):
+        if chain.startswith(("KUBE-SVC-", "KUBE-SVL-")):
+            return chain
+        nxt = [ws[ws.index("-j") + 1] for ws in rules.get(chain, []) if "-j" in ws]
+        nxt = [c for c in nxt if c.startswith(("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-"))]
+        if not nxt:
+            return chain
+        chain = nxt[-1]
+    return chain
+
+
+def nftables_routes(listing: dict) -> list[Route]:
+    objs = listing.get("nftables", [])
+    chains: dict[str, list[dict]] = {}
+    for o in objs:
+        if "rule" in o:
+            chains.setdefault(o["rule"]["chain"], []).append(o["rule"])
+    out = []
+    for o in objs:
+        m = o.get("map")
+        if not m or m["name"] != "service-ips":
+            continue
+        for key, verdict in m.get("elem", []):
+            ip, proto, port = (k if isinstance(k, str | int) else "?" for k in key["concat"])
+            chain = verdict["goto"]["target"]
+            svc = re.match(r"\w+-[A-Z0-9]{8}-(.*)/(\w+)/(.*)$", chain)
+            route = Route(f"{svc.group(1)}:{svc.group(3)}" if svc else chain, f"{ip}:{port}/{proto}", chain)
+            for rule in chains.get(_nft_policy_chain(chains, chain), []):
+                for e in rule["expr"]:
+                    vmap = e.get("vmap")
+                    if not vmap or "numgen" not in json.dumps(vmap["key"]):
+                        continue
+                    targets = [v[1]["goto"]["target"] for v in vmap["data"]["set"]]
+                    for t in targets:
+                        addr = t.split("__", 1)[1].replace("/", ":") if "__" in t else "?"
+                        route.endpoints.append((addr, f"{1 / len(targets):.0%}", t))
+            out.append(route)
+    return out
+
+
+def _nft_policy_chain(chains: dict, chain: str) -> str:
+    if chain.startswith("external-"):  # to the service chain it falls through to
+        for rule in chains.get(chain, []):
+            for e in rule["expr"]:
+                if "goto" in e:
+                    chain = e["goto"]["target"]
+    return chain
+
+
+def routes(ns: str, mode: str) -> list[Route] | str:
+    """The grouped routes of a node (IPVS: ipvsadm's own listing, which is grouped already)."""
+    if mode == "iptables":
+        return iptables_routes(net.run(ns, ["iptables-save", "-t", "nat"]).stdout +
+                               net.run(ns, ["iptables-save", "-t", "filter"]).stdout)
+    if mode == "nftables":
+        r = net.run(ns, ["nft", "-j", "list", "table", "ip", "kube-proxy"], check=False)
+        return nftables_routes(json.loads(r.stdout)) if r.returncode == 0 else []
+    return net.run(ns, ["ipvsadm", "-Ln"], check=False).stdout
+
+
+RAW = {"iptables": [["iptables-save", "-t", "filter"], ["iptables-save", "-t", "nat"]],
+       "nftables": [["nft", "list", "table", "ip", "kube-proxy"]],
+       "ipvs": [["ipvsadm", "-Ln"], ["ipset", "list", "-n"], ["iptables-save", "-t", "nat"]]}
+
+
+def raw(ns: str, mode: str) -> str:
+    """The kernel's own listing of what kube-proxy made (iptables: only the KUBE-* lines)."""
+    out = []
+    for argv in RAW[mode]:
+        text = net.run(ns, argv, check=False).stdout
+        if argv[0] == "iptables-save":
+            text = "\n".join(ln for ln in text.splitlines() if "KUBE-" in ln or ln.startswith(("*", "COMMIT"))) + "\n"
+        out.append(text)
+    return "".join(out)
+
+
+def format_routes(rs: list[Route], service: str | None = None) -> str:
+    """One block per Service port; `service` (NAMESPACE/NAME) keeps only that Service's."""
+    lines = []
+    for r in sorted(rs, key=lambda r: (r.service, r.frontend)):
+        if service and r.service != service and not r.service.startswith(service + ":"):
+            continue
+        lines.append(f"{r.service}  {r.frontend}  -> {r.chain}")
+        for addr, chance, chain in r.endpoints:
+            lines.append(f"    {chance:>4}  {addr:<22} {chain}")
+        if not r.endpoints:
+            lines.append(f"          (nothing to send to: {r.chain})")
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,188 @@
+"""`netlab trace SRC DST[:PORT]`: send one real probe and show its path, from the kernel's own
+trace (nftables `meta nftrace` and `nft monitor trace`, which covers kube-proxy's rules in
+nftables mode and in iptables mode on the nf_tables backend): on each node, the netfilter rules
+the packet hit, the DNAT choice, the interfaces it came in and left by; then the route the
+source node took and the pod that received it.
+
+SRC is a pod or a node; DST an IP, a pod, a node or a Service (`name` or `namespace/name`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from netlab.kit import net
+from netlab.api.client import ApiError
+from netlab.kit.cluster import ClusterError
+from netlab.tools.testing import Lab
+
+TABLE = "netlab-trace"
+
+
+@dataclass
+class Hop:
+    node: str
+    packets: list[dict] = field(default_factory=list)   # one per trace id: {"in", "out", "what", "rules"}
+
+
+@dataclass
+class Trace:
+    src: str
+    dst: str
+    answer: str
+    route: str
+    hops: list[Hop]
+    receiver: str | None
+
+
+@dataclass
+class Target:
+    kind: str                 # node, pod, service or ip
+    ip: str
+    name: str                 # node name, namespace/name, or the IP
+    node: str | None = None   # where a node or pod is
+    ports: dict[str, int] = field(default_factory=dict)  # a Service's first port per protocol
+
+    def __str__(self) -> str:
+        return self.name if self.kind == "ip" else f"{self.kind} {self.name}"
+
+
+def _target(lab: Lab, name: str, namespace: str) -> Target:
+    """A node, pod, Service (`name` or `namespace/name`) or IP address."""
+    with contextlib.suppress(ValueError):
+        return Target("ip", str(ipaddress.ip_address(name)), name)
+    for n in lab.cluster.nodes:
+        if n.name == name:
+            return Target("node", n.ip, n.name, n.name)
+    ns, _, short = name.rpartition("/")
+    ns = ns or namespace
+    with contextlib.suppress(ApiError):
+        pod = lab.get("pod", short, ns)
+        return Target("pod", pod["status"]["podIP"], f"{ns}/{short}", pod["spec"]["nodeName"])
+    with contextlib.suppress(ApiError):
+        svc = lab.get("service", short, ns)
+        ports: dict[str, int] = {}
+        for p in svc["spec"]["ports"]:
+            ports.setdefault(p.get("protocol", "TCP").lower(), p["port"])
+        return Target("service", svc["spec"]["clusterIP"], f"{ns}/{short}", ports=ports)
+    raise ClusterError(f"{name!r} is not a node, pod, Service (in namespace {ns}) or IP address")
+
+
+def _probe(dst: str, port: int, proto: str) -> str:
+    if proto == "udp":
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            s.sendto(b"hostname", (dst, port))
+            try:
+                return "answer: " + s.recv(1024).decode(errors="replace").strip()
+            except OSError as e:
+                return f"no answer ({e})"
+    try:
+        s = socket.create_connection((dst, port), timeout=2)
+    except OSError as e:
+        return f"not connected: {e.strerror or e}"
+    with s:  # an HTTP question, as agnhost and the web images answer it
+        try:
+            s.sendall(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")
+            data = s.recv(4096).split(b"\r\n\r\n", 1)
+        except OSError as e:
+            return f"connected; no answer ({e.strerror or e})"
+    return "connected; answer: " + (data[1].decode(errors="replace").strip() if len(data) > 1 else "")
+
+
+def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp", namespace: str = "default") -> Trace:
+    cluster = lab.cluster
+    source, dest = _target(lab, src, namespace), _target(lab, dst, namespace)
+    if source.kind not in ("node", "pod"):
+        raise ClusterError(f"the source must be a pod or a node, not {source}")
+    port = port or dest.ports.get(proto) or 80
+    src_node = cluster.node(source.node)
+    # the probe's source, or its node's address once masqueraded on the way
+    match = f"ip saddr {{ {', '.join(sorted({source.ip, src_node.ip}))} }} meta l4proto {proto}"
+    if proto == "tcp":
+        match += " tcp flags syn"
+    rules = (f"table ip {TABLE} {{\n"
+             f"  chain pre {{ type filter hook prerouting priority -400; {match} meta nftrace set 1; }}\n"
+             f"  chain out {{ type filter hook output priority -400; {match} meta nftrace set 1; }}\n}}\n")
+    monitors = {}
+    try:
+        for n in cluster.nodes:
+            net.run(n.netns, ["nft", "-f", "-"], input=rules)
+            # line-buffered: what nft has printed is not lost in its buffer when it is stopped
+            monitors[n.name] = net.popen(n.netns, ["stdbuf", "-oL", "nft", "monitor", "trace"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(0.5)  # the monitors subscribe to the kernel's trace events
+        src_ns = src_node.netns if source.kind == "node" else lab.pod_netns(*reversed(source.name.split("/")))
+        answer = net.call_in(src_ns, _probe, dest.ip, port, proto)  # from the source's own network
+        time.sleep(0.5)
+    finally:
+        outputs = {}
+        for name, p in monitors.items():
+            p.terminate()
+            outputs[name] = p.communicate(timeout=5)[0]
+        for n in cluster.nodes:
+            net.run(n.netns, ["nft", "delete", "table", "ip", TABLE], check=False)
+    hops = [h for h in (_hop(name, text) for name, text in outputs.items()) if h.packets]
+    dnat = next((m.group(1) for h in hops for p in h.packets for r in p["rules"]
+                 if (m := re.search(r"dnat to ([\d.]+)", r))), dest.ip)
+    route = net.run(src_node.netns, ["ip", "route", "get", dnat], check=False).stdout.splitlines()
+    receiver = next((f"pod {p['metadata']['namespace']}/{p['metadata']['name']} on {p['spec']['nodeName']}"
+                     for p in lab.items("pods", None) if (p.get("status") or {}).get("podIP") == dnat), None)
+    order = {name: i for i, name in enumerate([src_node.name] + [n.name for n in cluster.nodes])}
+    hops.sort(key=lambda h: order.get(h.node, 99))
+    return Trace(f"{source} ({source.ip})", f"{dest}:{port}/{proto}", answer, route[0] if route else "", hops,
+                 receiver)
+
+
+def _hop(node: str, text: str) -> Hop:
+    hop, by_id = Hop(node), {}
+    for line in text.splitlines():
+        m = re.match(r"trace id (\w+) ip (\S+) (\S+) (packet|rule|policy|verdict)\s*:?\s*(.*)$", line)
+        if not m:
+            continue
+        tid, table, chain, kind, rest = m.groups()
+        if table == TABLE:
+            if kind == "packet" and tid not in by_id:
+                iif = re.search(r'iif "([^"]+)"', rest)
+                oif = re.search(r'oif "([^"]+)"', rest)
+                addrs = re.search(r"ip saddr (\S+) ip daddr (\S+)", rest)
+                ports = re.search(r"(tcp|udp) sport (\d+) \1 dport (\d+)", rest)
+                what = (f"{addrs.group(1)}:{ports.group(2)} -> {addrs.group(2)}:{ports.group(3)} {ports.group(1)}"
+                        if addrs and ports else rest[:80])
+                by_id[tid] = {"in": iif.group(1) if iif else "(local)", "out": oif.group(1) if oif else "",
+                              "what": what, "rules": []}
+                hop.packets.append(by_id[tid])
+            continue
+        p = by_id.get(tid)
+        if p is None:
+            continue
+        if kind == "packet":
+            oif = re.search(r'oif "([^"]+)"', rest)
+            if oif:
+                p["out"] = oif.group(1)
+        elif kind == "rule":
+            rule = re.sub(r"counter packets \d+ bytes \d+", "", rest).strip()
+            rule = re.sub(r"\s+", " ", rule)
+            p["rules"].append(f"{table} {chain}: {rule}")
+        elif kind == "policy" and "drop" in rest:
+            p["rules"].append(f"{table} {chain}: policy drop")
+    return hop
+
+
+def format_trace(t: Trace) -> str:
+    lines = [f"probe: {t.src} -> {t.dst}: {t.answer}"]
+    for h in t.hops:
+        lines.append(f"\nnode {h.node}:")
+        for p in h.packets:
+            lines.append(f"  in {p['in']}{'  out ' + p['out'] if p['out'] else ''}   {p['what']}")
+            lines += [f"    {r}" for r in p["rules"]]
+    if t.route:
+        lines.append(f"\nroute on the source node: {t.route}")
+    lines.append(f"received by: {t.receiver or 'no pod (see the rules above)'}")
+    return "\n".join(lines) + "\n"
