@@ -34,11 +34,12 @@ from typing import Any
 
 import yaml
 
+from netlab.kit.layout import Layout, node_netns
+
 API_VERSION = "netlab.dev/v1alpha1"
 BACKENDS = ("host-gw", "vxlan")
 PROXY_MODES = ("iptables", "nftables", "ipvs")
 ROLES = ("control-plane", "worker")
-STATE_ROOT = "/var/lib/netlab"
 # Lab names become namespace and link name prefixes: keep them short DNS labels.
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
 
@@ -47,12 +48,8 @@ class ClusterError(ValueError):
     """A bad cluster file or option; the message names the field and what is allowed."""
 
 
-def state_root() -> Path:
-    return Path(os.environ.get("NETLAB_STATE_ROOT", STATE_ROOT))
-
-
 def state_dir(lab: str) -> Path:
-    return state_root() / lab
+    return Layout(lab).state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,13 +100,16 @@ class Cluster:
         return self.name
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.name)
+
+    @property
     def state_dir(self) -> Path:
-        return state_dir(self.name)
+        return self.layout.state
 
     @property
     def api_ready_file(self) -> Path:
-        """Written by the API server once it serves; the components that need it start after."""
-        return self.state_dir / "apiserver.ready"
+        return self.layout.apiserver_ready
 
     @property
     def nodes(self) -> list[Node]:
@@ -119,7 +119,7 @@ class Cluster:
         hosts = ipaddress.ip_network(self.node_subnet)
         pods = list(ipaddress.ip_network(self.pod_subnet).subnets(new_prefix=24))
         names = _node_names(self.roles)
-        return [Node(name, role, i, str(hosts[i + 2]), str(pods[i]), f"{self.name}-{name}")
+        return [Node(name, role, i, str(hosts[i + 2]), str(pods[i]), node_netns(self.name, name))
                 for i, (name, role) in enumerate(zip(names, self.roles, strict=False))]
 
     def node(self, name: str) -> Node:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from netlab.lab import kubeconfig, supervisor
 from netlab.kit import net
-from netlab.kit.cluster import Cluster, ClusterError, state_dir, state_root
+from netlab.kit.cluster import Cluster, ClusterError, state_dir
+from netlab.kit.layout import state_root
 from netlab.lab.supervisor import LAB_ENV
 
 NODE_BRIDGE = "br-nodes"

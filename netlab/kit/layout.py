@@ -1,0 +1,210 @@
+"""The lab's layout on disk and in the kernel: every path, socket, namespace and file name that a
+component or a tool derives from a lab's name. Nothing else spells them out.
+
+    <root>/<lab>/                      the lab's state directory (root: NETLAB_STATE_ROOT or /var/lib/netlab)
+      cluster.yaml                     the resolved cluster file
+      kubeconfig, kubeconfig-node      for the host's loopback listener, and for inside the lab
+      token, pki/                      the bearer token; CA, serving certificate and key
+      apiserver.port, apiserver.ready  the loopback port chosen at up; written once the API server serves
+      store.db                         the SQLite store
+      components.json, status.json     what the supervisor runs, and how each component is doing
+      supervisor.pid, logs/<c>.log     the supervisor, and each component's log
+      host-netns, join-command         on a machine made a node by init/join
+      cni/bin/                         the CNI plugin launchers
+      nodes/<node>/
+        cni/net.d/10-netlab.conflist   the node's CNI configuration
+        cni/agent.sock, cni/ipam/      the CNI agent's socket, netlab-ipam's data
+        runtime.sock                   the node's runtime (the spawner)
+        pods/<uid>/                    one pod: state.json, logs/, exits/, overlays and volumes
+
+Network namespaces: `<lab>` (the node network), `<lab>-<node>` (a node), `<lab>-pod-<12 hex of the
+pod's uid>` (a pod).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_ROOT = "/var/lib/netlab"
+CNI_CONFLIST = "10-netlab.conflist"
+SYSTEM_CNI_BIN = "/usr/lib/cni"  # the reference plugins (portmap, ...) from Debian's package
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("NETLAB_STATE_ROOT", STATE_ROOT))
+
+
+def pod_netns(lab: str, uid: str) -> str:
+    """A pod's network namespace: short enough for every tool, unique by the pod's uid."""
+    return f"{lab}-pod-{uid.replace('-', '')[:12]}"
+
+
+def is_pod_netns(lab: str, name: str) -> bool:
+    return name.startswith(f"{lab}-pod-")
+
+
+def node_netns(lab: str, node: str) -> str:
+    return f"{lab}-{node}"
+
+
+@dataclass(frozen=True)
+class PodLayout:
+    dir: Path
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    def log(self, container: str, previous: bool = False) -> Path:
+        return self.logs / (f"{container}.previous.log" if previous else f"{container}.log")
+
+    def exit_file(self, container: str) -> Path:
+        """The last exit status the runtime wrote for the container."""
+        return self.dir / "exits" / container
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    dir: Path
+
+    @property
+    def cni(self) -> Path:
+        return self.dir / "cni"
+
+    @property
+    def cni_conflist(self) -> Path:
+        return self.cni / "net.d" / CNI_CONFLIST
+
+    @property
+    def cni_agent_socket(self) -> Path:
+        return self.cni / "agent.sock"
+
+    @property
+    def ipam(self) -> Path:
+        return self.cni / "ipam"
+
+    @property
+    def runtime_socket(self) -> Path:
+        """Where the node's spawner (its container runtime) takes requests from the kubelet."""
+        return self.dir / "runtime.sock"
+
+    @property
+    def pods(self) -> Path:
+        return self.dir / "pods"
+
+    def pod(self, uid: str) -> PodLayout:
+        return PodLayout(self.pods / uid)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One lab's names and places."""
+    lab: str
+
+    @property
+    def state(self) -> Path:
+        return state_root() / self.lab
+
+    # --- the lab's files ---
+    @property
+    def cluster_file(self) -> Path:
+        return self.state / "cluster.yaml"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """For the host's kubectl: the loopback listener."""
+        return self.state / "kubeconfig"
+
+    @property
+    def kubeconfig_node(self) -> Path:
+        """For the components inside the lab: the control-plane node's address."""
+        return self.state / "kubeconfig-node"
+
+    @property
+    def token(self) -> Path:
+        return self.state / "token"
+
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.pki / "ca.crt"
+
+    @property
+    def apiserver_port(self) -> Path:
+        return self.state / "apiserver.port"
+
+    @property
+    def apiserver_ready(self) -> Path:
+        """Written by the API server once it serves; the components that need it start after."""
+        return self.state / "apiserver.ready"
+
+    @property
+    def store_db(self) -> Path:
+        return self.state / "store.db"
+
+    @property
+    def components(self) -> Path:
+        return self.state / "components.json"
+
+    @property
+    def status(self) -> Path:
+        return self.state / "status.json"
+
+    @property
+    def supervisor_pid(self) -> Path:
+        return self.state / "supervisor.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    @property
+    def host_netns(self) -> Path:
+        """On a machine made a node: the namespace (inode) it was made in; only that one may undo it."""
+        return self.state / "host-netns"
+
+    @property
+    def join_command(self) -> Path:
+        return self.state / "join-command"
+
+    @property
+    def cni_bin(self) -> Path:
+        return self.state / "cni" / "bin"
+
+    @property
+    def cni_path(self) -> str:
+        """CNI_PATH: the lab's launchers first, then the reference plugins."""
+        return f"{self.cni_bin}:{SYSTEM_CNI_BIN}"
+
+    def node(self, name: str) -> NodeLayout:
+        return NodeLayout(self.state / "nodes" / name)
+
+    def nodes(self) -> list[NodeLayout]:
+        return [NodeLayout(d) for d in sorted((self.state / "nodes").glob("*")) if d.is_dir()]
+
+    # --- the lab's namespaces ---
+    @property
+    def netns(self) -> str:
+        """The lab's own namespace, holding the node network's bridge."""
+        return self.lab
+
+    def node_netns(self, node: str) -> str:
+        return node_netns(self.lab, node)
+
+    def pod_netns(self, uid: str) -> str:
+        return pod_netns(self.lab, uid)
+
+    def is_pod_netns(self, name: str) -> bool:
+        return is_pod_netns(self.lab, name)
