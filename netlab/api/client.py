@@ -30,6 +30,7 @@ import aiohttp
 import yaml
 
 from netlab.api import resources as _served
+from netlab.kit import clock
 
 log = logging.getLogger("netlab.client")
 
@@ -381,11 +382,10 @@ class Informer:
 def event(obj: dict, reason: str, message: str, type_: str = "Normal", component: str = "",
           host: str = "") -> dict:
     """A core/v1 Event about `obj`, named as upstream's recorder names them."""
-    import datetime
     import os
 
     meta = obj["metadata"]
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = clock.now()
     return {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": f"{meta['name']}.{os.urandom(8).hex()}", "namespace": meta.get("namespace") or "default"},

@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 
 from netlab.api.client import ApiError, Client, Informer, event
+from netlab.kit import clock
 
 log = logging.getLogger("netlab.scheduler")
 NAME = "default-scheduler"
@@ -155,9 +156,7 @@ class Scheduler:
             self._enqueue(key)
 
     async def _condition(self, pod: dict, why: str) -> None:
-        import datetime
-
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = clock.now()
         cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why,
                 "lastProbeTime": None, "lastTransitionTime": now}
         old = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"]

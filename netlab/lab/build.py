@@ -26,10 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-from netlab.lab import kubeconfig, supervisor
 from netlab.kit import net
 from netlab.kit.cluster import Cluster, ClusterError, state_dir
 from netlab.kit.layout import state_root
+from netlab.lab import kubeconfig, supervisor
 from netlab.lab.supervisor import LAB_ENV
 
 NODE_BRIDGE = "br-nodes"

@@ -31,9 +31,9 @@ import urllib.request
 
 import yaml
 
-from netlab.lab import build as lab
 from netlab.kit import net
 from netlab.kit.cluster import Cluster, Host
+from netlab.lab import build as lab
 from netlab.lab.build import LabError
 
 TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")  # a kubeadm bootstrap token

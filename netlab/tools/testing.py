@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from netlab.lab import build as lab_mod
-from netlab.kit import net
-from netlab.lab import supervisor
 from netlab.api.client import Client, apply, manifest_objects, resource_for
+from netlab.kit import net
 from netlab.kit.cluster import Cluster
+from netlab.lab import build as lab_mod
+from netlab.lab import supervisor
 from netlab.tools.packets import Sniffer, send
 
 

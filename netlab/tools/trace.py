@@ -17,8 +17,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from netlab.kit import net
 from netlab.api.client import ApiError
+from netlab.kit import net
 from netlab.kit.cluster import ClusterError
 from netlab.tools.testing import Lab
 

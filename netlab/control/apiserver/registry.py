@@ -5,14 +5,14 @@ Service IP and NodePort allocators."""
 from __future__ import annotations
 
 import copy
-import datetime
 import ipaddress
 import random
 import uuid
 from typing import Any
 
-from netlab.control.apiserver import validation as v
 from netlab.api.resources import Resource
+from netlab.control.apiserver import validation as v
+from netlab.kit import clock
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's utilrand alphabet (no vowels, no 0/1/3)
 NODE_PORT_RANGE = (30000, 32767)
@@ -24,10 +24,6 @@ class Invalid(Exception):
     def __init__(self, errors: list[v.FieldError]):
         super().__init__("; ".join(map(str, errors)))
         self.errors = errors
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def random_suffix(n: int = 5) -> str:
@@ -295,7 +291,7 @@ def prepare_create(r: Resource, obj: dict, namespace: str | None) -> None:
     if not meta.get("name") and meta.get("generateName"):
         meta["name"] = f"{meta['generateName']}{random_suffix()}"
     meta["uid"] = str(uuid.uuid4())
-    meta["creationTimestamp"] = now()
+    meta["creationTimestamp"] = clock.now()
     for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
         meta.pop(k, None)
     if r.kind in WITH_GENERATION:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import datetime
 import hmac
 import json
 import logging
@@ -17,11 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from netlab.control.apiserver import exec as podexec
-from netlab.control.apiserver import openapi, patch, registry, schema, tables
-from netlab.api.resources import (GROUPS, RESOURCES, Resource, discovery_list, field_value, lookup,
-                                        parse_selector, storage_key)
+from netlab.api.resources import GROUPS, RESOURCES, Resource, discovery_list, field_value, lookup, parse_selector, storage_key
+from netlab.control.apiserver import nodes, openapi, patch, registry, schema, tables
 from netlab.control.apiserver.store import Conflict, Exists, Gone, NotFound, Store
+from netlab.kit import clock
 
 log = logging.getLogger("netlab.apiserver")
 
@@ -74,7 +72,7 @@ class APIServer:
     def __init__(self, store: Store, *, service_subnet: str, advertise_address: str, token: str,
                  state_dir: str | Path, secure_port: int = 6443):
         self.store, self.token = store, token
-        self.state_dir = Path(state_dir)
+        self.kubelets = nodes.Kubelets(Path(state_dir))
         self.advertise, self.secure_port = advertise_address, secure_port
         self.allocator = registry.Allocator(service_subnet, lambda: self.store.list("/registry/services/")[0])
         self.service_subnet = service_subnet
@@ -582,15 +580,14 @@ class APIServer:
             finalizers.append("foregroundDeletion")
         elif policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
-        stamp = registry.now()
+        stamp = clock.now()
         if r.kind == "Pod" and (obj.get("spec") or {}).get("nodeName"):
             # Graceful: the kubelet stops the pod and then deletes it with grace 0.
             if grace is None:
                 grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
             current = meta.get("deletionGracePeriodSeconds")
             if grace > 0 and (current is None or grace < current):
-                meta["deletionTimestamp"] = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-                    seconds=grace)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                meta["deletionTimestamp"] = clock.now(grace)
                 meta["deletionGracePeriodSeconds"] = grace
                 return self._update_raw(r, key, obj, rev, name)
             if grace > 0 or finalizers:
@@ -697,7 +694,7 @@ class APIServer:
         pod["spec"]["nodeName"] = node
         conds = [c for c in (pod.setdefault("status", {}).get("conditions") or []) if c.get("type") != "PodScheduled"]
         conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                      "lastTransitionTime": registry.now()})
+                      "lastTransitionTime": clock.now()})
         pod["status"]["conditions"] = conds
         self._update_raw(pods, self.key(pods, namespace, name), pod, int(pod["metadata"]["resourceVersion"]), name)
         return web.json_response(status_body(201, "", "") | {"status": "Success"}, status=201)
@@ -716,39 +713,15 @@ class APIServer:
             container = containers[0]
         elif container not in containers + init:
             raise APIError(400, "BadRequest", f"container {container} is not valid for pod {name}")
-        node = (pod.get("spec") or {}).get("nodeName")
-        path = self.log_path(node, pod, container, request.query.get("previous") in ("1", "true"))
-        if path is None or not path.exists():
-            raise APIError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: '
-                           "ContainerCreating" if request.query.get("previous") not in ("1", "true") else
-                           f'previous terminated container "{container}" in pod "{name}" not found')
-        data = path.read_bytes()
-        tail = request.query.get("tailLines")
-        if tail is not None:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail):]) if int(tail) > 0 else b""
-        if request.query.get("follow") not in ("1", "true"):
-            return web.Response(body=data, content_type="text/plain")
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await resp.prepare(request)
-        await resp.write(data)
-        pos = path.stat().st_size
         uid = pod["metadata"]["uid"]
-        while True:
-            await asyncio.sleep(0.2)
+
+        def same_pod() -> bool:
             cur = self.store.get(self.key(pods, namespace, name))
-            if cur is None or cur["metadata"]["uid"] != uid:
-                break
-            try:
-                with path.open("rb") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-            except FileNotFoundError:
-                break
-            if chunk:
-                pos += len(chunk)
-                await resp.write(chunk)
-        return resp
+            return cur is not None and cur["metadata"]["uid"] == uid
+        try:
+            return await self.kubelets.logs(request, pod, container, same_pod)
+        except nodes.NodeError as e:
+            raise APIError(400, "BadRequest", str(e)) from None
 
     async def pod_exec(self, request: web.Request, namespace: str | None, name: str) -> web.StreamResponse:
         pod = self.get(lookup("", "v1", "pods"), namespace, name)
@@ -761,18 +734,10 @@ class APIServer:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise APIError(400, "BadRequest", "netlab serves exec over WebSocket only (kubectl 1.30 and later, or "
                            "the kubernetes Python client's stream())")
-        pid = podexec.container_pid(self.state_dir, pod, container)
-        if pid is None:
-            raise APIError(400, "BadRequest", f"container {container} is not running in pod {name}")
-        return await podexec.serve(request, pid)
-
-    def log_path(self, node: str | None, pod: dict, container: str, previous: bool) -> Path | None:
-        """Where the kubelet keeps a container's log (see netlab.node.kubelet): the API server reads it
-        from the lab's state directory, on the same machine."""
-        if not node:
-            return None
-        d = self.state_dir / "nodes" / node / "pods" / pod["metadata"]["uid"] / "logs"
-        return d / (f"{container}.previous.log" if previous else f"{container}.log")
+        try:
+            return await self.kubelets.exec(request, pod, container)
+        except nodes.NodeError as e:
+            raise APIError(400, "BadRequest", str(e)) from None
 
 
 def convert_event(obj: dict, to: str) -> dict:

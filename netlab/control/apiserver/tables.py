@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
+
+from netlab.kit import clock
 
 
 def human_duration(seconds: float) -> str:
@@ -38,8 +39,7 @@ def human_duration(seconds: float) -> str:
 def age(ts: str | None) -> str:
     if not ts:
         return "<unknown>"
-    t = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-    return human_duration((datetime.datetime.now(datetime.timezone.utc) - t).total_seconds())
+    return human_duration(clock.seconds_since(ts))
 
 
 def _col(name: str, type_: str = "string", priority: int = 0, fmt: str = "", desc: str = "") -> dict:

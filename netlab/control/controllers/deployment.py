@@ -6,11 +6,11 @@ limited to revisionHistoryLimit, and the status and conditions `kubectl rollout 
 from __future__ import annotations
 
 import copy
-import datetime
 import json
 import math
 
 from netlab.control.controllers.base import Controller, controller_of, owner_ref, split_key
+from netlab.kit import clock
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -45,10 +45,6 @@ def resolve(value, total: int, round_up: bool) -> int:
         x = int(value[:-1]) * total / 100
         return math.ceil(x) if round_up else math.floor(x)
     return int(value or 0)
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class DeploymentController(Controller):
@@ -216,7 +212,7 @@ class DeploymentController(Controller):
 
         def cond(type_: str, status: str, reason: str, message: str) -> dict:
             prev = old_conds.get(type_)
-            ts = now()
+            ts = clock.now()
             changed = not prev or prev.get("status") != status
             return {"type": type_, "status": status, "lastUpdateTime": ts if changed or prev.get("reason") != reason
                     else prev.get("lastUpdateTime", ts),

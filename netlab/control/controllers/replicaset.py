@@ -8,6 +8,7 @@ import time
 
 from netlab.control.controllers.base import (Controller, controller_of, key_of, matches, owner_ref, pod_active, pod_ready,
                                              split_key)
+from netlab.kit import clock
 
 BURST = 500  # at most this many creates or deletes per sync, as upstream's burstReplicas
 
@@ -119,13 +120,9 @@ class ReplicaSetController(Controller):
 def available(pod: dict, min_ready: int) -> bool:
     if not min_ready:
         return True
-    import datetime
-
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready" and c.get("status") == "True" and c.get("lastTransitionTime"):
-            t = datetime.datetime.strptime(c["lastTransitionTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=datetime.timezone.utc)
-            return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds() >= min_ready
+            return clock.seconds_since(c["lastTransitionTime"]) >= min_ready
     return False
 
 

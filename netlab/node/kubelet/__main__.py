@@ -12,8 +12,8 @@ import logging
 import os
 import time
 
-from netlab.kit import net
 from netlab.api.client import Client, Informer
+from netlab.kit import net
 from netlab.kit.cluster import Cluster
 from netlab.node.kubelet import node as node_mod
 from netlab.node.kubelet import runtime

@@ -4,12 +4,12 @@ with addresses, capacity, node info and conditions, and the heartbeat Lease in k
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import os
 import platform
 
 from netlab.api.client import ApiError, Client
+from netlab.kit import clock
 from netlab.kit.cluster import Cluster, Node
 
 log = logging.getLogger("netlab.kubelet")
@@ -53,22 +53,14 @@ def _memory() -> str:
     return "0"
 
 
-def microtime() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def node_status(node: Node, old: dict) -> dict:
     capacity = {"cpu": str(os.cpu_count() or 1), "memory": _memory(), "pods": "110", "ephemeral-storage": "0"}
     prev = {c["type"]: c for c in old.get("conditions") or []}
 
     def cond(type_: str, status: str, reason: str, message: str) -> dict:
         p = prev.get(type_) or {}
-        return {"type": type_, "status": status, "lastHeartbeatTime": now(),
-                "lastTransitionTime": p.get("lastTransitionTime") if p.get("status") == status else now(),
+        return {"type": type_, "status": status, "lastHeartbeatTime": clock.now(),
+                "lastTransitionTime": p.get("lastTransitionTime") if p.get("status") == status else clock.now(),
                 "reason": reason, "message": message}
     return {
         "addresses": [{"type": "InternalIP", "address": node.ip}, {"type": "Hostname", "address": node.name}],
@@ -115,7 +107,7 @@ async def heartbeat(client: Client, node: Node) -> None:
                                   "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node.name,
                                                        "uid": cur["metadata"]["uid"]}]},
                      "spec": {"holderIdentity": node.name, "leaseDurationSeconds": LEASE_SECONDS,
-                              "renewTime": microtime()}}
+                              "renewTime": clock.now_micro()}}
             try:
                 old = await client.get("leases", node.name, "kube-node-lease")
                 old["spec"] = lease["spec"]

@@ -6,13 +6,12 @@ sandbox down and release the API object."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from typing import Any
 
-from netlab.kit import net
 from netlab.api.client import ApiError, event
+from netlab.kit import clock, net
 from netlab.node.kubelet import runtime
 from netlab.node.kubelet.cni import CNIError, port_mappings
 from netlab.node.workloads import UnknownImage, argv_for, image_name
@@ -22,10 +21,6 @@ BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # upstream's CrashLoopBackOff
 TICK = 1.0  # a worker's resync when nothing wakes it (the kubelet's PLEG relists every second)
 # the pod conditions the kubelet owns; others (readiness gates' and the like) are kept as others set them
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Container:
@@ -179,7 +174,7 @@ class PodWorker:
             self.forget_process(self.pause)
             self.pause = await asyncio.to_thread(runtime.start_pause, self.k.runtime, self.netns,
                                                  runtime.pod_hostname(self.pod), self.dir.path)
-            self.start_time = self.start_time or now()
+            self.start_time = self.start_time or clock.now()
             self.sandbox_error = None
             for c in self.containers:  # a new sandbox: containers start again
                 self.forget_process(c.proc)
@@ -251,7 +246,7 @@ class PodWorker:
         except RuntimeError as e:  # the process could not start (no such command, a mount failed)
             await self.start_failed(c, str(e))
             return
-        c.started_at, c.t0 = now(), time.monotonic()
+        c.started_at, c.t0 = clock.now(), time.monotonic()
         c.state = {"running": {"startedAt": c.started_at}}
         log.info('container started pod="%s/%s" containerName="%s" pid=%d', self.ns, self.name, c.name, c.proc.pid)
         c.probe_state = {}
@@ -280,7 +275,7 @@ class PodWorker:
         code = 0 if code is None else code  # its status is lost if the node's runtime went since
         log.info('container exited pod="%s/%s" containerName="%s" exitCode=%d', self.ns, self.name, c.name, code)
         term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": c.started_at,
-                "finishedAt": now(), "containerID": self.container_id(c)}
+                "finishedAt": clock.now(), "containerID": self.container_id(c)}
         await self.ended(c, policy, term)
 
     async def start_failed(self, c: Container, why: str) -> None:
@@ -291,7 +286,7 @@ class PodWorker:
         policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
         c.started_at, c.t0 = "1970-01-01T00:00:00Z", time.monotonic()
         await self.ended(c, policy, {"exitCode": 128, "reason": "StartError", "message": msg,
-                                     "startedAt": c.started_at, "finishedAt": now(),
+                                     "startedAt": c.started_at, "finishedAt": clock.now(),
                                      "containerID": self.container_id(c)})
 
     async def ended(self, c: Container, policy: str, term: dict) -> None:
@@ -445,7 +440,7 @@ class PodWorker:
             prev = old.get(t)
             c = {"type": t, "status": status, "lastProbeTime": None,
                  "lastTransitionTime": prev["lastTransitionTime"] if prev and prev.get("status") == status
-                 and prev.get("lastTransitionTime") else now()}
+                 and prev.get("lastTransitionTime") else clock.now()}
             if not ok and reason:
                 c["reason"] = reason
             if not ok and message:

@@ -1,6 +1,10 @@
-"""pods/exec over WebSocket, the protocol kubectl speaks (v5.channel.k8s.io, or v4): binary
-messages whose first byte is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 a
-terminal resize; v5's 255 closes a stream). The command runs in the container's network, UTS
+"""The one seam through which the API server reaches a pod on its node: pods/log and pods/exec
+(and later attach and port-forward), as upstream's API server asks the pod's kubelet.
+
+Today it reads the kubelet's files in the lab's state directory (so it serves pods on this
+machine only). exec speaks WebSocket, the protocol kubectl speaks (v5.channel.k8s.io, or v4):
+binary messages whose first byte is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status,
+4 a terminal resize; v5's 255 closes a stream). The command runs in the container's network, UTS
 and mount namespaces with the container's environment and working directory, as the kubelet's
 runtime would start it; with tty=true on a pseudo-terminal."""
 
@@ -18,20 +22,79 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from netlab.kit.layout import Layout, PodLayout
+
+
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 
-def container_pid(state_dir: Path, pod: dict, container: str) -> int | None:
-    """The running container's pid, from the kubelet's record of the pod (netlab.node.kubelet)."""
-    node = (pod.get("spec") or {}).get("nodeName")
-    try:
-        state = json.loads((state_dir / "nodes" / node / "pods" / pod["metadata"]["uid"] / "state.json").read_text())
-        pid = state["containers"][container]["proc"]["pid"]
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-    return pid if Path(f"/proc/{pid}").exists() else None
+class NodeError(Exception):
+    """What the node answers when it cannot serve the request (a container not started, ...)."""
 
+
+class Kubelets:
+    """The pods' nodes, as the API server reaches them."""
+
+    def __init__(self, state_dir: Path):
+        self.layout = Layout(state_dir.name)
+
+    def _pod(self, pod: dict) -> PodLayout | None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        return self.layout.node(node).pod(pod["metadata"]["uid"]) if node else None
+
+    async def logs(self, request: web.Request, pod: dict, container: str, same_pod) -> web.StreamResponse:
+        """A container's log (`previous`, `tailLines`, `follow` as the kubelet serves them); a
+        follow ends when `same_pod()` says the pod is gone."""
+        name, previous = pod["metadata"]["name"], request.query.get("previous") in ("1", "true")
+        where = self._pod(pod)
+        path = where.log(container, previous) if where else None
+        if path is None or not path.exists():
+            raise NodeError(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+                            if not previous else f'previous terminated container "{container}" in pod "{name}" '
+                            "not found")
+        data = path.read_bytes()
+        tail = request.query.get("tailLines")
+        if tail is not None:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(tail):]) if int(tail) > 0 else b""
+        if request.query.get("follow") not in ("1", "true"):
+            return web.Response(body=data, content_type="text/plain")
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        await resp.write(data)
+        pos = path.stat().st_size
+        while True:
+            await asyncio.sleep(0.2)
+            if not same_pod():
+                break
+            try:
+                with path.open("rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+            except FileNotFoundError:
+                break
+            if chunk:
+                pos += len(chunk)
+                await resp.write(chunk)
+        return resp
+
+    async def exec(self, request: web.Request, pod: dict, container: str) -> web.WebSocketResponse:
+        pid = self._container_pid(pod, container)
+        if pid is None:
+            raise NodeError(f"container {container} is not running in pod {pod['metadata']['name']}")
+        return await serve(request, pid)
+
+    def _container_pid(self, pod: dict, container: str) -> int | None:
+        """The running container's pid, from the kubelet's record of the pod (netlab.node.kubelet)."""
+        where = self._pod(pod)
+        if where is None:
+            return None
+        try:
+            pid = json.loads(where.state.read_text())["containers"][container]["proc"]["pid"]
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
+        return pid if Path(f"/proc/{pid}").exists() else None
 
 def _environ(pid: int) -> dict[str, str]:
     env = {}
