@@ -72,16 +72,17 @@ def dns1035_msg() -> str:
             "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
 
 
-def check_name(value: Any, kind: str, path: str = "metadata.name") -> list[FieldError]:
-    """Names by kind: Services and Namespaces are DNS labels, the rest DNS subdomains."""
+def check_name(value: Any, rule: str = "subdomain", path: str = "metadata.name") -> list[FieldError]:
+    """A name by its kind's rule: `subdomain` (DNS-1123 subdomain, most kinds), `label` (DNS-1123
+    label: Namespaces) or `dns1035` (DNS-1035 label: Services)."""
     if not value:
         return [required(path)]
     if not isinstance(value, str):
         return [invalid(path, value, "must be a string")]
-    if kind == "Service":
+    if rule == "dns1035":
         if len(value) > 63 or not DNS1035_LABEL.match(value):
             return [invalid(path, value, dns1035_msg())]
-    elif kind == "Namespace":
+    elif rule == "label":
         if len(value) > 63 or not DNS1123_LABEL.match(value):
             return [invalid(path, value, label_msg())]
     elif len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
@@ -116,76 +117,3 @@ def check_protocol(value: Any, path: str) -> list[FieldError]:
     if value not in ("TCP", "UDP", "SCTP"):
         return [not_supported(path, value, ["SCTP", "TCP", "UDP"])]
     return []
-
-
-def check_containers(spec: dict, path: str) -> list[FieldError]:
-    errs: list[FieldError] = []
-    containers = spec.get("containers")
-    if not containers:
-        return [required(f"{path}.containers")]
-    names: set[str] = set()
-    for field in ("initContainers", "containers"):
-        for i, c in enumerate(spec.get(field) or []):
-            p = f"{path}.{field}[{i}]"
-            if not isinstance(c, dict):
-                errs.append(invalid(p, c, "must be an object"))
-                continue
-            name = c.get("name")
-            if not name:
-                errs.append(required(f"{p}.name"))
-            elif not isinstance(name, str) or len(name) > 63 or not DNS1123_LABEL.match(name):
-                errs.append(invalid(f"{p}.name", name, label_msg()))
-            elif name in names:
-                errs.append(duplicate(f"{p}.name", name))
-            else:
-                names.add(name)
-            if not c.get("image"):
-                errs.append(required(f"{p}.image"))
-            port_names: set[str] = set()
-            for j, port in enumerate(c.get("ports") or []):
-                pp = f"{p}.ports[{j}]"
-                errs += check_port(port.get("containerPort"), f"{pp}.containerPort")
-                if "hostPort" in port and port["hostPort"]:
-                    errs += check_port(port["hostPort"], f"{pp}.hostPort")
-                errs += check_protocol(port.get("protocol", "TCP"), f"{pp}.protocol")
-                pn = port.get("name")
-                if pn:
-                    if not IANA_SVC_NAME.match(pn) or not re.search("[a-z]", pn):
-                        errs.append(invalid(f"{pp}.name", pn, "must be no more than 15 characters and contain only "
-                                            "lowercase alphanumeric characters and '-'"))
-                    elif pn in port_names:
-                        errs.append(duplicate(f"{pp}.name", pn))
-                    port_names.add(pn)
-            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-                pr = c.get(probe)
-                if pr is not None:
-                    handlers = [h for h in ("httpGet", "tcpSocket", "exec", "grpc") if h in pr]
-                    if len(handlers) != 1:
-                        errs.append(required(f"{p}.{probe}") if not handlers else
-                                    forbidden(f"{p}.{probe}", "may not specify more than 1 handler type"))
-    policy = spec.get("restartPolicy", "Always")
-    if policy not in ("Always", "OnFailure", "Never"):
-        errs.append(not_supported(f"{path}.restartPolicy", policy, ["Always", "OnFailure", "Never"]))
-    dns = spec.get("dnsPolicy", "ClusterFirst")
-    if dns not in ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"):
-        errs.append(not_supported(f"{path}.dnsPolicy", dns, ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]))
-    if dns == "None" and not (spec.get("dnsConfig") or {}).get("nameservers"):
-        errs.append(required(f"{path}.dnsConfig.nameservers"))
-    return errs
-
-
-def selector_matches(selector: dict, labels: dict) -> bool:
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and labels.get(key) in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
-from netlab.control.apiserver.store import Conflict, Event, Exists, Gone, NotFound, Store, with_rv
+import etcd3gw
+
+from netlab.control.apiserver.store.base import Conflict, Event, Exists, Gone, NotFound, Store, with_rv
 
 
 def _b64(s: str | bytes) -> str:
@@ -28,8 +30,6 @@ def _range_end(prefix: str) -> str:
 
 class EtcdStore(Store):
     def __init__(self, url: str):
-        import etcd3gw
-
         u = urlparse(url)
         self.client = etcd3gw.client(host=u.hostname, port=u.port or 2379)
         self.compacted = 0
