@@ -4,12 +4,18 @@ fields are refused under `fieldValidation=Strict`, then the kind's own decoding 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from netlab.api.resources import Resource
 from netlab.control.apiserver import schema
 from netlab.control.apiserver.errors import bad_request, cannot_decode
 from netlab.control.apiserver.strategies.base import Strategy
+
+
+def loads(raw: bytes | str) -> Any:
+    """A request body's JSON; a non-integer number keeps the text it was written as."""
+    return json.loads(raw, parse_float=schema.Number)
 
 
 def decode(r: Resource, strategy: Strategy, obj: Any, strict: bool) -> dict:

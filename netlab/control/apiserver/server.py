@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from netlab.api.resources import GROUPS, Resource, lookup
-from netlab.control.apiserver import discovery, nodes, openapi
+from netlab.control.apiserver import codec, discovery, nodes, openapi
 from netlab.control.apiserver.bootstrap import bootstrap
 from netlab.control.apiserver.errors import APIError, bad_request, no_route, status_body
 from netlab.control.apiserver.objects import ListOptions, Objects
@@ -95,7 +95,7 @@ class APIServer:
         if not raw:
             raise bad_request("the request body is empty")
         try:
-            return json.loads(raw)
+            return codec.loads(raw)
         except RecursionError:
             raise bad_request("the request body is nested too deeply") from None
         except ValueError as e:
@@ -227,7 +227,7 @@ class APIServer:
 
     async def optional_body(self, request: web.Request) -> Any:
         raw = await request.read()
-        return json.loads(raw) if raw.strip() else None
+        return codec.loads(raw) if raw.strip() else None
 
     # --- reads -----------------------------------------------------------------------------
 
