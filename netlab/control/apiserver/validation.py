@@ -42,6 +42,10 @@ def forbidden(path: str, detail: str) -> FieldError:
     return FieldError(path, "FieldValueForbidden", f"Forbidden: {detail}")
 
 
+def too_long(path: str, limit: int) -> FieldError:
+    return FieldError(path, "FieldValueTooLong", f"Too long: must have at most {limit} bytes")
+
+
 def duplicate(path: str, value: Any) -> FieldError:
     return FieldError(path, "FieldValueDuplicate", f"Duplicate value: {_go(value)}")
 
@@ -88,6 +92,37 @@ def check_name(value: Any, rule: str = "subdomain", path: str = "metadata.name")
     elif len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
         return [invalid(path, value, subdomain_msg())]
     return []
+
+
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+\Z")
+
+
+def check_config_key(key: str, path: str) -> list[FieldError]:
+    """A key of a ConfigMap's or Secret's data (upstream's IsConfigMapKey): it names a file."""
+    problems = []
+    if len(key) > 253:
+        problems.append("must be no more than 253 characters")
+    if not CONFIG_KEY.match(key):
+        problems.append("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. "
+                        "'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+    if key in (".", ".."):
+        problems.append(f"must not be '{key}'")
+    elif key.startswith(".."):
+        problems.append("must not start with '..'")
+    return [invalid(f"{path}[{key}]", key, p) for p in problems]
+
+
+def check_immutable(obj: dict, old: dict, fields: tuple[str, ...]) -> list[FieldError]:
+    """`immutable: true` (ConfigMaps, Secrets): it stays, and so do the fields it protects."""
+    if old.get("immutable") is not True:
+        return []
+    errs = []
+    if obj.get("immutable") is not True:
+        errs.append(forbidden("immutable", "field is immutable when `immutable` is set"))
+    for f in fields:
+        if (obj.get(f) or None) != (old.get(f) or None):
+            errs.append(forbidden(f, "field is immutable when `immutable` is set"))
+    return errs
 
 
 def check_labels(labels: Any, path: str) -> list[FieldError]:
