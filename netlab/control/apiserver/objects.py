@@ -205,11 +205,11 @@ class Objects:
     def _validate(self, r: Resource, obj: dict, old: dict | None = None) -> None:
         s = self.strategies[r]
         meta = obj.get("metadata") or {}
-        errs = v.check_name(meta.get("name"), s.name_rule)
+        # as upstream's ValidateXUpdate: what may not change first, then the object as it is
+        errs = s.validate_update(obj, old) if old is not None else []
+        errs += v.check_name(meta.get("name"), s.name_rule)
         errs += v.check_labels(meta.get("labels"), "metadata.labels")
         errs += s.validate(obj)
-        if old is not None:
-            errs += s.validate_update(obj, old)
         if errs:
             raise invalid(r, meta.get("name", ""), errs)
 
