@@ -47,6 +47,7 @@ RESOURCES = [
              verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     Resource("", "v1", "endpoints", "Endpoints", short_names=("ep",), model="V1Endpoints"),
     Resource("", "v1", "configmaps", "ConfigMap", short_names=("cm",), model="V1ConfigMap"),
+    Resource("", "v1", "secrets", "Secret", model="V1Secret"),
     Resource("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",), model="V1ServiceAccount"),
     Resource("", "v1", "events", "Event", short_names=("ev",), model="CoreV1Event"),
     Resource("", "v1", "bindings", "Binding", model="V1Binding", verbs=("create",)),
