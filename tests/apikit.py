@@ -115,22 +115,25 @@ class ControlPlane:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {p.stderr}")
         return p
 
-    def api(self, method: str, path: str, body=None, content_type: str = "application/json",
-            raw: bytes | None = None) -> tuple[int, dict | str]:
-        """One request with the lab's token: (status, the body as JSON or text)."""
-        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    def raw(self, method: str, path: str, data: bytes | None = None,
+            content_type: str = "application/json") -> tuple[int, bytes]:
+        """One request with the lab's token: (status, the body's bytes)."""
         req = urllib.request.Request(self.url + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self.token}", "Content-Type": content_type})
         ctx = ssl.create_default_context(cafile=str(self.cluster.state_dir / "pki" / "ca.crt"))
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
-                status, text = resp.status, resp.read().decode()
+                return resp.status, resp.read()
         except urllib.error.HTTPError as e:
-            status, text = e.code, e.read().decode()
+            return e.code, e.read()
+
+    def api(self, method: str, path: str, body=None, content_type: str = "application/json") -> tuple[int, dict | str]:
+        """One request with a JSON body: (status, the body as JSON, or text)."""
+        status, raw = self.raw(method, path, None if body is None else json.dumps(body).encode(), content_type)
         try:
-            return status, json.loads(text)
+            return status, json.loads(raw)
         except ValueError:
-            return status, text
+            return status, raw.decode()
 
     def log(self, name: str) -> str:
         return (self.cluster.state_dir / f"{name}.log").read_text()

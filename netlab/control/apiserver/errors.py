@@ -14,10 +14,14 @@ class APIError(Exception):
 
 
 def status_body(code: int, reason: str, message: str, details: dict | None = None) -> dict:
+    """A Status with its fields in the order of upstream's Go struct (so its JSON is the same
+    bytes); details without the empty group of a core kind, as Go's omitempty leaves it out."""
     body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure" if code >= 300 else "Success",
-            "message": message, "reason": reason, "code": code}
+            "message": message, "reason": reason}
     if details:
-        body["details"] = details
+        body["details"] = {k: details[k] for k in ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+                           if details.get(k) not in (None, "")}
+    body["code"] = code
     return body
 
 

@@ -20,7 +20,7 @@ from netlab.control.apiserver import codec, kinds, patch, tables
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.errors import (APIError, Invalid, already_exists, bad_request, conflict, invalid,
                                              not_found)
-from netlab.control.apiserver.store import Conflict, Exists, Gone, NotFound, Store, key
+from netlab.control.apiserver.store import Conflict, Exists, Gone, NotFound, Store, TooLarge, key
 from netlab.control.apiserver.strategies import base
 from netlab.kit import clock
 
@@ -37,6 +37,10 @@ class ListOptions:
     limit: int = 0
     continue_: str = ""
     resource_version: str = ""
+
+
+def too_large(e: TooLarge) -> APIError:
+    return APIError(413, "RequestEntityTooLarge", f"Request entity too large: {e}")
 
 
 def random_suffix(n: int = 5) -> str:
@@ -67,12 +71,15 @@ class Objects:
             raise not_found(r, name)
         return self.strategies[r].present(obj)
 
-    def matcher(self, opts: ListOptions) -> Callable[[dict], bool]:
+    def matcher(self, r: Resource, opts: ListOptions) -> Callable[[dict], bool]:
         try:
             labels = parse_selector(opts.label_selector)
             fields = parse_selector(opts.field_selector, field_selector=True)
         except ValueError as e:
             raise bad_request(str(e)) from None
+        for label, _, _ in fields.requirements:
+            if (problem := self.strategies[r].field_label_error(label)) is not None:
+                raise bad_request(problem)
 
         def match(obj: dict) -> bool:
             obj_labels = obj.get("metadata", {}).get("labels") or {}
@@ -81,7 +88,7 @@ class Objects:
 
     def list(self, r: Resource, namespace: str | None, opts: ListOptions) -> dict:
         items, rev = self.store.list(self.key(r, namespace))
-        match = self.matcher(opts)
+        match = self.matcher(r, opts)
         present = self.strategies[r].present
         items = [present(o) for o in items if match(o)]
         meta: dict[str, Any] = {"resourceVersion": str(rev)}
@@ -109,7 +116,7 @@ class Objects:
         """(type, object) for each change after the options' resourceVersion (from "" or "0": the
         current objects first, as ADDED). Bad options are refused here, before the stream starts;
         a compacted resourceVersion ends the stream with a 410 APIError."""
-        match = self.matcher(opts)
+        match = self.matcher(r, opts)
         rv = opts.resource_version
         if rv not in ("", "0") and not rv.isdigit():
             raise bad_request(f"invalid resourceVersion {rv!r}")
@@ -170,6 +177,8 @@ class Objects:
             out = self.store.create(self.key(r, namespace, meta["name"]), obj)
         except Exists:
             raise already_exists(r, meta["name"]) from None
+        except TooLarge as e:
+            raise too_large(e) from None
         return s.present(out)
 
     def prepare_create(self, r: Resource, obj: dict, namespace: str | None) -> None:
@@ -209,6 +218,7 @@ class Objects:
         errs = s.validate_update(obj, old) if old is not None else []
         errs += v.check_name(meta.get("name"), s.name_rule)
         errs += v.check_labels(meta.get("labels"), "metadata.labels")
+        errs += v.check_annotations(meta.get("annotations"))
         errs += s.validate(obj)
         if errs:
             raise invalid(r, meta.get("name", ""), errs)
@@ -315,6 +325,8 @@ class Objects:
             raise conflict(r, name) from None
         except NotFound:
             raise not_found(r, name) from None
+        except TooLarge as e:
+            raise too_large(e) from None
 
     def _write(self, r: Resource, obj: dict, rev: int) -> dict:
         """Store `obj` as it is, over the revision it was read at."""
@@ -323,6 +335,8 @@ class Objects:
             return self.store.update(self.key(r, obj["metadata"].get("namespace"), name), obj, rev)
         except Conflict:
             raise conflict(r, name) from None
+        except TooLarge as e:
+            raise too_large(e) from None
 
     # --- delete ----------------------------------------------------------------------------
 
@@ -350,7 +364,7 @@ class Objects:
     def delete_collection(self, r: Resource, namespace: str | None, opts: ListOptions, grace: int | None,
                           policy: str | None) -> dict:
         items, _ = self.store.list(self.key(r, namespace))
-        match = self.matcher(opts)
+        match = self.matcher(r, opts)
         out = []
         for o in items:
             if match(o):

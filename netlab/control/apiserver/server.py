@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,36 @@ PUBLIC = {"/version", "/healthz", "/livez", "/readyz"}
 BOOKMARK_EVERY = 30.0
 
 
+def go_json(obj: Any) -> bytes:
+    """JSON as upstream's encoder writes it: compact, UTF-8, with <, >, & and the line separators
+    escaped (characters that appear only inside strings), and a newline at the end."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                    ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text.encode() + b"\n"
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=go_json(obj), status=status, content_type="application/json")
+
+
+def query_int(request: web.Request, name: str) -> int:
+    """An integer query parameter (0 when absent); anything else is a 400, in strconv's words."""
+    text = request.query.get(name, "")
+    if not text:
+        return 0
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    return int(text)
+
+
 def wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
 def status_response(e: APIError) -> web.Response:
-    return web.json_response(status_body(e.code, e.reason, e.message, e.details), status=e.code)
+    return json_response(status_body(e.code, e.reason, e.message, e.details), status=e.code)
 
 
 class APIServer:
@@ -110,34 +135,34 @@ class APIServer:
         path = request.path.rstrip("/") or "/"
         parts = [p for p in path.split("/") if p]
         if path == "/version":
-            return web.json_response(discovery.VERSION)
+            return json_response(discovery.VERSION)
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
         if path == "/api":
-            return web.json_response(discovery.api_versions(f"{self.advertise}:{self.secure_port}"))
+            return json_response(discovery.api_versions(f"{self.advertise}:{self.secure_port}"))
         if path == "/apis":
-            return web.json_response(discovery.group_list())
+            return json_response(discovery.group_list())
         if path == "/openapi/v3":
-            return web.json_response(openapi.root())
+            return json_response(openapi.root())
         if parts[:2] == ["openapi", "v3"]:
             doc = openapi.documents().get("/".join(parts[2:]))
             if doc is None:
                 raise APIError(404, "NotFound", f"no OpenAPI document for {'/'.join(parts[2:])}")
-            return web.json_response(doc)
+            return json_response(doc)
         if parts[:1] == ["api"] and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 2:
             if len(parts) == 2:
                 if parts[1] not in GROUPS:
                     raise no_route()
-                return web.json_response(discovery.group(parts[1]) | {"kind": "APIGroup", "apiVersion": "v1"})
+                return json_response(discovery.group(parts[1]) | {"kind": "APIGroup", "apiVersion": "v1"})
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
             raise no_route()
         if not rest:
             if not discovery.serves(group, version):
                 raise no_route()
-            return web.json_response(discovery.resource_list(group, version))
+            return json_response(discovery.resource_list(group, version))
         return await self.resource_request(request, group, version, rest)
 
     async def resource_request(self, request: web.Request, group: str, version: str, rest: list[str]):
@@ -193,9 +218,9 @@ class APIServer:
 
     def respond(self, request: web.Request, r: Resource, obj: dict, status: int = 200) -> web.Response:
         if wants_table(request) and request.method == "GET":
-            return web.json_response(self.objects.table(r, [obj], obj["metadata"].get("resourceVersion", ""),
+            return json_response(self.objects.table(r, [obj], obj["metadata"].get("resourceVersion", ""),
                                                         request.query.get("includeObject", "Metadata")))
-        return web.json_response(obj, status=status)
+        return json_response(obj, status=status)
 
     # --- query options ---------------------------------------------------------------------
 
@@ -203,7 +228,7 @@ class APIServer:
     def list_options(request: web.Request) -> ListOptions:
         q = request.query
         return ListOptions(label_selector=q.get("labelSelector", ""), field_selector=q.get("fieldSelector", ""),
-                           limit=int(q.get("limit", "0") or 0), continue_=q.get("continue", ""),
+                           limit=query_int(request, "limit"), continue_=q.get("continue", ""),
                            resource_version=q.get("resourceVersion", ""))
 
     @staticmethod
@@ -234,13 +259,13 @@ class APIServer:
     def list(self, request: web.Request, r: Resource, namespace: str | None) -> web.Response:
         out = self.objects.list(r, namespace, self.list_options(request))
         if wants_table(request):
-            return web.json_response(self.objects.table(r, out["items"], out["metadata"]["resourceVersion"],
+            return json_response(self.objects.table(r, out["items"], out["metadata"]["resourceVersion"],
                                                         request.query.get("includeObject", "Metadata")))
-        return web.json_response(out)
+        return json_response(out)
 
     async def watch(self, request: web.Request, r: Resource, namespace: str | None) -> web.StreamResponse:
         stream = self.objects.watch(r, namespace, self.list_options(request))
-        timeout = float(request.query.get("timeoutSeconds", "0") or 0) or None
+        timeout = query_int(request, "timeoutSeconds") or None
         bookmarks = request.query.get("allowWatchBookmarks") in ("1", "true", "True")
         table = wants_table(request)
         include = request.query.get("includeObject", "Metadata")
@@ -258,7 +283,7 @@ class APIServer:
                     obj = self.objects.table(r, [obj], obj["metadata"].get("resourceVersion", ""), include,
                                              headers=first[0])
                     first[0] = False
-            await resp.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
+            await resp.write(go_json({"type": kind, "object": obj}))
 
         # The changes come through a queue, so that waiting for the next one with a timeout (for a
         # bookmark, or the end of the watch) does not cancel the stream itself.
@@ -307,33 +332,33 @@ class APIServer:
     async def create(self, request: web.Request, r: Resource, namespace: str | None) -> web.Response:
         out = self.objects.create(r, namespace, await self.body(request), self.strict(request),
                                   dry_run=request.query.get("dryRun") == "All")
-        return web.json_response(out, status=201)
+        return json_response(out, status=201)
 
     async def update(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                      sub: str | None = None) -> web.Response:
         body = await self.body(request)
-        return web.json_response(self.objects.update(r, namespace, name, body, sub, self.strict(request)))
+        return json_response(self.objects.update(r, namespace, name, body, sub, self.strict(request)))
 
     async def patch(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                     sub: str | None = None) -> web.Response:
         body = await self.body(request)
         ct = request.headers.get("Content-Type", "")
-        return web.json_response(self.objects.patch(r, namespace, name, ct, body, sub, self.strict(request)))
+        return json_response(self.objects.patch(r, namespace, name, ct, body, sub, self.strict(request)))
 
     async def delete(self, request: web.Request, r: Resource, namespace: str | None, name: str) -> web.Response:
         grace, policy = self.delete_options(request, await self.optional_body(request))
-        return web.json_response(self.objects.delete(r, namespace, name, grace, policy))
+        return json_response(self.objects.delete(r, namespace, name, grace, policy))
 
     async def delete_collection(self, request: web.Request, r: Resource, namespace: str | None) -> web.Response:
         grace, policy = self.delete_options(request, await self.optional_body(request))
-        return web.json_response(self.objects.delete_collection(r, namespace, self.list_options(request), grace,
+        return json_response(self.objects.delete_collection(r, namespace, self.list_options(request), grace,
                                                                 policy))
 
     # --- subresources ----------------------------------------------------------------------
 
     async def scale(self, request: web.Request, r: Resource, namespace: str | None, name: str) -> web.Response:
         if request.method == "GET":
-            return web.json_response(self.objects.scale(r, namespace, name))
+            return json_response(self.objects.scale(r, namespace, name))
         self.objects.get(r, namespace, name)  # 404 before reading the body
         body = await self.body(request)
         if request.method == "PATCH":
@@ -342,11 +367,11 @@ class APIServer:
             ct = None
         else:
             raise APIError(405, "MethodNotAllowed", "the server does not allow this method on scale")
-        return web.json_response(self.objects.update_scale(r, namespace, name, ct, body))
+        return json_response(self.objects.update_scale(r, namespace, name, ct, body))
 
     async def bind(self, request: web.Request, namespace: str | None, name: str | None) -> web.Response:
         self.objects.bind(namespace, name, await self.body(request))
-        return web.json_response(status_body(201, "", "") | {"status": "Success"}, status=201)
+        return json_response(status_body(201, "", "") | {"status": "Success"}, status=201)
 
     async def pod_log(self, request: web.Request, namespace: str | None, name: str) -> web.StreamResponse:
         pods = lookup("", "v1", "pods")

@@ -142,6 +142,16 @@ def check_labels(labels: Any, path: str) -> list[FieldError]:
     return errs
 
 
+ANNOTATIONS_LIMIT = 256 * 1024  # upstream's TotalAnnotationSizeLimitB
+
+
+def check_annotations(annotations: Any, path: str = "metadata.annotations") -> list[FieldError]:
+    if not isinstance(annotations, dict):
+        return []
+    size = sum(len(str(k).encode()) + len(str(val).encode()) for k, val in annotations.items())
+    return [too_long(path, ANNOTATIONS_LIMIT)] if size > ANNOTATIONS_LIMIT else []
+
+
 def check_port(value: Any, path: str) -> list[FieldError]:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
         return [invalid(path, value, "must be between 1 and 65535, inclusive")]

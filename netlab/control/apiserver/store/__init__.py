@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netlab.control.apiserver.store.base import Conflict, Event, Exists, Gone, NotFound, Store, StoreError, key
+from netlab.control.apiserver.store.base import (Conflict, Event, Exists, Gone, NotFound, Store, StoreError, TooLarge,
+                                                 key)
 from netlab.control.apiserver.store.etcd import EtcdStore
 from netlab.control.apiserver.store.sqlite import SQLiteStore
 
 __all__ = ["Conflict", "EtcdStore", "Event", "Exists", "Gone", "NotFound", "SQLiteStore", "Store", "StoreError",
-           "key", "open_store"]
+           "TooLarge", "key", "open_store"]
 
 
 def open_store(url: str, state_dir: str | Path) -> Store:

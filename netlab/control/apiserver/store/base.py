@@ -9,6 +9,7 @@ after a revision, or `Gone` (410) when that revision has been compacted away.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,25 @@ class Conflict(StoreError):
 
 class Gone(StoreError):
     """The requested revision is older than the oldest change kept."""
+
+
+class TooLarge(StoreError):
+    """The object is larger than the store takes (etcd's request limit, which both engines keep)."""
+
+    def __init__(self, size: int):
+        super().__init__(f"etcdserver: request is too large ({size} bytes, at most {MAX_VALUE})")
+        self.size = size
+
+
+MAX_VALUE = 1536 * 1024  # etcd's default --max-request-bytes
+
+
+def encode(obj: dict[str, Any]) -> str:
+    """An object as the store keeps it: compact JSON, refused when too large."""
+    value = json.dumps(obj, separators=(",", ":"))
+    if len(value) > MAX_VALUE:
+        raise TooLarge(len(value))
+    return value
 
 
 @dataclass

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import etcd3gw
 
-from netlab.control.apiserver.store.base import Conflict, Event, Exists, Gone, NotFound, Store, with_rv
+from netlab.control.apiserver.store.base import Conflict, Event, Exists, Gone, NotFound, Store, encode, with_rv
 
 
 def _b64(s: str | bytes) -> str:
@@ -56,7 +56,7 @@ class EtcdStore(Store):
 
     def _put(self, key: str, obj: dict[str, Any], compare: dict) -> dict[str, Any]:
         obj.get("metadata", {}).pop("resourceVersion", None)
-        value = json.dumps(obj, separators=(",", ":"))
+        value = encode(obj)
         r = self._txn([compare], [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
                       [{"request_range": {"key": _b64(key)}}])
         if not r.get("succeeded"):

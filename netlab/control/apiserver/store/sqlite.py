@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from netlab.control.apiserver.store.base import Conflict, Event, Exists, Gone, NotFound, Store, with_rv
+from netlab.control.apiserver.store.base import Conflict, Event, Exists, Gone, NotFound, Store, encode, with_rv
 
 # Changes kept for watches that resume from an older revision (upstream's etcd default is 5 min).
 HISTORY_SECONDS = 300
@@ -73,7 +73,7 @@ class SQLiteStore(Store):
                                   (key, kind, time.time()))
             rev = cur.lastrowid
             with_rv(obj, rev)
-            value = json.dumps(obj, separators=(",", ":"))
+            value = encode(obj) if kind != "DELETED" else json.dumps(obj, separators=(",", ":"))
             self.db.execute("UPDATE log SET value=? WHERE rev=?", (value, rev))
             if kind == "DELETED":
                 self.db.execute("DELETE FROM objects WHERE key=?", (key,))

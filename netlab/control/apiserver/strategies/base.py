@@ -32,6 +32,8 @@ class Strategy:
     # whether it may be created in a namespace being deleted (Events about the deletion may)
     in_terminating_namespace = False
     columns: list[dict] = [tables.NAME, tables.AGE]
+    # the fields a field selector may name beside metadata.name and metadata.namespace
+    field_labels: tuple[str, ...] = ()
 
     def __init__(self, resource: Resource, ctx: Context):
         self.resource, self.ctx = resource, ctx
@@ -64,6 +66,14 @@ class Strategy:
     def allocate(self, obj: dict, old: dict | None = None) -> None:
         """Take what the object needs from shared pools, on create and main updates; raises
         errors.Invalid."""
+
+    def field_label_error(self, label: str) -> str | None:
+        """Why a field selector may not name `label` (None: it may), as upstream's conversions say."""
+        if label in ("metadata.name", "metadata.namespace") or label in self.field_labels:
+            return None
+        if self.field_labels:
+            return f"field label not supported: {label}"
+        return f'"{label}" is not a known field selector: only "metadata.name", "metadata.namespace"'
 
     # --- deletion ------------------------------------------------------------------------
 

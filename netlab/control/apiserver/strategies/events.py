@@ -11,6 +11,9 @@ from netlab.control.apiserver.strategies import base
 
 
 class Strategy(base.Strategy):
+    field_labels = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                    "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                    "reason", "reportingComponent", "source", "type")
     in_terminating_namespace = True
     columns = [tables.col("Last Seen"), tables.col("Type"), tables.col("Reason"), tables.col("Object"),
                tables.col("Message"), tables.col("Subobject", priority=1), tables.col("Source", priority=1),

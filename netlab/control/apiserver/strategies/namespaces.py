@@ -15,6 +15,7 @@ SYSTEM = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 class Strategy(base.Strategy):
+    field_labels = ("status.phase",)
     name_rule = "label"
     generation = True
     columns = [tables.NAME, tables.col("Status"), tables.AGE]

@@ -9,6 +9,7 @@ from netlab.control.apiserver.strategies import base
 
 
 class Strategy(base.Strategy):
+    field_labels = ("spec.unschedulable",)
     columns = [tables.NAME, tables.col("Status"), tables.col("Roles"), tables.AGE, tables.col("Version"),
                tables.col("Internal-IP", priority=1), tables.col("External-IP", priority=1),
                tables.col("OS-Image", priority=1), tables.col("Kernel-Version", priority=1),

@@ -17,6 +17,8 @@ TOLERATIONS = [
 
 
 class Strategy(base.Strategy):
+    field_labels = ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                    "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName")
     generation = True
     columns = [tables.NAME, tables.col("Ready"), tables.col("Status"), tables.col("Restarts", "string"), tables.AGE,
                tables.col("IP", priority=1), tables.col("Node", priority=1), tables.col("Nominated Node", priority=1),

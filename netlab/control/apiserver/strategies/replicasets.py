@@ -11,6 +11,7 @@ from netlab.control.apiserver.strategies import base
 
 
 class Strategy(base.Strategy):
+    field_labels = ("status.replicas",)
     generation = True
     columns = [tables.NAME, tables.col("Desired", "integer"), tables.col("Current", "integer"),
                tables.col("Ready", "integer"), tables.AGE, tables.col("Containers", priority=1),

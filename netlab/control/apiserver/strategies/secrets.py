@@ -18,6 +18,7 @@ REDACTED = "<secret contents redacted>"
 
 
 class Strategy(base.Strategy):
+    field_labels = ("type",)
     columns = [tables.NAME, tables.col("Type", desc="Used to facilitate programmatic handling of secret data."),
                tables.col("Data"), tables.AGE]
 

@@ -12,6 +12,7 @@ from netlab.control.apiserver.strategies import base
 
 
 class Strategy(base.Strategy):
+    field_labels = ("spec.clusterIP", "spec.type")
     name_rule = "dns1035"
     generation = True
     columns = [tables.NAME, tables.col("Type"), tables.col("Cluster-IP"), tables.col("External-IP"),
@@ -83,8 +84,15 @@ def _validate(spec: Any) -> list[v.FieldError]:
     if stype not in types:
         return [v.not_supported("spec.type", stype, types)]
     if stype == "ExternalName":
-        if not spec.get("externalName"):
+        name = spec.get("externalName")
+        if not name:
             errs.append(v.required("spec.externalName"))
+        else:  # a DNS name, with or without the root's dot
+            clean = str(name).removesuffix(".")
+            if len(clean) > 253:
+                errs.append(v.invalid("spec.externalName", name, "must be no more than 253 characters"))
+            if not v.DNS1123_SUBDOMAIN.match(clean):
+                errs.append(v.invalid("spec.externalName", name, v.subdomain_msg()))
         return errs
     ports = spec.get("ports") or []
     headless = spec.get("clusterIP") == "None"
