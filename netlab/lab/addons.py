@@ -90,7 +90,7 @@ def coredns(cluster: Cluster) -> list[tuple[str, dict]]:
 
 
 def cluster_info(cluster: Cluster) -> tuple[str, dict]:
-    ca = base64.b64encode((cluster.state_dir / "pki" / "ca.crt").read_bytes()).decode()
+    ca = base64.b64encode(cluster.layout.ca_cert.read_bytes()).decode()
     kubeconfig = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "users": None, "contexts": None,
                   "current-context": "", "clusters": [{"name": "", "cluster": {
                       "server": f"https://{cluster.nodes[0].ip}:6443", "certificate-authority-data": ca}}]}
