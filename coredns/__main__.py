@@ -28,6 +28,7 @@ from coredns import cache
 from coredns.corefile import CorefileError, Directive, ServerBlock, parse
 from coredns.records import Kubernetes, State
 from coredns.server import Engine, limited
+from netlab.api.client import ApiError, Client, Informer, manifest_objects
 from netlab.kit import logs, serving
 from netlab.kit.kubeadm import corefile as default_corefile
 from netlab.kit.metrics import Registry
@@ -89,8 +90,6 @@ def kubernetes_plugin(block: ServerBlock) -> tuple[Kubernetes, dict]:
 
 def load_state(path: str) -> State:
     """The Services, EndpointSlices, Pods and Namespaces of a YAML file."""
-    from netlab.api.client import manifest_objects
-
     objs = manifest_objects(Path(path).read_text(), namespace="default")
 
     def of(kind):
@@ -259,7 +258,8 @@ async def serve(args: argparse.Namespace) -> None:
                 await serving.serve_or_warn(p.args[0] if p.args else addr, routes, name)
     log.info("serving DNS on %s:%s (udp x%d, tcp)", host, port, args.workers)
     async with tcp:
-        await tcp.serve_forever()
+        # the watch and reload loops end only by raising: then the process does, not silently
+        await asyncio.gather(tcp.serve_forever(), *background)
 
 
 def seconds(p: Directive, word: str) -> float:
@@ -298,8 +298,6 @@ async def reload_loop(path: Path, text: str, engine: Engine, every: float) -> No
 async def watch(engine: Engine, ready: Readiness, extra: dict) -> None:
     """Keep the state from informers; answers never wait on the API: a change rebuilds the index
     (a burst of changes once, through a bounded-frequency runner) and drops the cached answers."""
-    from netlab.api.client import Client, Informer
-
     if extra.get("kubeconfig"):
         client = Client.from_kubeconfig(extra["kubeconfig"][0])
     else:
@@ -343,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(args))
     except CorefileError as e:
         sys.exit(f"netlab-dns: {e}")
+    except ApiError as e:  # e.g. not in a pod, and no kubeconfig in the Corefile
+        sys.exit(f"netlab-dns: kubernetes: {e}")
     except OSError as e:
         sys.exit(f"netlab-dns: {e}")
     except (ValueError, yaml.YAMLError) as e:  # a --state file that is not a manifest

@@ -98,6 +98,7 @@ class AnswerCache:
         self.kinds: dict[str, OrderedDict[Any, tuple[Any, float, float, bool]]] = {"success": OrderedDict(),
                                                                                    "denial": OrderedDict()}
         self.lock = threading.Lock()  # UDP workers are threads
+        self.generation = 0  # counts clear()s: an answer built before one is not kept after it
 
     def get(self, key: Any) -> tuple[Any, int] | None:
         """The answer for `key` and its age in whole seconds (0 without the plugin), if cached."""
@@ -115,16 +116,19 @@ class AnswerCache:
             return value, (int(now - stored) if counted and not self.cfg.keepttl else 0)
         return None
 
-    def put(self, key: Any, value: Any, kind: str, ttl: int, qname: str = ".") -> None:
+    def put(self, key: Any, value: Any, kind: str, ttl: int, qname: str = ".", generation: int | None = None) -> None:
         """Keep `value` (an answer whose smallest TTL is `ttl`) as `kind`, evicting the oldest
         entry of that kind when it is full. Outside the plugin's zones (or without the plugin)
-        it does not expire and is served as built."""
+        it does not expire and is served as built. With `generation` (read before the answer
+        was built), nothing is kept if the cache was cleared since: the answer may be stale."""
         spec: Kind = getattr(self.cfg, kind)
         now = self.clock()
         counted = self.cfg.enabled and self.covers(qname)
         life = max(spec.min_ttl, min(ttl, spec.max_ttl)) if counted else float("inf")
         entries = self.kinds[kind]
         with self.lock:
+            if generation is not None and generation != self.generation:
+                return
             entries.pop(key, None)
             while len(entries) >= spec.capacity:
                 entries.popitem(last=False)
@@ -132,6 +136,7 @@ class AnswerCache:
 
     def clear(self) -> None:
         with self.lock:
+            self.generation += 1
             for entries in self.kinds.values():
                 entries.clear()
 

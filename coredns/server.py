@@ -255,6 +255,7 @@ class Engine:
                 return self.error(data, RCODE.FORMERR, q, proto)
         key = (qkey, qtype, qclass, size is not None)
         cache = self.ready  # (a reload may replace it meanwhile)
+        generation = cache.generation
         hit = cache.get(key)
         if hit is None:
             self.metrics.cache_misses += 1
@@ -272,7 +273,7 @@ class Engine:
             whole, trunc = pair
             # success: NOERROR with answers; denial: NXDOMAIN, NODATA and the rest kept (REFUSED)
             kind = "success" if whole.rcode == RCODE.NOERROR and whole.counts[2:4] != b"\0\0" else "denial"
-            cache.put(key, (whole, trunc, kind), kind, whole.min_ttl(), _labels(qkey))
+            cache.put(key, (whole, trunc, kind), kind, whole.min_ttl(), _labels(qkey), generation)
             age = 0
         else:
             (whole, trunc, kind), age = hit
