@@ -90,31 +90,34 @@ def parse(d: Directive | None) -> CacheConfig:
 
 
 class AnswerCache:
-    """(question key) -> (answer, stored at, expires at, counted down), per kind in insertion order."""
+    """(question key) -> (answer, stored at, expires at, counted down, kind), with each kind's keys
+    in insertion order for eviction. A lookup is one dict read (and, for entries that expire, a
+    clock read): it is on the hot path."""
 
     def __init__(self, cfg: CacheConfig | None = None, clock=time.monotonic):
         self.cfg = cfg or CacheConfig()
         self.clock = clock
-        self.kinds: dict[str, OrderedDict[Any, tuple[Any, float, float, bool]]] = {"success": OrderedDict(),
-                                                                                   "denial": OrderedDict()}
+        self.entries: dict[Any, tuple[Any, float, float, bool, str]] = {}
+        self.order: dict[str, OrderedDict[Any, None]] = {"success": OrderedDict(), "denial": OrderedDict()}
         self.lock = threading.Lock()  # UDP workers are threads
         self.generation = 0  # counts clear()s: an answer built before one is not kept after it
 
     def get(self, key: Any) -> tuple[Any, int] | None:
-        """The answer for `key` and its age in whole seconds (0 without the plugin), if cached."""
-        for entries in self.kinds.values():
-            hit = entries.get(key)
-            if hit is None:
-                continue
-            value, stored, expires, counted = hit
-            now = self.clock()
-            if now >= expires:
-                with self.lock:
-                    if entries.get(key) is hit:
-                        del entries[key]
-                return None
-            return value, (int(now - stored) if counted and not self.cfg.keepttl else 0)
-        return None
+        """The answer for `key` and its age in whole seconds (0 when not counted down), if cached."""
+        hit = self.entries.get(key)
+        if hit is None:
+            return None
+        value, stored, expires, counted, kind = hit
+        if not counted:
+            return value, 0
+        now = self.clock()
+        if now >= expires:
+            with self.lock:
+                if self.entries.get(key) is hit:
+                    del self.entries[key]
+                    self.order[kind].pop(key, None)
+            return None
+        return value, (0 if self.cfg.keepttl else int(now - stored))
 
     def put(self, key: Any, value: Any, kind: str, ttl: int, qname: str = ".", generation: int | None = None) -> None:
         """Keep `value` (an answer whose smallest TTL is `ttl`) as `kind`, evicting the oldest
@@ -125,23 +128,28 @@ class AnswerCache:
         now = self.clock()
         counted = self.cfg.enabled and self.covers(qname)
         life = max(spec.min_ttl, min(ttl, spec.max_ttl)) if counted else float("inf")
-        entries = self.kinds[kind]
+        order = self.order[kind]
         with self.lock:
             if generation is not None and generation != self.generation:
                 return
-            entries.pop(key, None)
-            while len(entries) >= spec.capacity:
-                entries.popitem(last=False)
-            entries[key] = (value, now, now + life, counted)
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.order[old[4]].pop(key, None)
+            while len(order) >= spec.capacity:
+                gone, _ = order.popitem(last=False)
+                self.entries.pop(gone, None)
+            self.entries[key] = (value, now, now + life, counted, kind)
+            order[key] = None
 
     def clear(self) -> None:
         with self.lock:
             self.generation += 1
-            for entries in self.kinds.values():
-                entries.clear()
+            self.entries = {}
+            for order in self.order.values():
+                order.clear()
 
     def size(self, kind: str) -> int:
-        return len(self.kinds[kind])
+        return len(self.order[kind])
 
     def covers(self, qname: str) -> bool:
         """Whether the plugin's zones (if it names any) hold `qname`."""
