@@ -33,7 +33,7 @@ from proxy.syncer import Runner  # noqa: E402
 from proxy.model import ServiceMap, service_ports  # noqa: E402
 
 CFG = Config(node_name="n1", cluster_cidr="10.0.0.0/8", service_cidrs=["172.16.0.0/12"],
-                      node_ips=["192.168.0.2"])
+             node_ips=["192.168.0.2"])
 
 
 def cluster(n: int, changed: int | None = None) -> tuple[list, list]:
