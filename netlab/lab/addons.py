@@ -15,31 +15,9 @@ import yaml
 
 from netlab.api.client import ApiError, Client
 from netlab.kit.cluster import Cluster
+from netlab.kit.kubeadm import corefile as kubeadm_corefile
 
 COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
-
-
-def kubeadm_corefile(domain: str = "cluster.local") -> str:
-    """The Corefile kubeadm installs, less `forward . /etc/resolv.conf`: nothing leaves a lab."""
-    return f"""\
-.:53 {{
-    errors
-    health {{
-       lameduck 5s
-    }}
-    ready
-    kubernetes {domain} in-addr.arpa ip6.arpa {{
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }}
-    prometheus :9153
-    cache 30
-    loop
-    reload
-    loadbalance
-}}
-"""
 
 
 def coredns(cluster: Cluster) -> list[tuple[str, dict]]:
