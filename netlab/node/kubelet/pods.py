@@ -40,6 +40,7 @@ class Container:
         self.startup_ok = "startupProbe" not in spec
         self.probe_state: dict[str, dict] = {}  # probe kind -> {next, successes, failures}
         self.done = False  # an init container that succeeded, or a container that will not restart
+        self.env: dict[str, str] = {}  # the running process's environment, which exec gives its commands too
 
     def probe_schedule(self, kind: str) -> dict:
         """A probe's schedule and counts for the current run (the first one after initialDelaySeconds)."""
@@ -48,11 +49,13 @@ class Container:
 
     def to_json(self) -> dict:
         return {"proc": self.proc.to_json() if self.proc else None, "restarts": self.restarts,
-                "startedAt": self.started_at, "state": self.state, "lastState": self.last_state, "done": self.done}
+                "startedAt": self.started_at, "state": self.state, "lastState": self.last_state, "done": self.done,
+                "env": self.env}
 
     def load(self, d: dict) -> None:
         self.restarts, self.started_at = d.get("restarts", 0), d.get("startedAt")
         self.state, self.last_state, self.done = d.get("state", self.state), d.get("lastState", {}), d.get("done", False)
+        self.env = d.get("env") or {}
         if d.get("proc"):
             self.proc = runtime.Process.from_json(d["proc"])
 
@@ -63,8 +66,9 @@ class PodWorker:
         meta = pod["metadata"]
         self.uid, self.name, self.ns = meta["uid"], meta["name"], meta["namespace"]
         self.host_network = (pod.get("spec") or {}).get("hostNetwork", False)
-        self.netns = None if self.host_network else f"{kubelet.lab}-pod-{self.uid.replace('-', '')[:12]}"
-        self.dir = runtime.PodDir(kubelet.pods_dir, self.uid)
+        self.netns = None if self.host_network else kubelet.layout.pod_netns(self.uid)
+        self.where = kubelet.node_layout.pod(self.uid)  # the pod's paths on the node
+        self.dir = runtime.PodDir(self.where)
         self.wake = asyncio.Event()
         self.pause: runtime.Process | None = None
         self.cni_result: dict | None = None
@@ -156,8 +160,7 @@ class PodWorker:
         the pod's IP), pause process."""
         if self.sandbox_error and time.monotonic() < self.sandbox_retry:
             return False
-        self.dir.path.mkdir(parents=True, exist_ok=True)
-        self.dir.logs.mkdir(exist_ok=True)
+        self.where.logs.mkdir(parents=True, exist_ok=True)
         try:
             if self.netns:
                 fresh = not net.ns_exists(self.netns)
@@ -173,7 +176,7 @@ class PodWorker:
                 self.ip = self.k.node_ip
             self.forget_process(self.pause)
             self.pause = await asyncio.to_thread(runtime.start_pause, self.k.runtime, self.netns,
-                                                 runtime.pod_hostname(self.pod), self.dir.path)
+                                                 runtime.pod_hostname(self.pod), self.where)
             self.start_time = self.start_time or clock.now()
             self.sandbox_error = None
             for c in self.containers:  # a new sandbox: containers start again
@@ -197,11 +200,11 @@ class PodWorker:
     async def refresh_volumes(self) -> None:
         """A ConfigMap the pod mounts changed: its volume files, and the running containers'
         copies under /etc, follow (as the kubelet's periodic volume sync does)."""
-        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.dir.path, self.k.configmaps(self.ns))
+        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.where, self.k.configmaps(self.ns))
         for c in self.containers:
             if c.proc is not None and c.proc.alive():
                 etc, _, _ = runtime.mounts_for(c.spec, sources)
-                upper = self.dir.path / "overlay" / c.name / "upper"
+                upper = self.where.etc_overlay(c.name) / "upper"
                 await asyncio.to_thread(runtime.refresh_etc, upper, etc)
 
     def _files(self) -> dict[str, str]:
@@ -220,7 +223,7 @@ class PodWorker:
             c.next_start = time.monotonic() + 10
             return
         configmaps = self.k.configmaps(self.ns)
-        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.dir.path, configmaps)
+        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.where, configmaps)
         etc, binds, problems = runtime.mounts_for(spec, sources)
         if problems:
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": "; ".join(problems)}}
@@ -228,17 +231,17 @@ class PodWorker:
             c.next_start = time.monotonic() + 10
             return
         env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps)
-        upper, work = await asyncio.to_thread(runtime.etc_files, self.dir.path, self._files(), etc, c.name)
-        run_upper = await asyncio.to_thread(runtime.service_account, self.pod, self.dir.path, *self.k.identity)
-        log_file = self.dir.logs / f"{c.name}.log"
+        upper, work = await asyncio.to_thread(runtime.etc_files, self.where, self._files(), etc, c.name)
+        run_upper = await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.k.identity)
+        log_file = self.where.log(c.name)
         if c.restarts and log_file.exists():
-            log_file.replace(self.dir.logs / f"{c.name}.previous.log")
+            log_file.replace(self.where.log(c.name, previous=True))
         if not c.restarts and not c.proc:
             await self.record("Pulled", f'Container image "{spec.get("image")}" already present on machine')
         try:
             c.proc = await asyncio.to_thread(runtime.start_container, self.k.runtime, self.netns, self.pause, argv,
                                              env, spec.get("workingDir", "/"), upper, work, binds, log_file,
-                                             self.dir.path / "exits" / c.name, run_upper)
+                                             self.where.exit_file(c.name), run_upper)
         except runtime.Unavailable as e:  # no runtime to ask: the container waits, and is tried again
             c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
             c.next_start = time.monotonic() + 2
@@ -246,7 +249,7 @@ class PodWorker:
         except RuntimeError as e:  # the process could not start (no such command, a mount failed)
             await self.start_failed(c, str(e))
             return
-        c.started_at, c.t0 = clock.now(), time.monotonic()
+        c.started_at, c.t0, c.env = clock.now(), time.monotonic(), env
         c.state = {"running": {"startedAt": c.started_at}}
         log.info('container started pod="%s/%s" containerName="%s" pid=%d', self.ns, self.name, c.name, c.proc.pid)
         c.probe_state = {}
