@@ -50,16 +50,18 @@ class Kubelets:
 
     def __init__(self, state_dir: Path):
         self.layout = Layout(state_dir.name)
-        self._netns: list[str | None] = []  # the namespace to dial from, once known
+        self._dial: tuple[str | None, str] | None = None  # the namespace to dial from, and the token
 
     # --- where the kubelet is ----------------------------------------------------------------
 
-    def _dial_netns(self) -> str | None:
-        if not self._netns:
+    def _dial_config(self) -> tuple[str | None, str]:
+        """Read once: the control-plane node's namespace (None on a machine made a node, or with
+        no such namespace), and the lab's token, the API server's credential at the kubelets."""
+        if self._dial is None:
             cluster = Cluster.load(self.layout.cluster_file)
             cp = None if cluster.host else cluster.nodes[0].netns
-            self._netns.append(cp if cp and net.ns_exists(cp) else None)
-        return self._netns[0]
+            self._dial = (cp if cp and net.ns_exists(cp) else None, self.layout.token.read_text().strip())
+        return self._dial
 
     async def _kubelet(self, node_name: str) -> str:
         """https://<address>:<port> of the node's kubelet, from its Node (read as any client reads it)."""
@@ -79,11 +81,11 @@ class Kubelets:
     def _session(self) -> aiohttp.ClientSession:
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        netns = self._dial_netns()
+        netns, token = self._dial_config()
         connector = aiohttp.TCPConnector(ssl=ctx, force_close=True, socket_factory=(
             lambda ai: net.socket_in(netns, ai[0], ai[1], ai[2])))
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-                                     headers={"Authorization": f"Bearer {self.layout.token.read_text().strip()}"})
+                                     headers={"Authorization": f"Bearer {token}"})
 
     @staticmethod
     def _path(kind: str, pod: dict, container: str) -> str:
