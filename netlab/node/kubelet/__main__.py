@@ -122,7 +122,7 @@ class Kubelet:
                 ns, _, name = (st.get("pod") or "/").partition("/")
                 fake = {"metadata": {"uid": d.name, "namespace": ns, "name": name}}
                 try:
-                    await self.cni.delete(fake, f"/run/netns/{ns_name}", st.get("cni"), {"portMappings": []})
+                    await self.cni.delete(fake, net.ns_path(ns_name), st.get("cni"), {"portMappings": []})
                 except Exception as e:  # noqa: BLE001
                     log.warning("orphan %s: CNI DEL: %s", d.name, e)
                 await asyncio.to_thread(net.kill_ns_processes, ns_name)

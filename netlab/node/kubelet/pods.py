@@ -168,7 +168,7 @@ class PodWorker:
                 if fresh or self.cni_result is None:
                     if self.cni_result is not None:  # the namespace vanished: give back the old attachment
                         await self.cni_del()
-                    self.cni_result = await self.k.cni.add(self.pod, f"/run/netns/{self.netns}",
+                    self.cni_result = await self.k.cni.add(self.pod, net.ns_path(self.netns),
                                                            {"portMappings": port_mappings(self.pod)})
                 ips = [ip["address"].split("/")[0] for ip in self.cni_result.get("ips", [])]
                 self.ip = ips[0] if ips else None
@@ -512,7 +512,7 @@ class PodWorker:
         if not self.netns:
             return
         try:
-            await self.k.cni.delete(self.pod, f"/run/netns/{self.netns}", self.cni_result,
+            await self.k.cni.delete(self.pod, net.ns_path(self.netns), self.cni_result,
                                     {"portMappings": port_mappings(self.pod)})
         except CNIError as e:
             log.warning("pod %s/%s: CNI DEL: %s", self.ns, self.name, e)
