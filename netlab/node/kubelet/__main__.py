@@ -47,7 +47,7 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self.deleted: set[str] = set()
         self.pods.add_handler(self.on_pod, lambda old, new: self.on_pod(new), self.on_pod_deleted)
-        self.cms.add_handler(None, lambda old, new: self.on_configmap(new), None)
+        self.cms.add_handler(self.on_configmap, lambda old, new: self.on_configmap(new), None)
 
     def services(self, ns: str) -> list[dict]:
         return [s for s in self.svcs.list() if s["metadata"]["namespace"] in (ns, "default")
@@ -61,6 +61,8 @@ class Kubelet:
         for w in list(self.workers.values()):
             if w.ns == ns and w.uses_configmap(name):
                 asyncio.create_task(w.refresh_volumes())
+            if w.ns == ns:
+                w.configmap_came(name)
 
     def gone(self, uid: str) -> bool:
         return uid in self.deleted

@@ -6,6 +6,7 @@ sandbox down and release the API object."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from netlab.node.workloads import UnknownImage, argv_for, image_name
 
 log = logging.getLogger("netlab.kubelet")
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # upstream's CrashLoopBackOff
+MIN_GRACE = 2.0  # upstream's minimal shutdown window: a container gets its SIGTERM this long before a SIGKILL
 TICK = 1.0  # a worker's resync when nothing wakes it (the kubelet's PLEG relists every second)
 # the pod conditions the kubelet owns; others (readiness gates' and the like) are kept as others set them
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
@@ -41,6 +43,10 @@ class Container:
         self.probe_state: dict[str, dict] = {}  # probe kind -> {next, successes, failures}
         self.done = False  # an init container that succeeded, or a container that will not restart
         self.env: dict[str, str] = {}  # the running process's environment, which exec gives its commands too
+
+    def running(self) -> bool:
+        """Started, and past its postStart hook (the state says so), and alive."""
+        return "running" in self.state and self.proc is not None and self.proc.alive()
 
     def probe_schedule(self, kind: str) -> dict:
         """A probe's schedule and counts for the current run (the first one after initialDelaySeconds)."""
@@ -100,6 +106,8 @@ class PodWorker:
         for c in self.containers:
             if c.name in st.get("containers", {}):
                 c.load(st["containers"][c.name])
+                if c.proc is not None and c.proc.alive() and "running" not in c.state:
+                    c.state = {"running": {"startedAt": c.started_at}}  # an earlier kubelet went during its postStart
         return True
 
     # --- the loop --------------------------------------------------------------------------
@@ -197,6 +205,17 @@ class PodWorker:
     def uses_configmap(self, name: str) -> bool:
         return any((v.get("configMap") or {}).get("name") == name for v in (self.pod.get("spec") or {}).get("volumes") or [])
 
+    def configmap_came(self, name: str) -> None:
+        """A ConfigMap was made or changed: containers waiting for it (CreateContainerConfigError)
+        are tried again now."""
+        waiting = [c for c in self.containers if c.proc is None and not c.done
+                   and c.state.get("waiting", {}).get("reason") == "CreateContainerConfigError"
+                   and name in runtime.configmaps_named(c.spec)]
+        for c in waiting:
+            c.next_start = 0.0
+        if waiting:
+            self.wake.set()
+
     async def refresh_volumes(self) -> None:
         """A ConfigMap the pod mounts changed: its volume files, and the running containers'
         copies under /etc, follow (as the kubelet's periodic volume sync does)."""
@@ -230,7 +249,14 @@ class PodWorker:
             await self.record("Failed", f"Error: {'; '.join(problems)}", "Warning")
             c.next_start = time.monotonic() + 10
             return
-        env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps)
+        try:
+            env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps)
+        except runtime.ConfigError as e:  # tried again at the next sync, or as soon as the ConfigMap comes
+            if c.state.get("waiting", {}).get("message") != str(e):
+                await self.record("Failed", f"Error: {e}", "Warning")
+            c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
+            c.next_start = time.monotonic() + 10
+            return
         upper, work = await asyncio.to_thread(runtime.etc_files, self.where, self._files(), etc, c.name)
         run_upper = await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.k.identity)
         log_file = self.where.log(c.name)
@@ -250,13 +276,27 @@ class PodWorker:
             await self.start_failed(c, str(e))
             return
         c.started_at, c.t0, c.env = clock.now(), time.monotonic(), env
-        c.state = {"running": {"startedAt": c.started_at}}
         log.info('container started pod="%s/%s" containerName="%s" pid=%d', self.ns, self.name, c.name, c.proc.pid)
         c.probe_state = {}
         c.ready, c.startup_ok = False, "startupProbe" not in spec
         if c.restarts == 0:
             await self.record("Created", f"Created container {c.name}")
             await self.record("Started", f"Started container {c.name}")
+        self.save()
+        post = (spec.get("lifecycle") or {}).get("postStart")
+        if post:  # the container is not running (ContainerCreating) until its postStart hook is done
+            await self.report()
+            ok, msg = await self.run_hook(c, post, None)
+            if not ok:
+                log.warning('PostStartHook failed pod="%s/%s" containerName="%s": %s', self.ns, self.name, c.name, msg)
+                await self.record("FailedPostStartHook", "PostStartHook failed", "Warning")
+                await self.kill(c, self._grace(c))
+                await self.exited(c, (self.pod.get("spec") or {}).get("restartPolicy", "Always"))
+                if not c.done and c.state.get("waiting", {}).get("reason") != "CrashLoopBackOff":
+                    c.state = {"waiting": {"reason": "PostStartHookError", "message": msg}}
+                self.save()
+                return
+        c.state = {"running": {"startedAt": c.started_at}}
         self.save()
 
     async def run_containers(self) -> None:
@@ -358,7 +398,7 @@ class PodWorker:
                     c.startup_ok = True
                 elif failed:  # liveness or startup failed: the container is killed and restarted
                     await self.record("Killing", f"Container {c.name} failed {kind[:-5]} probe, will be restarted")
-                    await asyncio.to_thread(runtime.stop, [c.proc], self._grace(c))
+                    await self.kill(c, self._grace(c))
 
     def _grace(self, c: Container) -> float:
         return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
@@ -388,12 +428,69 @@ class PodWorker:
                 w.close()
                 return True, ""
             if "exec" in spec:
-                code, out = await asyncio.to_thread(runtime.exec_in, c.proc, spec["exec"].get("command") or [], timeout)
+                code, out = await asyncio.to_thread(runtime.exec_in, c.proc, spec["exec"].get("command") or [], timeout,
+                                                    c.env or None)
                 return code == 0, out or f"command exited with {code}"
         except (OSError, asyncio.TimeoutError, ValueError) as e:
             where = spec.get("httpGet") or spec.get("tcpSocket") or {}
             return False, f"dial tcp {ip}:{where.get('port')}: {e or 'timeout'}"
         return True, ""
+
+    # --- lifecycle hooks and stopping ----------------------------------------------------------
+
+    async def run_hook(self, c: Container, handler: dict, timeout: float | None) -> tuple[bool, str]:
+        """A postStart or preStop handler (exec, httpGet, sleep), as upstream's hook runner: an exec
+        fails on a non-zero exit, an httpGet only if no answer comes; upstream's message if it fails."""
+        pod = f"{self.name}_{self.ns}({self.uid})"
+        if "exec" in handler:
+            command = handler["exec"].get("command") or []
+            code, out = await asyncio.to_thread(runtime.exec_in, c.proc, command, timeout, c.env or None)
+            return code == 0, (f"Exec lifecycle hook ([{' '.join(command)}]) for Container \"{c.name}\" in Pod "
+                               f"\"{pod}\" failed - error: command '{' '.join(command)}' exited with {code}: , "
+                               f"message: {json.dumps(out)}")
+        if "httpGet" in handler:
+            g = handler["httpGet"]
+            host, path = g.get("host") or self.ip or "127.0.0.1", "/" + g.get("path", "").lstrip("/")
+            try:
+                port = self._port(c, g.get("port") or 80)
+                r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                try:
+                    hdrs = "".join(f"{h['name']}: {h['value']}\r\n" for h in g.get("httpHeaders") or [])
+                    w.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{hdrs}Connection: close\r\n\r\n".encode())
+                    await asyncio.wait_for(r.readline(), timeout)
+                finally:
+                    w.close()
+                return True, ""
+            except (OSError, asyncio.TimeoutError, ValueError) as e:
+                why = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e) or "timeout"
+                return False, (f"HTTP lifecycle hook ({g.get('path', '')}) for Container \"{c.name}\" in Pod \"{pod}\" "
+                               f"failed - error: Get \"http://{host}:{g.get('port')}{path}\": dial tcp "
+                               f"{host}:{g.get('port')}: connect: {why}")
+        if "sleep" in handler:
+            await asyncio.sleep(float(handler["sleep"].get("seconds", 0)))
+            return True, ""
+        return False, f"Cannot run handler: Invalid handler: {handler}"
+
+    async def kill(self, c: Container, grace: float) -> None:
+        """Stop a container as upstream's killContainer: its preStop hook first (for at most the
+        grace period), then SIGTERM, and SIGKILL once the rest of the grace period is gone (never
+        less than 2 seconds: a minimal shutdown window)."""
+        if c.proc is None or not c.proc.alive():
+            return
+        pre = (c.spec.get("lifecycle") or {}).get("preStop")
+        if pre and grace > 0:
+            t0 = time.monotonic()
+            try:
+                ok, msg = await asyncio.wait_for(self.run_hook(c, pre, grace), grace)
+            except asyncio.TimeoutError:
+                ok, msg = True, ""
+                log.info('PreStop hook not completed in grace period pod="%s/%s" containerName="%s" gracePeriod=%s',
+                         self.ns, self.name, c.name, grace)
+            if not ok:
+                log.warning('PreStop hook failed pod="%s/%s" containerName="%s": %s', self.ns, self.name, c.name, msg)
+                await self.record("FailedPreStopHook", "PreStopHook failed", "Warning")
+            grace -= int(time.monotonic() - t0)
+        await asyncio.to_thread(runtime.stop, [c.proc], max(grace, MIN_GRACE))
 
     @staticmethod
     def _port(c: Container, port: Any) -> int:
@@ -416,7 +513,7 @@ class PodWorker:
             st = {"name": c.name, "image": c.spec.get("image", ""), "imageID": f"netlab://{image_name(c.spec.get('image', ''))}",
                   "ready": bool(c.ready and c.proc is not None and c.proc.alive() and c.startup_ok and not c.init)
                   or bool(c.init and c.done),
-                  "restartCount": c.restarts, "started": c.proc is not None and c.proc.alive(), "state": c.state,
+                  "restartCount": c.restarts, "started": c.running(), "state": c.state,
                   "lastState": c.last_state}
             if c.proc is not None or "terminated" in c.state:
                 st["containerID"] = self.container_id(c)
@@ -430,7 +527,7 @@ class PodWorker:
         elif all(c.done for c in mains):
             phase = "Succeeded" if all(c.state.get("terminated", {}).get("exitCode", 1) == 0 for c in mains) \
                 else "Failed"
-        elif any(c.proc is not None or c.restarts for c in mains):
+        elif any(c.running() or c.restarts for c in mains):  # one in its postStart hook is not yet
             phase = "Running"
         else:
             phase = "Pending"
@@ -527,7 +624,7 @@ class PodWorker:
             log.info('Killing container with a grace period pod="%s/%s" containerName="%s" gracePeriod=%s',
                      self.ns, self.name, c.name, grace)
             await self.record("Killing", f"Stopping container {c.name}")
-        await asyncio.to_thread(runtime.stop, [c.proc for c in live], float(grace))
+        await asyncio.gather(*(self.kill(c, float(grace)) for c in live))  # all at once, each its own deadline
         if self.pause is not None:
             await asyncio.to_thread(runtime.stop, [self.pause], 0)
         for proc in self.processes():

@@ -255,11 +255,14 @@ def start_container(sock: Path, netns: str | None, pause: Process | None, argv: 
                         "logFormat": "cri"}, exit_file)
 
 
-def exec_in(container: Process, argv: list[str], timeout: float) -> tuple[int, str]:
-    """Run a command in a running container's namespaces (an exec probe)."""
+def exec_in(container: Process, argv: list[str], timeout: float | None,
+            env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run a command in a running container's namespaces (an exec probe, a lifecycle hook), with
+    the container's environment if given."""
     try:
         p = subprocess.run(["nsenter", f"--target={container.pid}", "--net", "--uts", "--mount", "--", *argv],
-                           capture_output=True, text=True, timeout=timeout)
+                           capture_output=True, text=True, timeout=timeout, env=env or None,
+                           stdin=subprocess.DEVNULL)
         return p.returncode, (p.stdout + p.stderr).strip()
     except subprocess.TimeoutExpired:
         return -1, f"command timed out after {timeout}s"
@@ -379,11 +382,14 @@ def container_env(pod: dict, container: dict, services: list[dict], node_ip: str
             env[base] = f"{proto.lower()}://{ip}:{p['port']}"
             env[f"{base}_PROTO"], env[f"{base}_PORT"], env[f"{base}_ADDR"] = proto.lower(), str(p["port"]), ip
         env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
+    ns = pod["metadata"]["namespace"]
     for src in container.get("envFrom") or []:
-        cm = configmaps.get((src.get("configMapRef") or {}).get("name", ""))
-        if cm:
-            for k, v in (cm.get("data") or {}).items():
-                env[src.get("prefix", "") + k] = v
+        ref = src.get("configMapRef") or {}
+        cm = configmaps.get(ref.get("name", ""))
+        if cm is None and ref and not ref.get("optional"):
+            raise ConfigError(f'configmap "{ref.get("name", "")}" not found')
+        for k, v in ((cm or {}).get("data") or {}).items():
+            env[src.get("prefix", "") + k] = v
     fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"],
               "metadata.uid": pod["metadata"]["uid"], "spec.nodeName": (pod.get("spec") or {}).get("nodeName", ""),
               "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", ""),
@@ -395,8 +401,28 @@ def container_env(pod: dict, container: dict, services: list[dict], node_ip: str
             env[e["name"]] = fields.get(e["valueFrom"]["fieldRef"].get("fieldPath", ""), "")
         elif (e.get("valueFrom") or {}).get("configMapKeyRef"):
             ref = e["valueFrom"]["configMapKeyRef"]
-            env[e["name"]] = ((configmaps.get(ref["name"]) or {}).get("data") or {}).get(ref["key"], "")
+            cm = configmaps.get(ref["name"])
+            data = (cm or {}).get("data") or {}
+            if ref.get("optional") and ref["key"] not in data:
+                continue
+            if cm is None:
+                raise ConfigError(f'configmap "{ref["name"]}" not found')
+            if ref["key"] not in data:
+                raise ConfigError(f"couldn't find key {ref['key']} in ConfigMap {ns}/{ref['name']}")
+            env[e["name"]] = data[ref["key"]]
     return env
+
+
+class ConfigError(Exception):
+    """A container's configuration names what is not there (a ConfigMap, a key): upstream's
+    CreateContainerConfigError, tried again until it is."""
+
+
+def configmaps_named(container: dict) -> set[str]:
+    """The ConfigMaps a container's env and envFrom read."""
+    names = {(src.get("configMapRef") or {}).get("name") for src in container.get("envFrom") or []}
+    names |= {((e.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("name") for e in container.get("env") or []}
+    return names - {None}
 
 
 def _expand(value: str, env: dict[str, str]) -> str:
