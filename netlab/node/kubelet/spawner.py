@@ -196,6 +196,20 @@ def _relay(streams: dict[int, bytes], log: int) -> None:
         os._exit(0)
 
 
+def _lock(fd: int, wait: float = 1.0) -> None:
+    """The log's exclusive flock, without blocking the spawner on a reader's brief shared lock or on
+    an earlier run's relay still draining into the same file (then the log goes unlocked)."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > end:
+                return
+            time.sleep(0.005)
+
+
 class Spawner:
     def __init__(self):
         self.exits: dict[int, str] = {}  # child pid -> the file its exit status goes to
@@ -204,7 +218,7 @@ class Spawner:
         cri = req.get("logFormat") == "cri"
         if cri:  # the log, locked for the relay before anyone can see the container started
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-            fcntl.flock(log, fcntl.LOCK_EX)
+            _lock(log)
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
         r, w = os.pipe2(os.O_CLOEXEC)
