@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import json
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from netlab.api.client import ApiError, Client
+from netlab.control.apiserver.errors import APIError
 from netlab.kit import net
 from netlab.kit.cluster import Cluster
 from netlab.kit.layout import Layout
@@ -48,8 +49,10 @@ class NodeError(Exception):
 class Kubelets:
     """The pods' nodes, as the API server reaches them."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, get_node: Callable[[str], dict]):
+        """`get_node(name)`: the Node from the server's own store (raising its APIError)."""
         self.layout = Layout(state_dir.name)
+        self.get_node = get_node
         self._dial: tuple[str | None, str] | None = None  # the namespace to dial from, and the token
 
     # --- where the kubelet is ----------------------------------------------------------------
@@ -64,12 +67,11 @@ class Kubelets:
         return self._dial
 
     async def _kubelet(self, node_name: str) -> str:
-        """https://<address>:<port> of the node's kubelet, from its Node (read as any client reads it)."""
+        """https://<address>:<port> of the node's kubelet, from its Node."""
         try:
-            async with Client.from_kubeconfig(self.layout.kubeconfig) as api:
-                node = await api.get("nodes", node_name)
-        except ApiError as e:
-            raise NodeError(e.message or f'nodes "{node_name}" not found', e.status or 500) from None
+            node = self.get_node(node_name)
+        except APIError as e:
+            raise NodeError(e.message, e.code) from None
         status = node.get("status") or {}
         addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
         address = next((addresses[t] for t in ADDRESS_TYPES if addresses.get(t)), None)
