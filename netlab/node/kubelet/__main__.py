@@ -14,7 +14,7 @@ import os
 import time
 
 from netlab.api.client import Client, Informer
-from netlab.kit import net
+from netlab.kit import logs, net
 from netlab.kit.cluster import Cluster
 from netlab.node.kubelet import certs, runtime
 from netlab.node.kubelet import node as node_mod
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--node", required=True)
     p.add_argument("--kubeconfig", required=True)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     try:
         asyncio.run(Kubelet(args.lab, args.node, args.kubeconfig).run())
     except KeyboardInterrupt:
