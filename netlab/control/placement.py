@@ -218,6 +218,8 @@ class Cluster:
             n = (p.get("spec") or {}).get("nodeName")
             if n and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                 self.placed.setdefault(n, []).append(p)
+        # the placed pods whose own anti-affinity may keep a newcomer away
+        self.guards = [(n, p) for n, p in self.pods() if _terms(p.get("spec") or {}, "podAntiAffinity", True)]
 
     def domain(self, node_name: str, key: str) -> str | None:
         node = self.nodes.get(node_name)
@@ -250,7 +252,7 @@ class Cluster:
             if value is not None and any(self.domain(n, key) == value and term_selects(term, ns, p, self.ns_labels)
                                          for n, p in self.pods()):
                 return ANTI_AFFINITY
-        for n, p in self.pods():
+        for n, p in self.guards:
             for term in _terms(p.get("spec") or {}, "podAntiAffinity", True):
                 key = term.get("topologyKey", "")
                 value = labels(node).get(key)

@@ -33,8 +33,6 @@ def tolerates(tolerations: list[dict], taint: dict) -> bool:
     return any(placement.tolerates(t, taint) for t in tolerations or [])
 
 
-node_ready = placement.node_ready
-
 
 def host_ports(pod: dict) -> set[tuple]:
     return {(p.get("hostIP", "0.0.0.0"), p.get("protocol", "TCP"), p["hostPort"])
@@ -72,8 +70,9 @@ class Scheduler:
         if key not in self.unschedulable:  # those wait for a node to change, or the retry timer
             self._enqueue(key)
 
-    def _pod_gone(self, _pod: dict) -> None:
-        self._nodes_changed(_pod)  # room was freed: resources, ports, anti-affinity, spread
+    def _pod_gone(self, pod: dict) -> None:
+        if (pod.get("spec") or {}).get("nodeName"):
+            self._nodes_changed(pod)  # room was freed: resources, ports, anti-affinity, spread
 
     def _enqueue(self, key: tuple) -> None:
         if key not in self.pending:

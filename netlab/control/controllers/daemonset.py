@@ -116,7 +116,7 @@ class DaemonSetController(Controller):
         self.history = History(self.client, self.revisions)
         self.sets.add_handler(self.enqueue_obj, self.enqueue_obj, None)
         self.pods.add_handler(self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_changed)
-        self.nodes.add_handler(self._all, lambda old, new: self._all(), self._all)
+        self.nodes.add_handler(self._all, self._node_updated, self._all)
         # Expectations, as upstream: pods this controller made or deleted that the informer has
         # not shown yet, so a sync does not act twice on the same node.
         self.expect: dict[str, tuple[set[str], set[str], float]] = {}
@@ -124,6 +124,13 @@ class DaemonSetController(Controller):
     def _all(self, *_: object) -> None:
         for ds in self.sets.list():
             self.enqueue_obj(ds)
+
+    def _node_updated(self, old: dict, new: dict) -> None:
+        """Only a node's labels and taints decide what runs there (not its heartbeats)."""
+        def view(n: dict) -> tuple:
+            return n["metadata"].get("labels"), (n.get("spec") or {}).get("taints")
+        if view(old) != view(new):
+            self._all()
 
     def _pod_changed(self, pod: dict) -> None:
         ref = controller_of(pod)
@@ -178,7 +185,11 @@ class DaemonSetController(Controller):
         data = template_patch(ds)
         same = [r for r in revisions if r.get("data") == data]
         for dup in same[:-1]:  # one revision per template
-            await self.client.delete("controllerrevisions", dup["metadata"]["name"], dup["metadata"]["namespace"])
+            try:
+                await self.client.delete("controllerrevisions", dup["metadata"]["name"], dup["metadata"]["namespace"])
+            except ApiError as e:
+                if e.status != 404:
+                    raise
         status = ds.get("status") or {}
         collisions = status.get("collisionCount", 0)
         if same:
