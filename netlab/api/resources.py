@@ -58,6 +58,11 @@ RESOURCES = [
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", model="V1EndpointSlice"),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", model="V1Lease"),
     Resource("events.k8s.io", "v1", "events", "Event", short_names=("ev",), model="EventsV1Event"),
+    Resource("apps", "v1", "statefulsets", "StatefulSet", short_names=("sts",), subresources=("status", "scale"),
+             categories=("all",), model="V1StatefulSet"),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", short_names=("ds",), subresources=("status",),
+             categories=("all",), model="V1DaemonSet"),
+    Resource("apps", "v1", "controllerrevisions", "ControllerRevision", model="V1ControllerRevision"),
 ]
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

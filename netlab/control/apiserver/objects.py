@@ -298,6 +298,7 @@ class Objects:
         s.defaults(out)
         if s.generation and out.get("spec") != old.get("spec"):
             meta["generation"] = meta_old.get("generation", 1) + 1
+        s.prepare_update(out, old)
         return out
 
     def _store_update(self, r: Resource, namespace: str | None, name: str, new: dict, old: dict,

@@ -1,6 +1,6 @@
 """kube-controller-manager for a lab: `python -m netlab.control.controllers --kubeconfig PATH`.
 
-Runs the Deployment, ReplicaSet, EndpointSlice (and Endpoints), namespace, garbage-collector and
+Runs the Deployment, ReplicaSet, StatefulSet, DaemonSet, EndpointSlice (and Endpoints), namespace, garbage-collector and
 (with --allocate-node-cidrs) node IPAM controllers in one process over shared informers, as upstream's controller manager does."""
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from netlab.control.controllers.endpointslice import EndpointSliceController
 from netlab.control.controllers.lifecycle import GarbageCollector, NamespaceController
 from netlab.control.controllers.nodeipam import NodeIpamController
 from netlab.control.controllers.replicaset import ReplicaSetController
+from netlab.control.controllers.statefulset import StatefulSetController
+from netlab.control.controllers.daemonset import DaemonSetController
 from netlab.kit import logs
 
 CONTROLLERS = [DeploymentController, ReplicaSetController, EndpointSliceController, NamespaceController,
                GarbageCollector]
+CONTROLLERS += [StatefulSetController, DaemonSetController]
 
 
 async def run(args: argparse.Namespace) -> None:

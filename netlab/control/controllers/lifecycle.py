@@ -11,6 +11,8 @@ from netlab.control.controllers.base import Controller, split_key
 GC_RESOURCES = ["deployments", "replicasets", "pods", "services", "endpointslices", "configmaps"]
 KIND_TO_RESOURCE = {"Deployment": "deployments", "ReplicaSet": "replicasets", "Pod": "pods", "Service": "services",
                     "EndpointSlice": "endpointslices", "ConfigMap": "configmaps", "Node": "nodes"}
+GC_RESOURCES += ["statefulsets", "daemonsets", "controllerrevisions"]
+KIND_TO_RESOURCE.update(StatefulSet="statefulsets", DaemonSet="daemonsets", ControllerRevision="controllerrevisions")
 
 
 class NamespaceController(Controller):

@@ -55,6 +55,10 @@ class Strategy:
     def defaults(self, obj: dict) -> None:
         """The API defaults, on create and on every update."""
 
+    def prepare_update(self, obj: dict, old: dict) -> None:
+        """What a main update sets from the object it replaces (upstream's PrepareForUpdate), after
+        the defaults and the generation."""
+
     def validate(self, obj: dict) -> list[FieldError]:
         """The kind's own fields (metadata's name and labels are checked for every kind)."""
         return []

@@ -46,6 +46,11 @@ class Strategy(base.Strategy):
         return podspec.validate(spec, "spec")
 
     def validate_update(self, obj: dict, old: dict) -> list[v.FieldError]:
+        old_gates = [g.get("name") for g in (old.get("spec") or {}).get("schedulingGates") or []]
+        for g in (obj.get("spec") or {}).get("schedulingGates") or []:
+            if g.get("name") not in old_gates:  # gates may only be removed, as upstream allows
+                return [v.forbidden("spec.schedulingGates",
+                                    f"only deletion is allowed, but found new scheduling gate '{g.get('name')}'")]
         if _mutable_view(obj.get("spec") or {}) != _mutable_view(old.get("spec") or {}):
             return [v.forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,"
                                 "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
@@ -83,6 +88,9 @@ class Strategy(base.Strategy):
         ready = sum(1 for c in statuses if c.get("ready"))
         restarts = sum(c.get("restartCount", 0) for c in statuses)
         reason = st.get("reason") or st.get("phase") or "Pending"
+        if any(c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated"
+               for c in st.get("conditions") or []):
+            reason = "SchedulingGated"
         init = st.get("initContainerStatuses") or []
         for i, c in enumerate(init):
             s = c.get("state") or {}
@@ -120,6 +128,7 @@ def _mutable_view(spec: dict) -> dict:
     for field in ("containers", "initContainers"):
         for c in s.get(field) or []:
             c.pop("image", None)
-    for field in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"):
+    for field in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName",
+                  "schedulingGates"):
         s.pop(field, None)
     return s
