@@ -8,9 +8,11 @@ from netlab.api.client import RESOURCES, ApiError
 from netlab.control.controllers.base import Controller, split_key
 
 # Kinds that may own or be owned, as the garbage collector watches them.
-GC_RESOURCES = ["deployments", "replicasets", "pods", "services", "endpointslices", "configmaps"]
+GC_RESOURCES = ["deployments", "replicasets", "pods", "services", "endpointslices", "configmaps",
+                "replicationcontrollers", "jobs", "cronjobs"]
 KIND_TO_RESOURCE = {"Deployment": "deployments", "ReplicaSet": "replicasets", "Pod": "pods", "Service": "services",
-                    "EndpointSlice": "endpointslices", "ConfigMap": "configmaps", "Node": "nodes"}
+                    "EndpointSlice": "endpointslices", "ConfigMap": "configmaps", "Node": "nodes",
+                    "ReplicationController": "replicationcontrollers", "Job": "jobs", "CronJob": "cronjobs"}
 
 
 class NamespaceController(Controller):
