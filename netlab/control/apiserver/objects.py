@@ -295,6 +295,8 @@ class Objects:
                 meta[k] = meta_old[k]
             else:
                 meta.pop(k, None)
+        if meta.get("finalizers") == []:
+            del meta["finalizers"]  # an empty list is no list, as Go's omitempty writes it
         if s.status_subresource and "status" in old:
             out["status"] = copy.deepcopy(old["status"])
         s.defaults(out)
