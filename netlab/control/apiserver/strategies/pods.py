@@ -72,14 +72,22 @@ class Strategy(base.Strategy):
             meta["deletionTimestamp"] = clock.now(grace)
             meta["deletionGracePeriodSeconds"] = grace
             return base.UPDATE, obj
-        if grace > 0 or finalizers:
-            if finalizers and not meta.get("deletionTimestamp"):
-                meta["deletionTimestamp"] = clock.now()
+        if grace > 0:
             return base.KEEP, obj
+        if finalizers:  # stopped (grace 0), but kept until its finalizers are gone, as upstream
+            if meta.get("deletionGracePeriodSeconds") == 0 and meta.get("finalizers") == finalizers:
+                return base.KEEP, obj
+            meta.setdefault("deletionTimestamp", clock.now())
+            meta["deletionGracePeriodSeconds"] = 0
+            meta["finalizers"] = finalizers
+            return base.UPDATE, obj
         return super().delete(obj, grace, finalizers)
 
     def deletion_done(self, obj: dict) -> bool:
-        return super().deletion_done(obj) and not (obj.get("spec") or {}).get("nodeName")
+        """A pod on a node goes once its kubelet has stopped it (grace 0) and no finalizer holds it."""
+        meta = obj["metadata"]
+        return super().deletion_done(obj) and (not (obj.get("spec") or {}).get("nodeName")
+                                               or meta.get("deletionGracePeriodSeconds") == 0)
 
     def row(self, p: dict) -> list[Any]:
         spec, st = p.get("spec") or {}, p.get("status") or {}
