@@ -58,6 +58,9 @@ RESOURCES = [
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", model="V1EndpointSlice"),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", model="V1Lease"),
     Resource("events.k8s.io", "v1", "events", "Event", short_names=("ev",), model="EventsV1Event"),
+    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
+             short_names=("crd", "crds"), subresources=("status",), categories=("api-extensions",),
+             model="V1CustomResourceDefinition"),
 ]
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -1,6 +1,8 @@
 """Decoding a request's JSON into an object of the kind it is sent to, as upstream's decoder
 does: the apiVersion and kind must match, field types must match the kind's schema, unknown
-fields are refused under `fieldValidation=Strict`, then the kind's own decoding (its strategy's)."""
+fields are refused under `fieldValidation=Strict` (both as the kind's strategy finds them: against
+the schema of a built-in's model, or a custom resource's structural schema, which prunes them),
+then the kind's own decoding (its strategy's)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def decode(r: Resource, strategy: Strategy, obj: Any, strict: bool) -> dict:
                           f"the kind in the data ({obj['kind']}) does not match the expected kind ({kind})")
     obj.setdefault("apiVersion", r.group_version)
     obj.setdefault("kind", kind)
-    problems = schema.check(r.model, obj, strict)
+    problems = strategy.field_problems(obj, strict)
     type_errors = [p for p in problems if not p.startswith("unknown field")]
     unknown = [p for p in problems if p.startswith("unknown field")]
     if type_errors:
