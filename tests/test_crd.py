@@ -507,3 +507,17 @@ spec:
     finally:
         cp.kubectl("delete", "-f", str(GATEWAY_API), "--ignore-not-found", timeout=120)
     assert "gateway.networking.k8s.io" not in cp.kubectl("api-resources").stdout
+
+
+def test_deleting_a_namespace_deletes_its_custom_resources():
+    """The namespace controller finds the custom resources by discovery, as upstream's does."""
+    with ControlPlane("nltcrd-ns", components=("controllers",)) as plane:
+        install(plane, "resourcedefinition.yaml")
+        plane.kubectl("create", "namespace", "crons")
+        plane.kubectl("apply", "-n", "crons", "-f", "-", input=MY_CRONTAB)
+        plane.kubectl("apply", "-f", "-", input=MY_CRONTAB)
+        plane.kubectl("delete", "namespace", "crons", timeout=60)
+        assert plane.kubectl("get", "crontabs", "-A", "-o", "name").stdout.split() == [
+            "crontab.stable.example.com/my-new-cron-object"]
+        assert plane.kubectl("get", "crontabs", "-n", "default", "-o", "name").stdout.strip() == \
+            "crontab.stable.example.com/my-new-cron-object"

@@ -163,9 +163,9 @@ def _validate_spec(spec: dict) -> list[FieldError]:
 
     versions = [x if isinstance(x, dict) else {} for x in spec.get("versions") or []]
     top_schema, top_sub, top_cols = hoisted(spec)
-    if top_schema is None or not top_schema.get("openAPIV3Schema"):
+    if top_schema is None or top_schema.get("openAPIV3Schema") is None:
         for i, ver in enumerate(versions):
-            if not (ver.get("schema") or {}).get("openAPIV3Schema"):
+            if (ver.get("schema") or {}).get("openAPIV3Schema") is None:
                 errs.append(required(f"spec.versions[{i}].schema.openAPIV3Schema", "schemas are required"))
     storage = 0
     seen: set[str] = set()
