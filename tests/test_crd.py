@@ -160,9 +160,15 @@ def test_defaulting_and_pruning(cp):
         err = cp.kubectl("create", "-f", "-", input=extra, check=False).stderr
         assert ('CronTab in version "v1" cannot be handled as a CronTab: strict decoding error: unknown field '
                 '"spec.someRandomField"') in err
-        # without it, they are pruned
+        # without it, they are pruned: silently (Ignore), or with a warning (Warn, the server's default)
         got = json.loads(cp.kubectl("create", "--validate=false", "-f", "-", "-o", "json", input=extra).stdout)
         assert got["spec"] == {"cronSpec": "* * * * */5", "image": "my-awesome-cron-image", "replicas": 1}
+        warned = cp.kubectl("create", "--validate=warn", "-f", "-", input=extra.replace("pruned", "warned"))
+        assert warned.stderr == 'Warning: unknown field "spec.someRandomField"\n'
+        status, got = cp.api("POST", "/apis/stable.example.com/v1/namespaces/default/crontabs", {
+            "apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "raw", "bogus": 1},
+            "spec": {"image": "x", "other": 1}})
+        assert status == 201 and "other" not in got["spec"] and "bogus" not in got["metadata"]
         # null is pruned and defaulted, as upstream's non-nullable fields are
         status, got = cp.api("POST", "/apis/stable.example.com/v1/namespaces/default/crontabs", {
             "apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "nulls"},
@@ -241,6 +247,41 @@ def test_python_client_and_watch(cp):
         uninstall(cp)
 
 
+def test_netlab_client_addresses_custom_resources(cp):
+    import asyncio
+
+    from netlab.api.client import Client, Informer, apply
+
+    install(cp, "resourcedefinition.yaml")
+
+    async def main():
+        async with Client.from_kubeconfig(cp.kubeconfig) as c:
+            assert (await c.list("stable.example.com/v1/crontabs", namespace="default"))["items"] == []
+            inf = Informer(c, "stable.example.com/v1/crontabs", namespace="default")
+            seen = []
+            inf.add_handler(on_add=lambda o: seen.append(o["metadata"]["name"]))
+            task = asyncio.create_task(inf.run())
+            await inf.wait_synced(10)
+            assert await apply(c, yaml.safe_load(MY_CRONTAB)) == \
+                "crontabs.stable.example.com/my-new-cron-object created"
+            await c.discover()
+            got = await c.get("ct", "my-new-cron-object", namespace="default")
+            assert got["spec"]["image"] == "my-awesome-cron-image"
+            await c.patch("crontabs.stable.example.com", "my-new-cron-object", {"spec": {"replicas": 2}}, "default")
+            assert (await c.get("crontab", "my-new-cron-object", "default"))["spec"]["replicas"] == 2
+            for _ in range(50):
+                if seen:
+                    break
+                await asyncio.sleep(0.1)
+            task.cancel()
+            assert seen == ["my-new-cron-object"]
+            await c.delete("crontabs.stable.example.com", "my-new-cron-object", "default")
+    try:
+        asyncio.run(main())
+    finally:
+        uninstall(cp)
+
+
 def test_patch_types(cp):
     install(cp, "resourcedefinition.yaml")
     try:
@@ -280,6 +321,12 @@ def test_status_and_scale_subresources(cp):
         assert got["status"]["replicas"] == 3 and got["metadata"]["generation"] == 2
         got = api.patch_namespaced_custom_object_status(*args, {"spec": {"image": "c"}, "status": {"replicas": 4}})
         assert got["spec"]["image"] == "b" and got["status"]["replicas"] == 4 and got["metadata"]["generation"] == 2
+        with pytest.raises(client.ApiException) as e:
+            api.patch_namespaced_custom_object_status(*args, {"status": {"replicas": "many"}})
+        assert e.value.status == 422 and json.loads(e.value.body)["message"] == (
+            'CronTab.stable.example.com "my-new-cron-object" is invalid: [status.replicas: Invalid value: "string": '
+            'replicas in body must be of type integer: "string", .status.replicas: Invalid value: 0: .status.replicas '
+            "accessor error: many is of the type string, expected int64]")  # the status's own schema, and the scale's
         out = cp.kubectl("scale", "--replicas=5", "crontabs/my-new-cron-object").stdout
         assert "crontab.stable.example.com/my-new-cron-object scaled" in out
         assert cp.kubectl("get", "crontabs", "my-new-cron-object", "-o", "jsonpath={.spec.replicas}").stdout == "5"

@@ -59,10 +59,11 @@ def resource_for(name: str) -> str:
 
 def type_name(resource: str) -> str:
     """`deployment.apps`, `endpoints`: a resource type as kubectl names it in its messages (a
-    custom resource, "<plural>.<group>", by its plural)."""
+    custom resource by its plural and group: `crontabs.stable.example.com`)."""
     r = next((x for x in _PLAIN if x.plural == resource), None)
     if r is None:
-        return resource
+        gvr = parse_gvr(resource)
+        return f"{gvr[2]}.{gvr[0]}" if gvr else resource
     return f"{r.singular}{'.' + r.group if r.group else ''}"
 
 
@@ -95,6 +96,8 @@ async def apply(client: Client, obj: dict) -> str:
     that is not built in (a custom resource) is looked up in the server's discovery."""
     resource = await client.resource_for_kind(obj.get("apiVersion", ""), obj["kind"])
     meta = obj.setdefault("metadata", {})
+    if resource not in RESOURCES and client.resources[resource][2]:
+        meta.setdefault("namespace", "default")  # as kubectl puts a custom resource without one
     try:
         await client.create(resource, obj)
         return f"{type_name(resource)}/{meta['name']} created"
@@ -134,7 +137,7 @@ def path_for(resource: str, namespace: str | None = None, name: str | None = Non
     table = known if known is not None else RESOURCES
     if resource in table:
         group, version, namespaced = table[resource]
-        resource = resource.split(".", 1)[0] if resource not in RESOURCES else resource
+        resource = gvr[2] if (gvr := parse_gvr(resource)) else resource.split(".", 1)[0]
     elif (gvr := parse_gvr(resource)) is not None:
         group, version, resource = gvr
         namespaced = namespace is not None
@@ -258,7 +261,9 @@ class Client:
                     if "/" in r["name"]:
                         continue
                     k = f"{r['name']}.{g['name']}"
-                    self.kinds[(ver["groupVersion"], r["kind"])] = k
+                    exact = f"{ver['groupVersion']}/{r['name']}"
+                    self.resources[exact] = (g["name"], ver["version"], r["namespaced"])
+                    self.kinds[(ver["groupVersion"], r["kind"])] = exact
                     if i:
                         continue  # the preferred (first) version names the resource
                     self.resources[k] = (g["name"], ver["version"], r["namespaced"])

@@ -94,6 +94,7 @@ class Strategy(base.Strategy):
         ver = next(x for x in spec["versions"] if x.get("name") == version)
         self.schema: dict = (ver.get("schema") or {}).get("openAPIV3Schema") or {}
         self.validator = structural.Validator(self.schema)
+        self.status_validator = structural.Validator(((self.schema.get("properties") or {}).get("status")) or {})
         subs = ver.get("subresources") or {}
         self.has_status = "status" in subs
         self.scale_paths: dict | None = subs.get("scale") if isinstance(subs.get("scale"), dict) else None
@@ -159,11 +160,18 @@ class Strategy(base.Strategy):
         errs += structural.list_errors(obj, self.schema)
         return errs
 
-    def _scale_errors(self, obj: dict) -> list[FieldError]:
+    def validate_status(self, obj: dict) -> list[FieldError]:
+        """As upstream's status strategy: the status against its own schema (so its messages name
+        the field from the status down: `replicas in body`), and the scale's status paths."""
+        errs = self.status_validator.errors(obj["status"], "status") if "status" in obj else []
+        return errs + self._scale_errors(obj, ("statusReplicasPath",))
+
+    def _scale_errors(self, obj: dict, paths: tuple[str, ...] = ("specReplicasPath", "statusReplicasPath")
+                      ) -> list[FieldError]:
         if self.scale_paths is None:
             return []
         errs = []
-        for k in ("specReplicasPath", "statusReplicasPath"):
+        for k in paths:
             path = self.scale_paths.get(k) or ""
             value, found = nested(obj, path)
             if not found:

@@ -218,7 +218,7 @@ class Objects:
             raise APIError(403, "Forbidden", f"{r.plural} is forbidden: unable to create new content in namespace "
                            f"{namespace} because it is being terminated")
 
-    def _validate(self, r: Resource, obj: dict, old: dict | None = None) -> None:
+    def _validate(self, r: Resource, obj: dict, old: dict | None = None, sub: str | None = None) -> None:
         s = self.strategy(r)
         meta = obj.get("metadata") or {}
         # as upstream's ValidateXUpdate: what may not change first, then the object as it is
@@ -226,7 +226,7 @@ class Objects:
         errs += v.check_name(meta.get("name"), s.name_rule)
         errs += v.check_labels(meta.get("labels"), "metadata.labels")
         errs += v.check_annotations(meta.get("annotations"))
-        errs += s.validate(obj)
+        errs += s.validate_status(obj) if sub == "status" else s.validate(obj)
         if errs:
             raise invalid(r, meta.get("name", ""), errs)
 
@@ -321,7 +321,7 @@ class Objects:
         if check_rv and rv and rv != cur_rv:
             raise conflict(r, name)
         out = self.prepare_update(r, new, old, sub)
-        self._validate(r, out, old)
+        self._validate(r, out, old, sub)
         if sub is None:
             self._allocate(r, out, old)
         out.setdefault("metadata", {})["resourceVersion"] = cur_rv

@@ -244,6 +244,22 @@ class APIServer:
         return request.query.get("fieldValidation", "Warn") == "Strict"
 
     @staticmethod
+    def warned(request: web.Request, write, status: int = 200) -> web.Response:
+        """The response of a write, with a Warning header for each unknown field it dropped
+        (fieldValidation=Warn, the default), as upstream's."""
+        warn = request.query.get("fieldValidation", "Warn") == "Warn"
+        token = codec.WARNINGS.set([] if warn else None)
+        try:
+            out = write()
+            warnings = codec.WARNINGS.get() or []
+        finally:
+            codec.WARNINGS.reset(token)
+        resp = json_response(out, status=status)
+        for w in warnings:
+            resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        return resp
+
+    @staticmethod
     def delete_options(request: web.Request, body: Any) -> tuple[int | None, str | None]:
         grace = request.query.get("gracePeriodSeconds")
         policy = request.query.get("propagationPolicy")
@@ -338,20 +354,21 @@ class APIServer:
     # --- writes ----------------------------------------------------------------------------
 
     async def create(self, request: web.Request, r: Resource, namespace: str | None) -> web.Response:
-        out = self.objects.create(r, namespace, await self.body(request), self.strict(request),
-                                  dry_run=request.query.get("dryRun") == "All")
-        return json_response(out, status=201)
+        body = await self.body(request)
+        return self.warned(request, lambda: self.objects.create(r, namespace, body, self.strict(request),
+                                                                dry_run=request.query.get("dryRun") == "All"), 201)
 
     async def update(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                      sub: str | None = None) -> web.Response:
         body = await self.body(request)
-        return json_response(self.objects.update(r, namespace, name, body, sub, self.strict(request)))
+        return self.warned(request, lambda: self.objects.update(r, namespace, name, body, sub, self.strict(request)))
 
     async def patch(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                     sub: str | None = None) -> web.Response:
         body = await self.body(request)
         ct = request.headers.get("Content-Type", "")
-        return json_response(self.objects.patch(r, namespace, name, ct, body, sub, self.strict(request)))
+        return self.warned(request, lambda: self.objects.patch(r, namespace, name, ct, body, sub,
+                                                               self.strict(request)))
 
     async def delete(self, request: web.Request, r: Resource, namespace: str | None, name: str) -> web.Response:
         grace, policy = self.delete_options(request, await self.optional_body(request))

@@ -83,6 +83,10 @@ class Strategy:
         """The kind's own fields (metadata's name and labels are checked for every kind)."""
         return []
 
+    def validate_status(self, obj: dict) -> list[FieldError]:
+        """An update of the status subresource (for most kinds: the object's validation)."""
+        return self.validate(obj)
+
     def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
         """What an update may not change."""
         return []
