@@ -263,7 +263,7 @@ def test_netlab_client_addresses_custom_resources(cp):
             task = asyncio.create_task(inf.run())
             await inf.wait_synced(10)
             assert await apply(c, yaml.safe_load(MY_CRONTAB)) == \
-                "crontabs.stable.example.com/my-new-cron-object created"
+                "crontab.stable.example.com/my-new-cron-object created"
             await c.discover()
             got = await c.get("ct", "my-new-cron-object", namespace="default")
             assert got["spec"]["image"] == "my-awesome-cron-image"

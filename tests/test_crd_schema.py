@@ -5,12 +5,14 @@ server."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import yaml
 
 from netlab.control.apiserver import crdvalidation, jsonpath, structural
 from netlab.control.apiserver.customresources import cell, rest_friendly, version_order
-from tests.test_crd import CRONTAB
+
+CRONTAB = Path(__file__).parent / "data" / "crontab"
 
 SCHEMA = yaml.safe_load(r"""
 type: object

@@ -96,18 +96,22 @@ async def apply(client: Client, obj: dict) -> str:
     that is not built in (a custom resource) is looked up in the server's discovery."""
     resource = await client.resource_for_kind(obj.get("apiVersion", ""), obj["kind"])
     meta = obj.setdefault("metadata", {})
-    if resource not in RESOURCES and client.resources[resource][2]:
-        meta.setdefault("namespace", "default")  # as kubectl puts a custom resource without one
+    kind_name = type_name(resource)
+    if resource not in RESOURCES:
+        group, _, namespaced = client.resources[resource]
+        kind_name = f"{client.singulars.get(resource) or obj['kind'].lower()}.{group}"
+        if namespaced:
+            meta.setdefault("namespace", "default")  # as kubectl puts a custom resource without one
     try:
         await client.create(resource, obj)
-        return f"{type_name(resource)}/{meta['name']} created"
+        return f"{kind_name}/{meta['name']} created"
     except ApiError as e:
         if e.status != 409:
             raise
     cur = await client.get(resource, meta["name"], meta.get("namespace"))
     new = await client.patch(resource, meta["name"], obj, meta.get("namespace"), "merge")
     same = new["metadata"].get("resourceVersion") == cur["metadata"].get("resourceVersion")
-    return f"{type_name(resource)}/{meta['name']} {'unchanged' if same else 'configured'}"
+    return f"{kind_name}/{meta['name']} {'unchanged' if same else 'configured'}"
 
 
 PATCH_TYPES = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json",
@@ -166,6 +170,7 @@ class Client:
         self.resources: dict[str, tuple[str, str, bool]] = dict(RESOURCES)
         self.names: dict[str, str] = {}  # plural, singular, short name, kind (lower) -> key of self.resources
         self.kinds: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> key of self.resources
+        self.singulars: dict[str, str] = {}  # key of self.resources -> singular name, for messages
         self.ssl: ssl.SSLContext | bool = False
         if self.server.startswith("https"):
             self.ssl = ssl.create_default_context(cafile=ca_file, cadata=ca_data.decode() if ca_data else None)
@@ -264,6 +269,7 @@ class Client:
                     exact = f"{ver['groupVersion']}/{r['name']}"
                     self.resources[exact] = (g["name"], ver["version"], r["namespaced"])
                     self.kinds[(ver["groupVersion"], r["kind"])] = exact
+                    self.singulars[exact] = r.get("singularName") or r["kind"].lower()
                     if i:
                         continue  # the preferred (first) version names the resource
                     self.resources[k] = (g["name"], ver["version"], r["namespaced"])

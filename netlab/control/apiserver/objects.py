@@ -280,8 +280,8 @@ class Objects:
 
     def prepare_update(self, r: Resource, new: dict, old: dict, sub: str | None) -> dict:
         """The object to store: a status update changes only status; a main update keeps the
-        status (for kinds with a status subresource) and bumps the generation when the spec
-        changes; finalize changes only the namespace's finalizers."""
+        status (for kinds with a status subresource) and bumps the generation when the kind says
+        it is a new one (most: the spec changed); finalize changes only the namespace's finalizers."""
         s = self.strategy(r)
         if sub == "finalize":
             out = copy.deepcopy(old)
