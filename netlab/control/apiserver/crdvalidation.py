@@ -97,13 +97,6 @@ def hoisted(spec: dict) -> tuple[dict | None, dict | None, list | None]:
         same(lambda x: x.get("additionalPrinterColumns"))
 
 
-def schema_of(crd: dict, version: str) -> dict | None:
-    for ver in (crd.get("spec") or {}).get("versions") or []:
-        if ver.get("name") == version:
-            return ((ver.get("schema") or {}).get("openAPIV3Schema"))
-    return None
-
-
 def validate(crd: dict, old: dict | None = None) -> list[FieldError]:
     meta = crd.get("metadata") or {}
     spec = crd.get("spec") or {}
