@@ -70,6 +70,9 @@ RESOURCES = [
              categories=("all",), model="V1CronJob"),
     Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",),
              subresources=("status",), model="V1PodDisruptionBudget"),
+    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
+             short_names=("crd", "crds"), subresources=("status",), categories=("api-extensions",),
+             model="V1CustomResourceDefinition"),
 ]
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -26,7 +26,12 @@ class NamespaceController(Controller):
         if ns is None or not ns["metadata"].get("deletionTimestamp"):
             return
         left = 0
-        for resource, (_, _, namespaced) in RESOURCES.items():
+        # custom resources too, found as upstream's namespace controller finds them: by discovery
+        served = dict(RESOURCES)
+        for k, v in (await self.client.discover()).items():
+            if "." in k and "/" not in k and RESOURCES.get(k.split(".", 1)[0]) != v:  # "<plural>.<group>"
+                served[k] = v
+        for resource, (_, _, namespaced) in served.items():
             if not namespaced:
                 continue
             items = (await self.client.list(resource, key))["items"]

@@ -84,3 +84,9 @@ class Strategy(base.Strategy):
         names, images = tables.containers_text((spec.get("template") or {}).get("spec") or {})
         return [r["metadata"]["name"], spec.get("replicas", 1), st.get("replicas", 0), st.get("readyReplicas", 0),
                 tables.age(r["metadata"].get("creationTimestamp")), names, images, labels_text(spec.get("selector"))]
+
+    def to_scale(self, obj: dict) -> dict:
+        """An equality-based selector: a plain map of labels."""
+        sel = (obj.get("spec") or {}).get("selector") or {}
+        return base.scale_of(obj, (obj.get("spec") or {}).get("replicas", 1), (obj.get("status") or {}).get("replicas", 0),
+                             ",".join(f"{k}={val}" for k, val in sorted(sel.items())))
