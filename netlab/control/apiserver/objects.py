@@ -369,7 +369,7 @@ class Objects:
         meta = obj["metadata"]
         rev = int(meta["resourceVersion"])
         finalizers = list(meta.get("finalizers") or [])
-        if policy is None and self.strategies[r].orphan_by_default:
+        if policy is None and self.strategy(r).orphan_by_default:
             policy = "Orphan"
         if policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
