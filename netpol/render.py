@@ -1,25 +1,24 @@
 """The node's NetworkPolicy rules: a pure function of (policies, pods, namespaces, node), as
 kube-proxy's rendering is of its Services. The result is one nftables table, `inet netlab-netpol`,
 laid out as Calico's nftables mode lays out its policy (one dispatch by pod address, a chain per
-pod that jumps to a chain per policy, named sets of peer addresses), written by `sync.apply` in
-one transaction that replaces the table whole.
+pod that jumps to a chain per policy, named sets of peer addresses), written by `sync` in one
+transaction that replaces the table whole, as kube-network-policies writes its own.
 
-    table inet netlab-netpol
-      chain egress          hook forward, priority filter      from a pod of this node (to anywhere)
-      chain ingress         hook forward, priority filter + 1  to a pod of this node
-      chain egress-to-node  hook input,   priority filter      from a pod of this node to the node itself
-        ct state established,related accept                    replies and the rest of allowed connections
-        ip daddr vmap @ingress-pods                             isolated pod -> its chain; others pass
-      chain pod-ingress-<ns>/<pod>     jump ingress-<ns>/<policy> ... ; counter drop
-      chain ingress-<ns>/<policy>      one rule per (rule, peer, kind of port) that `accept`s
-      set   ingress-<ns>/<policy>/<i>/<j>   addresses of the pods peer j of rule i selects
+    chain egress-forward   hook forward, priority filter      from a pod of this node
+    chain ingress-forward  hook forward, priority filter + 1  to a pod of this node
+    chain egress-input     hook input, priority 101           from a pod of this node to the node
+    chain egress-output    hook output, priority filter       (IPVS sends Service traffic on from here)
+    chain ingress-output   hook output, priority filter + 1   to a pod: the node's own traffic passes
+        ct state established,related accept                  replies, and the rest of allowed connections
+        ip daddr vmap @ingress-pods                           an isolated pod -> its chain; others pass
+    chain pod-ingress-<ns>/<pod>     jump ingress-<ns>/<policy> ... ; counter drop
+    chain ingress-<ns>/<policy>      one rule per (rule, peer, kind of port) that accepts
+    set   ingress-<ns>/<policy>/<i>/<j>   the addresses of the pods that peer j of rule i selects
 
-The forward and input hooks run after prerouting, where kube-proxy DNATs a Service's address to
-a backend (iptables and nftables modes, priority dstnat), so a policy sees the backend pod. Traffic
-from the node itself to its pods (the kubelet's probes) leaves through the output hook, which this
-table leaves alone: upstream allows it always. An `accept` ends only the base chain it is in, so
-egress (priority filter) and ingress (filter + 1) are judged one after the other, and the first
-accepting policy chain ends a pod chain: the union of the policies that select the pod.
+Forward and input come after prerouting, where kube-proxy's iptables and nftables modes DNAT a
+Service's address to a backend (priority dstnat), so a policy sees the backend pod. An accept
+ends only the base chain it is in: egress and ingress are judged one after the other, and the
+first policy chain that accepts ends a pod's chain, which makes the union of its policies.
 """
 
 from __future__ import annotations
@@ -35,11 +34,18 @@ from netpol.model import NAME_LABEL, Peer, Pod, Policy, Port, Rule, namespace_la
 TABLE = "netlab-netpol"
 FAMILY = "inet"
 DIRECTIONS = ("egress", "ingress")
-# base chain -> (hook spec, the pod address it dispatches on, the map)
-BASE_CHAINS = {
-    "egress": ("type filter hook forward priority filter; policy accept;", "saddr", "egress-pods"),
-    "ingress": ("type filter hook forward priority filter + 1; policy accept;", "daddr", "ingress-pods"),
-    "egress-to-node": ("type filter hook input priority filter; policy accept;", "saddr", "egress-pods"),
+ESTABLISHED = "ct state established,related accept"
+FROM_NODE = 'fib saddr type local accept comment "from this node: always allowed (the kubelet\'s probes)"'
+# base chain -> (hook, priority, rules). An accept ends only its own base chain, so each hook has
+# an egress chain and, one priority later, an ingress chain: a packet between two pods of this
+# node is judged by both. (The input hook's priority is after IPVS's, srcnat - 2 and - 1, which
+# takes Service traffic there and sends it on through output, as kube-network-policies notes.)
+BASE_CHAINS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "egress-forward": ("forward", "filter", (ESTABLISHED, "ip saddr vmap @egress-pods")),
+    "ingress-forward": ("forward", "filter + 1", (ESTABLISHED, "ip daddr vmap @ingress-pods")),
+    "egress-input": ("input", "101", (ESTABLISHED, "ip saddr vmap @egress-pods")),
+    "egress-output": ("output", "filter", (ESTABLISHED, "ip saddr vmap @egress-pods")),
+    "ingress-output": ("output", "filter + 1", (ESTABLISHED, FROM_NODE, "ip daddr vmap @ingress-pods")),
 }
 NFT_PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 MAX_NAME = 255      # nftables' limit on chain and set names
@@ -276,8 +282,8 @@ def build(policies: Iterable[dict], pods: Iterable[dict], namespaces: Iterable[d
     for name, spec in (("ingress-pods", "ingress"), ("egress-pods", "egress")):
         rs.sets[name] = NftSet(name, "ipv4_addr : verdict", f"this node's pods isolated for {spec}: their chain",
                                is_map=True)
-    for name, (hook, addr, vmap) in BASE_CHAINS.items():
-        rs.chains[name] = Chain(name, ["ct state established,related accept", f"ip {addr} vmap @{vmap}"], hook)
+    for name, (hook, prio, rules) in BASE_CHAINS.items():
+        rs.chains[name] = Chain(name, list(rules), f"type filter hook {hook} priority {prio}; policy accept;")
 
     # which policies select each local pod, per direction (a pod isolated for a direction is one
     # that at least one policy of that type selects)

@@ -106,15 +106,18 @@ def _proto_port(elem: str, pkt: Packet) -> bool:
     return proto == pkt.proto and _port_in(port, pkt.dport)
 
 
+PRIORITIES = {"filter": 0, "filter + 1": 1}
+
+
 class Evaluator:
-    def __init__(self, rs: Ruleset):
-        self.rs = rs
+    def __init__(self, rs: Ruleset, local: tuple[str, ...] = ()):
+        self.rs, self.local = rs, set(local)  # local: the node's own addresses
         self.elements = {name: s.elements for name, s in rs.sets.items()}
 
     def hook(self, hook: str, pkt: Packet) -> str:
         """The verdict of the table's base chains on `hook`, in order of priority."""
-        chains = [n for n, (spec, _, _) in BASE_CHAINS.items() if f"hook {hook} " in spec]
-        chains.sort(key=lambda n: 1 if "filter + 1" in BASE_CHAINS[n][0] else 0)
+        chains = [n for n, (h, _, _) in BASE_CHAINS.items() if h == hook]
+        chains.sort(key=lambda n: PRIORITIES[p] if (p := BASE_CHAINS[n][1]) in PRIORITIES else int(p))
         for name in chains:
             if self.chain(name, pkt) == "drop":
                 return "drop"
@@ -173,6 +176,11 @@ class Evaluator:
                     if pkt.proto not in protos:
                         return None
                     i += 3
+            elif tok == "fib":
+                assert t[i + 1:i + 4] == ["saddr", "type", "local"], rule
+                if pkt.saddr not in self.local:
+                    return None
+                i += 4
             elif tok == "counter":
                 i += 1
             elif tok == "log":

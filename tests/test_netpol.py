@@ -46,18 +46,18 @@ def test_the_table_is_replaced_whole_in_one_transaction_and_hooks_after_dnat():
     text = render.render([], [], [], "worker", "10.244.1.0/24")
     lines = text.splitlines()
     assert lines[:3] == ["add table inet netlab-netpol", "delete table inet netlab-netpol", "table inet netlab-netpol {"]
-    assert "\t\ttype filter hook forward priority filter; policy accept;" in lines
-    assert "\t\ttype filter hook forward priority filter + 1; policy accept;" in lines
-    assert "\t\ttype filter hook input priority filter; policy accept;" in lines
-    assert "output" not in text and "prerouting" not in text  # the node's own traffic to its pods is not judged
-    assert text.count("ct state established,related accept") == 3
+    hooks = [ln.strip() for ln in lines if "type filter hook" in ln]
+    assert hooks == [f"type filter hook {h} priority {p}; policy accept;" for h, p in (
+        ("forward", "filter"), ("forward", "filter + 1"), ("input", "101"), ("output", "filter"), ("output", "filter + 1"))]
+    assert "prerouting" not in text and "postrouting" not in text  # after DNAT, before SNAT
+    assert text.count("ct state established,related accept") == 5
     assert "NetworkPolicy for the pods of node worker (10.244.1.0/24)" in text
 
 
 def test_no_policy_allows_everything():
     check([], lambda s, d: True)
     rs = rulesets([])["worker"]
-    assert set(rs.chains) == {"egress", "ingress", "egress-to-node"}
+    assert set(rs.chains) == set(render.BASE_CHAINS)
     assert not rs.sets["ingress-pods"].elements and not rs.sets["egress-pods"].elements
 
 
@@ -78,7 +78,7 @@ def test_chains_and_sets_are_named_for_the_policy_and_pod():
     assert peers.elements == [m.ip("x/b")] and peers.comment == "x/allow-b ingress rule 0 from[0]: podSelector pod=b"
     # the other node has none of x/a's rules: only what its own pods need
     other = render.build([pol], m.pods, m.namespaces, "worker2" if m.node("x/a") == "worker" else "worker")
-    assert set(other.chains) == {"egress", "ingress", "egress-to-node"} and "ingress-x/allow-b/0/0" not in other.sets
+    assert set(other.chains) == set(render.BASE_CHAINS) and "ingress-x/allow-b/0/0" not in other.sets
 
 
 def test_drops_can_be_logged():
@@ -313,10 +313,22 @@ def test_replies_and_established_connections_pass():
 def test_egress_to_the_node_itself_is_judged_at_input_and_the_node_reaches_its_pods():
     m = model()
     deny_out = policy("x", "deny-egress", {"podSelector": {}, "policyTypes": ["Egress"]})
-    ev = Evaluator(rulesets([DENY_INGRESS_X, deny_out], m)[m.node("x/a")])
+    node = ("172.18.0.3", "10.244.1.1")
+    ev = Evaluator(rulesets([DENY_INGRESS_X, deny_out], m)[m.node("x/a")], local=node)
     assert ev.hook("input", Packet(m.ip("x/a"), "172.18.0.3", dport=10250)) == "drop"
     assert ev.hook("input", Packet(m.ip("y/a"), "172.18.0.3", dport=10250)) == "accept"
-    assert ev.hook("output", Packet("172.18.0.3", m.ip("x/a"))) == "accept"  # no chain on output: the node may
+    for src in node:  # the node's own traffic to its pods: always allowed
+        assert ev.hook("output", Packet(src, m.ip("x/a"))) == "accept"
+
+
+def test_service_traffic_ipvs_sends_on_through_output_is_judged_there():
+    m = model()
+    deny_out = policy("x", "deny-egress", {"podSelector": {}, "policyTypes": ["Egress"]})
+    ev = Evaluator(rulesets([DENY_INGRESS_X, deny_out], m)[m.node("x/a")], local=("172.18.0.3",))
+    # after IPVS's DNAT the packet leaves with the client pod's address: ingress and egress both hold
+    assert ev.hook("output", Packet(m.ip("y/a"), m.ip("x/a"))) == "drop"
+    assert ev.hook("output", Packet(m.ip("x/a"), m.ip("y/a"))) == "drop"
+    assert ev.hook("output", Packet(m.ip("y/a"), m.ip("z/a"))) == "accept"
 
 
 def test_host_network_and_finished_pods_take_no_part():
