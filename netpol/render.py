@@ -228,7 +228,7 @@ def _port_matches(rs: Ruleset, direction: str, policy: Policy, i: int, rule: Rul
         whose = "selected pods" if direction == "ingress" else "destination pods"
         rs.sets[name] = NftSet(name, "ipv4_addr . inet_proto . inet_service",
                                f"{policy.key} {direction} rule {i}: named ports "
-                               f"{', '.join(f'{port}/{proto}' for port, proto in named)} on the {whose}",
+                               f"{', '.join(f'{proto}/{port}' for port, proto in named)} on the {whose}",
                                elems)
         out.append((f"ip daddr . meta l4proto . th dport @{name}",
                     "named " + ", ".join(f"{proto}/{port}" for port, proto in named)))
