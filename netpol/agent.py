@@ -30,13 +30,16 @@ def _relevant(resource: str, obj: dict):
 
 
 class Agent:
-    def __init__(self, args):
-        self.args = args
+    """`syncer` and `prepare` are for tests: a syncer that records instead of running nft, and
+    no sysctl written in the test's own namespace."""
+
+    def __init__(self, args, syncer: sync.Syncer | None = None, prepare: bool = True):
+        self.args, self.prepare = args, prepare
         self.node = args.hostname_override
         self.pod_cidr = args.pod_cidr
         self.client = Client.from_kubeconfig(args.kubeconfig)
         self.informers = {r: Informer(self.client, r) for r in ("networkpolicies", "pods", "namespaces")}
-        self.syncer = sync.Syncer()
+        self.syncer = syncer or sync.Syncer()
         self.dirty = asyncio.Event()
         self.last_ok: float | None = None
         self.last_duration = 0.0
@@ -82,7 +85,8 @@ class Agent:
             log.info("programmed table inet %s (%d lines) in %.3fs", render.TABLE, text.count("\n"), self.last_duration)
 
     async def run(self) -> None:
-        prepare_node()
+        if self.prepare:
+            prepare_node()
         if not self.pod_cidr:
             self.pod_cidr = await self.node_pod_cidr()
         tasks = [asyncio.create_task(inf.run()) for inf in self.informers.values()]
