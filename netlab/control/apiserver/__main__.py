@@ -22,6 +22,7 @@ from aiohttp import web
 
 from netlab.control.apiserver.server import APIServer, load_token
 from netlab.control.apiserver.store import open_store
+from netlab.kit import net
 from netlab.kit.cluster import Cluster
 
 
@@ -36,10 +37,6 @@ def listener(host: str, port: int, netns: str | None = None) -> socket.socket:
 
     if netns is None:
         return make()
-    import os
-
-    from netlab.kit import net
-
     here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         net.setns(netns)
