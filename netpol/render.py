@@ -28,7 +28,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from netpol import selectors
+from netlab.api.selectors import format_label_selector, selector_matches
 from netpol.model import NAME_LABEL, Peer, Pod, Policy, Port, Rule, namespace_labels, pod_view, policy_view
 
 TABLE = "netlab-netpol"
@@ -157,9 +157,15 @@ class _Cluster:
             in_ns = {policy.namespace}
         else:
             in_ns = {ns for ns in {p.namespace for p in self.pods}
-                     if selectors.matches(peer.namespace_selector, self.labels_of(ns))}
+                     if selector_matches(peer.namespace_selector, self.labels_of(ns))}
         return [p for p in self.pods if p.namespace in in_ns
-                and (peer.pod_selector is None or selectors.matches(peer.pod_selector, p.labels))]
+                and (peer.pod_selector is None or selector_matches(peer.pod_selector, p.labels))]
+
+
+def _selector(sel: dict) -> str:
+    """kubectl's form of a selector; `{}` for the empty one (every pod, every namespace)."""
+    text = format_label_selector(sel)
+    return "{}" if text == "<none>" else text
 
 
 def _describe_peer(peer: Peer) -> str:
@@ -167,9 +173,9 @@ def _describe_peer(peer: Peer) -> str:
         return f"ipBlock {peer.cidr}" + (f" except {', '.join(peer.except_)}" if peer.except_ else "")
     parts = []
     if peer.namespace_selector is not None:
-        parts.append(f"namespaceSelector {selectors.describe(peer.namespace_selector)}")
+        parts.append(f"namespaceSelector {_selector(peer.namespace_selector)}")
     if peer.pod_selector is not None:
-        parts.append(f"podSelector {selectors.describe(peer.pod_selector)}")
+        parts.append(f"podSelector {_selector(peer.pod_selector)}")
     return " and ".join(parts)
 
 
@@ -293,7 +299,7 @@ def build(policies: Iterable[dict], pods: Iterable[dict], namespaces: Iterable[d
         for d in DIRECTIONS:
             if pol.rules(d) is None:
                 continue
-            pods_of = [p for p in local if p.namespace == pol.namespace and selectors.matches(pol.pod_selector, p.labels)]
+            pods_of = [p for p in local if p.namespace == pol.namespace and selector_matches(pol.pod_selector, p.labels)]
             if pods_of:
                 selected[(d, pol.key)] = pods_of
                 for p in pods_of:

@@ -10,7 +10,8 @@ import sys
 import pytest
 import yaml
 
-from netpol import render, selectors
+from netlab.api.selectors import format_label_selector
+from netpol import render
 from netpol.model import policy_types
 from tests.netpolkit import NODES, Evaluator, Packet, allowed, expect, model, namespace, pod, policy, truth_table
 
@@ -354,15 +355,12 @@ def test_two_pods_reporting_one_address_get_one_map_element():
     assert len(rs.sets["ingress-pods"].elements) == 1
 
 
-def test_selectors_describe_and_match():
-    sel = {"matchLabels": {"app": "web"}, "matchExpressions": [
-        {"key": "tier", "operator": "In", "values": ["a", "b"]}, {"key": "legacy", "operator": "DoesNotExist"}]}
-    assert selectors.describe(sel) == "app=web,tier in (a,b),!legacy"
-    assert selectors.describe({}) == "{}"
-    assert selectors.matches(sel, {"app": "web", "tier": "a"})
-    assert not selectors.matches(sel, {"app": "web", "tier": "a", "legacy": "1"})
-    assert not selectors.matches(sel, {"app": "web"})
-    assert not selectors.matches({"matchExpressions": [{"key": "a", "operator": "Bogus"}]}, {"a": "1"})
+def test_selectors_are_described_as_kubectl_prints_them():
+    sel = {"matchLabels": {"tier": "x", "app": "web"}, "matchExpressions": [
+        {"key": "env", "operator": "In", "values": ["b", "a"]}, {"key": "legacy", "operator": "DoesNotExist"},
+        {"key": "zone", "operator": "Exists"}]}
+    assert format_label_selector(sel) == "app=web,env in (a,b),!legacy,tier=x,zone"
+    assert format_label_selector({}) == format_label_selector(None) == "<none>"
 
 
 def test_render_command_prints_the_table_for_a_state_file(tmp_path):
