@@ -55,7 +55,8 @@ class Agent:
             self.dirty.set()
 
     async def node_pod_cidr(self) -> str:
-        """This node's pod CIDR, from its Node (spec.podCIDR) when --pod-cidr is not given."""
+        """This node's pod CIDR, from its Node (spec.podCIDR) when --pod-cidr is not given; none
+        yet is no harm: the pods bound to this node are still this node's to police."""
         while True:
             try:
                 node = await self.client.get("nodes", self.node)
