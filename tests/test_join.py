@@ -18,6 +18,7 @@ import pytest
 
 from netlab.kit import net
 from netlab.kit.cluster import state_dir
+from netlab.kit.layout import Layout
 
 pytestmark = pytest.mark.lab
 
@@ -63,7 +64,7 @@ def on(machine: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return on(VM1, ["kubectl", "--kubeconfig", str(state_dir("nltcp") / "kubeconfig"), *args], input=input)
+    return on(VM1, ["kubectl", "--kubeconfig", str(Layout("nltcp").kubeconfig), *args], input=input)
 
 
 @pytest.fixture
@@ -102,8 +103,7 @@ def pod_exec(pod: str, argv: list[str]) -> subprocess.CompletedProcess:
     """Like `kubectl exec`: in the container's network, hostname and /etc (the node's state has its pid)."""
     p = json.loads(kubectl("get", "pod", pod, "-o", "json").stdout)
     lab_of = {"vm1": "nltcp", "vm2": "nltw1"}[p["spec"]["nodeName"]]
-    st = json.loads((state_dir(lab_of) / "nodes" / p["spec"]["nodeName"] / "pods" / p["metadata"]["uid"]
-                     / "state.json").read_text())
+    st = json.loads(Layout(lab_of).node(p["spec"]["nodeName"]).pod(p["metadata"]["uid"]).state.read_text())
     pid = st["containers"][p["spec"]["containers"][0]["name"]]["proc"]["pid"]
     return subprocess.run(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *argv],
                           capture_output=True, text=True, timeout=30)
@@ -155,6 +155,12 @@ def test_join_makes_a_second_machine_a_node_whose_pods_reach_the_first(machines)
     assert r.stdout == web["metadata"]["name"], r.stderr
     r = pod_exec("client", ["curl", "-s", "--max-time", "5", "http://web/clientip"])
     assert r.returncode == 0 and r.stdout.startswith("10.244.1."), r.stderr  # the pod's own address, not NATed
+    # kubectl logs and exec for the pod on the joined machine: the API server asks its kubelet (:10250)
+    assert kubectl("logs", "client").stdout == "Paused\n"
+    r = kubectl("exec", "client", "--", "hostname")
+    assert r.returncode == 0 and r.stdout == "client\n", r.stderr
+    r = kubectl("exec", "-i", "client", "--", "cat", input="from vm1\n")
+    assert r.returncode == 0 and r.stdout == "from vm1\n", r.stderr
 
     # `down` must run on the machine that was made a node, and then undoes what netlab made there
     r = subprocess.run([*NETLAB, "down", "--name", "nltw1"], capture_output=True, text=True)

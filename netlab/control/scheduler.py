@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 
 from netlab.api.client import ApiError, Client, Informer, event
-from netlab.kit import clock
+from netlab.kit import clock, logs
 
 log = logging.getLogger("netlab.scheduler")
 NAME = "default-scheduler"
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m netlab.control.scheduler")
     p.add_argument("--kubeconfig", required=True)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     try:
         asyncio.run(Scheduler(Client.from_kubeconfig(args.kubeconfig)).run())
     except KeyboardInterrupt:

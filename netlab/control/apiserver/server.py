@@ -66,7 +66,7 @@ class APIServer:
                  state_dir: str | Path, secure_port: int = 6443):
         self.store, self.token = store, token
         self.objects = Objects(store, service_subnet)
-        self.kubelets = nodes.Kubelets(Path(state_dir))
+        self.kubelets = nodes.Kubelets(Path(state_dir), self._node)
         self.advertise, self.secure_port = advertise_address, secure_port
         self.service_subnet = service_subnet
         self.app = web.Application(middlewares=[self.middleware], client_max_size=MAX_BODY)
@@ -74,6 +74,10 @@ class APIServer:
         self.app.on_startup.append(self._start_background)
         self.app.on_cleanup.append(self._stop_background)
         self._tasks: list[asyncio.Task] = []
+
+    def _node(self, name: str) -> dict:
+        """A Node as this server stores it, for the seam to its kubelet."""
+        return self.objects.get(lookup("", "v1", "nodes"), None, name)
 
     # --- plumbing --------------------------------------------------------------------------
 

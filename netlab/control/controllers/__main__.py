@@ -16,6 +16,7 @@ from netlab.control.controllers.endpointslice import EndpointSliceController
 from netlab.control.controllers.lifecycle import GarbageCollector, NamespaceController
 from netlab.control.controllers.nodeipam import NodeIpamController
 from netlab.control.controllers.replicaset import ReplicaSetController
+from netlab.kit import logs
 
 CONTROLLERS = [DeploymentController, ReplicaSetController, EndpointSliceController, NamespaceController,
                GarbageCollector]
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.allocate_node_cidrs and not args.cluster_cidr:
         p.error("--allocate-node-cidrs needs --cluster-cidr")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     try:
         asyncio.run(run(args))
     except KeyboardInterrupt:
