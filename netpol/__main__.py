@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -50,9 +49,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from netlab.kit import logs
     from netpol.agent import Agent
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     if not args.hostname_override:
         print("netlab-netpol: --hostname-override (or NODE_NAME) must name this node", file=sys.stderr)
         return 2

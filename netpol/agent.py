@@ -1,8 +1,9 @@
 """The agent: informers on NetworkPolicies, Pods and Namespaces (the whole cluster: a peer may be
-anywhere); a change that can alter a rule asks for a sync, changes within --min-sync-period are
-batched into one; each sync renders the node's whole table and programs it if it differs. Every
---sync-period it checks that the table is still in the kernel and puts it back if not.
-/healthz and /metrics on --metrics-bind-address, as kube-network-policies serves them."""
+anywhere); a change that can alter a rule asks the sync runner for a sync, as kube-network-policies
+does (a BoundedFrequencyRunner: a lone change is programmed at once, a burst within
+--min-sync-period is batched, and every --sync-period a run checks that the table is still in the
+kernel). Each sync renders the node's whole table and programs it if it differs. /healthz and
+/metrics on --metrics-bind-address."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import asyncio
 import logging
 import time
 
-from aiohttp import web
-
 from netlab.api.client import ApiError, Client, Informer
+from netlab.kit import serving
+from netlab.kit.metrics import Registry, exponential_buckets
+from netlab.kit.runner import BoundedFrequencyRunner
 from netpol import render, sync
 from netpol.model import namespace_labels, pod_view
 
 log = logging.getLogger("netlab.netpol")
+BURST_SYNCS = 2
+RETRY_AFTER_FAILURE = 1.0
 
 
 def _relevant(resource: str, obj: dict):
@@ -40,19 +44,21 @@ class Agent:
         self.client = Client.from_kubeconfig(args.kubeconfig)
         self.informers = {r: Informer(self.client, r) for r in ("networkpolicies", "pods", "namespaces")}
         self.syncer = syncer or sync.Syncer()
-        self.dirty = asyncio.Event()
+        self.runner = BoundedFrequencyRunner("netpol-sync", self.sync, args.min_sync_period,
+                                             max(args.sync_period, args.min_sync_period), BURST_SYNCS)
         self.last_ok: float | None = None
-        self.last_duration = 0.0
+        self.registry = Registry()
+        self.durations = self.registry.histogram("netpol_sync_duration_seconds", "rendering and programming the "
+                                                 "node's table", exponential_buckets(0.001, 2, 15))
+        self.failures = self.registry.counter("netpol_sync_failures_total", "nft transactions that failed")
+        self.last = self.registry.gauge("netpol_last_sync_timestamp_seconds", "when the rules were last in sync")
         for resource, inf in self.informers.items():
-            inf.add_handler(lambda obj: self.changed(), lambda old, new, r=resource: self.updated(r, old, new),
-                            lambda obj: self.changed())
-
-    def changed(self) -> None:
-        self.dirty.set()
+            inf.add_handler(lambda obj: self.runner.run(), lambda old, new, r=resource: self.updated(r, old, new),
+                            lambda obj: self.runner.run())
 
     def updated(self, resource: str, old: dict, new: dict) -> None:
         if _relevant(resource, old) != _relevant(resource, new):
-            self.dirty.set()
+            self.runner.run()
 
     async def node_pod_cidr(self) -> str:
         """This node's pod CIDR, from its Node (spec.podCIDR) when --pod-cidr is not given; none
@@ -70,20 +76,28 @@ class Agent:
         return render.render(i["networkpolicies"].list(), i["pods"].list(), i["namespaces"].list(), self.node,
                              self.pod_cidr, self.args.log_drops)
 
-    async def sync(self, force: bool = False) -> None:
+    async def sync(self) -> None:
+        """One run: the table as the informers say, programmed if it differs from what the kernel
+        took last, or if the table has gone from the kernel."""
         t = time.perf_counter()
         text = self.render()
         try:
+            force = text == self.syncer.applied and not await asyncio.to_thread(self.syncer.present)
+            if force:
+                log.warning("table inet %s is gone: programming it again", render.TABLE)
             wrote = await asyncio.to_thread(self.syncer.sync, text, force)
         except sync.SyncError as e:
             log.error("sync failed (retrying): %s", e)
-            self.dirty.set()
-            await asyncio.sleep(1)
+            self.failures.inc()
+            self.runner.retry_after(RETRY_AFTER_FAILURE)
             return
+        finally:
+            self.durations.observe(time.perf_counter() - t)
         self.last_ok = time.time()
-        self.last_duration = time.perf_counter() - t
+        self.last.set(self.last_ok)
         if wrote:
-            log.info("programmed table inet %s (%d lines) in %.3fs", render.TABLE, text.count("\n"), self.last_duration)
+            log.info("programmed table inet %s (%d lines) in %.3fs", render.TABLE, text.count("\n"),
+                     time.perf_counter() - t)
 
     async def run(self) -> None:
         if self.prepare:
@@ -93,61 +107,19 @@ class Agent:
         tasks = [asyncio.create_task(inf.run()) for inf in self.informers.values()]
         for inf in self.informers.values():
             await inf.wait_synced()
-        await self.serve_http()
+        if self.args.metrics_bind_address:
+            await serving.serve_or_warn(self.args.metrics_bind_address, {
+                "/healthz": serving.check(self.healthy, bad="not synced"),
+                "/metrics": serving.metrics(self.registry)}, "healthz and metrics")
         log.info("node %s (pod CIDR %s): informers synced", self.node, self.pod_cidr or "-")
-        self.dirty.set()
-        next_check = time.monotonic() + self.args.sync_period
-        while True:
-            try:
-                await asyncio.wait_for(self.dirty.wait(), max(0.05, next_check - time.monotonic()))
-            except asyncio.TimeoutError:
-                pass
-            for t in tasks:
-                if t.done():
-                    t.result()  # an informer died: let the supervisor restart the agent
-            if self.dirty.is_set():
-                await asyncio.sleep(self.args.min_sync_period)  # batch what arrives meanwhile
-                self.dirty.clear()
-                await self.sync()
-            if time.monotonic() >= next_check:
-                present = await asyncio.to_thread(self.syncer.present)
-                if not present:
-                    log.warning("table inet %s is gone: programming it again", render.TABLE)
-                await self.sync(force=not present)
-                next_check = time.monotonic() + self.args.sync_period
+        self.runner.run()
+        tasks.append(asyncio.create_task(self.runner.loop()))
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            t.result()  # (the informers and the runner only end by raising)
 
-    async def serve_http(self) -> None:
-        async def healthz(_):
-            now = time.time()
-            healthy = self.last_ok is not None and now - self.last_ok < 2 * self.args.sync_period + 60
-            return web.Response(text="ok" if healthy else "not synced", status=200 if healthy else 503)
-
-        async def metrics(_):
-            s = self.syncer.stats
-            lines = ["# HELP netpol_sync_total nft transactions run", "# TYPE netpol_sync_total counter",
-                     f"netpol_sync_total {s['syncs']}",
-                     "# HELP netpol_sync_failures_total nft transactions that failed",
-                     "# TYPE netpol_sync_failures_total counter", f"netpol_sync_failures_total {s['failures']}",
-                     "# HELP netpol_sync_duration_seconds the last sync's rendering and programming",
-                     "# TYPE netpol_sync_duration_seconds gauge", f"netpol_sync_duration_seconds {self.last_duration}",
-                     "# HELP netpol_last_sync_timestamp_seconds when the rules were last known in sync",
-                     "# TYPE netpol_last_sync_timestamp_seconds gauge",
-                     f"netpol_last_sync_timestamp_seconds {self.last_ok or 0}"]
-            return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-        addr = self.args.metrics_bind_address
-        if not addr:
-            return
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/metrics", metrics)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        host, port = addr.rsplit(":", 1)
-        try:
-            await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
-        except OSError as e:
-            log.warning("cannot serve on %s: %s", addr, e)
+    def healthy(self) -> bool:
+        return self.last_ok is not None and time.time() - self.last_ok < 2 * self.args.sync_period + 60
 
 
 def prepare_node() -> None:

@@ -5,13 +5,10 @@ on flowing through `ct state established,related accept`; only new ones meet the
 
 from __future__ import annotations
 
-import logging
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from netpol.render import FAMILY, TABLE
-
-log = logging.getLogger("netlab.netpol")
 
 
 class SyncError(RuntimeError):
@@ -28,22 +25,18 @@ def run(argv: list[str], stdin: str | None = None) -> str:
 @dataclass
 class Syncer:
     applied: str | None = None   # the last text the kernel took
-    stats: dict = field(default_factory=lambda: {"syncs": 0, "skipped": 0, "failures": 0})
 
     def sync(self, text: str, force: bool = False) -> bool:
         """Program `text` unless it is what the kernel already has (a rewrite would reset the
         counters a learner reads). Returns whether nft ran."""
         if text == self.applied and not force:
-            self.stats["skipped"] += 1
             return False
         try:
             run(["nft", "-f", "-"], text)
         except SyncError:
-            self.stats["failures"] += 1
             self.applied = None
             raise
         self.applied = text
-        self.stats["syncs"] += 1
         return True
 
     @staticmethod

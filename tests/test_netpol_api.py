@@ -98,7 +98,10 @@ def test_the_agent_renders_what_it_watches(cp):
         """A syncer that keeps what it would program."""
         def __init__(self):
             self.texts: list[str] = []
-            self.stats = {"syncs": 0, "skipped": 0, "failures": 0}
+
+        @property
+        def applied(self) -> str | None:
+            return self.texts[-1] if self.texts else None
 
         def sync(self, text: str, force: bool = False) -> bool:
             if self.texts and self.texts[-1] == text and not force:

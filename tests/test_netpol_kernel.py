@@ -118,8 +118,8 @@ def program(policies: list[dict]) -> str:
 
 def kube_proxy(mode: str) -> None:
     """kube-proxy's own rules (proxy/) for a Service 10.96.0.10:80 in front of x/a."""
-    from proxy import iptables as ipt
-    from proxy import sync as psync
+    from proxy import modes
+    from proxy.config import Config
     from proxy.model import service_ports
 
     svc = {"metadata": {"name": "web", "namespace": "x"},
@@ -127,11 +127,10 @@ def kube_proxy(mode: str) -> None:
     eps = {"metadata": {"name": "web-1", "namespace": "x", "labels": {"kubernetes.io/service-name": "web"}},
            "addressType": "IPv4", "ports": [{"name": "http", "port": 80}],
            "endpoints": [{"addresses": [PODS["x/a"][1]], "nodeName": "node"}]}
-    cfg = ipt.Config(node_name="node", cluster_cidr="10.244.0.0/16", node_ips=[NODE_IP])
+    cfg = Config(node_name="node", cluster_cidr="10.244.0.0/16", node_ips=[NODE_IP])
 
     def apply():
-        syncer = psync.NftablesSyncer(cfg) if mode == "nftables" else psync.IptablesSyncer(cfg, psync.detect_backend())
-        syncer.sync(service_ports([svc], [eps]), full=True)
+        modes.syncer(mode, cfg).sync(service_ports([svc], [eps]), full=True)
     net.call_in(NODE, apply)
 
 
