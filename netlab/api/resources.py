@@ -40,7 +40,7 @@ RESOURCES = [
              verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     Resource("", "v1", "nodes", "Node", namespaced=False, short_names=("no",), subresources=("status",),
              model="V1Node"),
-    Resource("", "v1", "pods", "Pod", short_names=("po",), subresources=("status", "binding", "log", "exec"),
+    Resource("", "v1", "pods", "Pod", short_names=("po",), subresources=("status", "binding", "log", "exec", "eviction"),
              categories=("all",), model="V1Pod"),
     Resource("", "v1", "services", "Service", short_names=("svc",), subresources=("status",),
              categories=("all",), model="V1Service",
@@ -60,6 +60,18 @@ RESOURCES = [
              model="V1NetworkPolicy"),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", model="V1Lease"),
     Resource("events.k8s.io", "v1", "events", "Event", short_names=("ev",), model="EventsV1Event"),
+    Resource("apps", "v1", "statefulsets", "StatefulSet", short_names=("sts",), subresources=("status", "scale"),
+             categories=("all",), model="V1StatefulSet"),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", short_names=("ds",), subresources=("status",),
+             categories=("all",), model="V1DaemonSet"),
+    Resource("apps", "v1", "controllerrevisions", "ControllerRevision", model="V1ControllerRevision"),
+    Resource("", "v1", "replicationcontrollers", "ReplicationController", short_names=("rc",),
+             subresources=("status", "scale"), categories=("all",), model="V1ReplicationController"),
+    Resource("batch", "v1", "jobs", "Job", subresources=("status",), categories=("all",), model="V1Job"),
+    Resource("batch", "v1", "cronjobs", "CronJob", short_names=("cj",), subresources=("status",),
+             categories=("all",), model="V1CronJob"),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",),
+             subresources=("status",), model="V1PodDisruptionBudget"),
 ]
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

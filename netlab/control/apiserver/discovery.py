@@ -45,6 +45,8 @@ def resource_list(group: str, version: str) -> dict:
                 entry.update(kind="Binding", verbs=["create"])
             elif sub == "log":
                 entry.update(kind="Pod", verbs=["get"])
+            elif sub == "eviction":
+                entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             elif sub == "finalize":
                 entry.update(verbs=["update"])
             resources.append(entry)

@@ -220,6 +220,8 @@ class Objects:
         errs += v.check_labels(meta.get("labels"), "metadata.labels")
         errs += v.check_annotations(meta.get("annotations"))
         errs += s.validate(obj)
+        if old is None:
+            errs += s.validate_create(obj)
         if errs:
             raise invalid(r, meta.get("name", ""), errs)
 
@@ -293,11 +295,14 @@ class Objects:
                 meta[k] = meta_old[k]
             else:
                 meta.pop(k, None)
+        if meta.get("finalizers") == []:
+            del meta["finalizers"]  # an empty list is no list, as Go's omitempty writes it
         if s.status_subresource and "status" in old:
             out["status"] = copy.deepcopy(old["status"])
         s.defaults(out)
         if s.generation and out.get("spec") != old.get("spec"):
             meta["generation"] = meta_old.get("generation", 1) + 1
+        s.prepare_update(out, old)
         return out
 
     def _store_update(self, r: Resource, namespace: str | None, name: str, new: dict, old: dict,
@@ -345,6 +350,8 @@ class Objects:
         meta = obj["metadata"]
         rev = int(meta["resourceVersion"])
         finalizers = list(meta.get("finalizers") or [])
+        if policy is None and self.strategies[r].orphan_by_default:
+            policy = "Orphan"
         if policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
         elif policy == "Orphan" and "orphan" not in finalizers:
@@ -425,6 +432,8 @@ class Objects:
 def as_scale(o: dict) -> dict:
     """An object with spec.replicas as an autoscaling/v1 Scale."""
     sel = (o.get("spec") or {}).get("selector") or {}
+    if o.get("kind") == "ReplicationController":  # an equality-based selector: a plain map
+        sel = {"matchLabels": dict(sorted(sel.items()))}
     return {"kind": "Scale", "apiVersion": "autoscaling/v1",
             "metadata": {k: o["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
                                                        "creationTimestamp") if k in o["metadata"]},

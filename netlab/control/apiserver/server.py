@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from netlab.api.resources import GROUPS, Resource, lookup
-from netlab.control.apiserver import codec, discovery, nodes, openapi
+from netlab.control.apiserver import codec, discovery, eviction, nodes, openapi
 from netlab.control.apiserver.bootstrap import bootstrap
 from netlab.control.apiserver.errors import APIError, bad_request, no_route, status_body
 from netlab.control.apiserver.objects import ListOptions, Objects
@@ -58,7 +58,10 @@ def wants_table(request: web.Request) -> bool:
 
 
 def status_response(e: APIError) -> web.Response:
-    return json_response(status_body(e.code, e.reason, e.message, e.details), status=e.code)
+    resp = json_response(status_body(e.code, e.reason, e.message, e.details), status=e.code)
+    if (e.details or {}).get("retryAfterSeconds"):  # a client may wait and retry, as client-go does
+        resp.headers["Retry-After"] = str(e.details["retryAfterSeconds"])
+    return resp
 
 
 class APIServer:
@@ -205,6 +208,10 @@ class APIServer:
                 return await self.delete(request, r, namespace, name)
         elif sub == "scale":
             return await self.scale(request, r, namespace, name)
+        elif sub == "eviction" and m == "POST":
+            out = eviction.evict(self.objects, namespace or "", name, await self.body(request),
+                                 dry_run=request.query.get("dryRun") == "All")
+            return json_response(out, status=out["code"])
         elif sub == "binding" and m == "POST":
             return await self.bind(request, namespace, name)
         elif sub == "log" and m == "GET":

@@ -34,6 +34,9 @@ class Strategy:
     columns: list[dict] = [tables.NAME, tables.AGE]
     # the fields a field selector may name beside metadata.name and metadata.namespace
     field_labels: tuple[str, ...] = ()
+    # whether a delete that names no propagation policy orphans the dependents (upstream's
+    # DefaultGarbageCollectionPolicy: batch/v1 Jobs and v1 ReplicationControllers, for compatibility)
+    orphan_by_default = False
 
     def __init__(self, resource: Resource, ctx: Context):
         self.resource, self.ctx = resource, ctx
@@ -55,12 +58,20 @@ class Strategy:
     def defaults(self, obj: dict) -> None:
         """The API defaults, on create and on every update."""
 
+    def prepare_update(self, obj: dict, old: dict) -> None:
+        """What a main update sets from the object it replaces (upstream's PrepareForUpdate), after
+        the defaults and the generation."""
+
     def validate(self, obj: dict) -> list[FieldError]:
         """The kind's own fields (metadata's name and labels are checked for every kind)."""
         return []
 
     def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
         """What an update may not change."""
+        return []
+
+    def validate_create(self, obj: dict) -> list[FieldError]:
+        """What only a create checks, after the rest."""
         return []
 
     def allocate(self, obj: dict, old: dict | None = None) -> None:
