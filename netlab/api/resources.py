@@ -56,6 +56,8 @@ RESOURCES = [
     Resource("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",), subresources=("status", "scale"),
              categories=("all",), model="V1ReplicaSet"),
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", model="V1EndpointSlice"),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",),
+             model="V1NetworkPolicy"),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", model="V1Lease"),
     Resource("events.k8s.io", "v1", "events", "Event", short_names=("ev",), model="EventsV1Event"),
     Resource("apps", "v1", "statefulsets", "StatefulSet", short_names=("sts",), subresources=("status", "scale"),

@@ -241,3 +241,14 @@ def selector_matches(selector: dict, labels: dict) -> bool:
         if op == "DoesNotExist" and key in labels:
             return False
     return True
+
+
+def format_label_selector(selector: dict | None) -> str:
+    """A LabelSelector as kubectl prints it (metav1.FormatLabelSelector): its requirements sorted
+    by key, `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`; `<none>` when it has none."""
+    reqs = [(k, f"{k}={v}") for k, v in ((selector or {}).get("matchLabels") or {}).items()]
+    for e in (selector or {}).get("matchExpressions") or []:
+        key, op, values = e.get("key", ""), e.get("operator"), ",".join(sorted(e.get("values") or []))
+        reqs.append((key, {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
+                           "DoesNotExist": f"!{key}"}.get(op, f"{key} {op} ({values})")))
+    return ",".join(text for _, text in sorted(reqs)) or "<none>"

@@ -4,7 +4,8 @@ Each component is a separate process that talks only to the API server, as in a 
 the API server (on the host's loopback for kubectl, and on the control-plane node's address
 :6443 inside the lab), the controller manager and the scheduler in the control-plane node's
 namespace; on every node, in that node's namespace, the CNI agent (netlab-bridge's netlink
-worker), the runtime (the spawner that starts pods' processes), the kubelet and kube-proxy.
+worker), the runtime (the spawner that starts pods' processes), the kubelet, kube-proxy and the
+network-policy agent.
 
 On a machine made a node by `netlab init` or `netlab join` (cluster.host), everything runs in
 the machine's own namespace; a joined worker runs only the node's components, talking to the
@@ -57,5 +58,10 @@ def components(cluster: Cluster) -> list[Component]:
                                                          "--proxy-mode", cluster.proxy_mode,
                                                          "--cluster-cidr", cluster.pod_subnet,
                                                          "--service-cidr", cluster.service_subnet], node.netns,
+                             after=api))
+        # a joined machine learns its pod CIDR from its Node, once the node IPAM controller assigns it
+        cidr = [] if cluster.host else ["--pod-cidr", node.pod_cidr]
+        out.append(Component(f"netpol-agent-{node.name}", [py, "-m", "netpol", "run", "--kubeconfig", in_lab,
+                                                           "--hostname-override", node.name, *cidr], node.netns,
                              after=api))
     return out
