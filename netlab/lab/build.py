@@ -198,14 +198,16 @@ def build_host_node(cluster: Cluster) -> None:
 
 
 def remove_host_node(cluster: Cluster) -> None:
-    """What build_host_node, the CNI agent's routes and kube-proxy added to this namespace."""
+    """What build_host_node, the CNI agent's routes, kube-proxy and the network-policy agent added
+to this namespace."""
     if net.link_exists(None, "cni0"):
         net.link_delete(None, "cni0")
     pods = ipaddress.ip_network(cluster.pod_subnet)
     for r in net.route_list(None):
         if r["dst"] != "default" and ipaddress.ip_network(r["dst"]).subnet_of(pods):
             net.route_del(None, r["dst"])
-    subprocess.run([sys.executable, "-m", "proxy", "cleanup"], capture_output=True)
+    for agent in ("proxy", "netpol"):  # each removes the rules it writes, of every mode
+        subprocess.run([sys.executable, "-m", agent, "cleanup"], capture_output=True)
 
 
 CNI_PLUGINS = {"netlab-bridge": "cni.bridge", "netlab-ipam": "cni.ipam"}  # executable: module
