@@ -4,7 +4,8 @@ Each component is a separate process that talks only to the API server, as in a 
 the API server (on the host's loopback for kubectl, and on the control-plane node's address
 :6443 inside the lab), the controller manager and the scheduler in the control-plane node's
 namespace; on every node, in that node's namespace, the CNI agent (netlab-bridge's netlink
-worker), the runtime (the spawner that starts pods' processes), the kubelet and kube-proxy.
+worker), the runtime (the spawner that starts pods' processes), the kubelet, kube-proxy and the
+load-balancer announcer (lb-speaker, MetalLB's L2 speaker: it answers ARP for LoadBalancer IPs).
 
 On a machine made a node by `netlab init` or `netlab join` (cluster.host), everything runs in
 the machine's own namespace; a joined worker runs only the node's components, talking to the
@@ -35,7 +36,8 @@ def components(cluster: Cluster) -> list[Component]:
             Component("kube-apiserver", [py, "-m", "netlab.control.apiserver", "--state-dir", state]
                       + (["--node-netns", cp.netns] if cp.netns else [])),
             Component("kube-controller-manager", [py, "-m", "netlab.control.controllers", "--kubeconfig", in_lab,
-                                                  "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet],
+                                                  "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet]
+                      + (["--load-balancer-pool", cluster.lb_pool_text] if cluster.lb_pool else []),
                       cp.netns, after=api),
             Component("kube-scheduler", [py, "-m", "netlab.control.scheduler", "--kubeconfig", in_lab], cp.netns, after=api),
         ]
@@ -58,4 +60,7 @@ def components(cluster: Cluster) -> list[Component]:
                                                          "--cluster-cidr", cluster.pod_subnet,
                                                          "--service-cidr", cluster.service_subnet], node.netns,
                              after=api))
+        if cluster.lb_pool:
+            out.append(Component(f"lb-speaker-{node.name}", [py, "-m", "lb", "--kubeconfig", in_lab,
+                                                             "--node-name", node.name], node.netns, after=api))
     return out
