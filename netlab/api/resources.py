@@ -58,6 +58,9 @@ RESOURCES = [
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", model="V1EndpointSlice"),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", model="V1Lease"),
     Resource("events.k8s.io", "v1", "events", "Event", short_names=("ev",), model="EventsV1Event"),
+    Resource("networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",), subresources=("status",),
+             model="V1Ingress"),
+    Resource("networking.k8s.io", "v1", "ingressclasses", "IngressClass", namespaced=False, model="V1IngressClass"),
 ]
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -20,21 +20,11 @@ import logging
 from dataclasses import dataclass
 
 from netlab.api.client import ApiError
+from netlab.api.loadbalancers import LB_CLASS, status_ips
+from netlab.api.loadbalancers import implemented_here as ours
 from netlab.control.controllers.base import Controller, key_of, split_key
 
 log = logging.getLogger("netlab.controllers")
-LB_CLASS = "netlab.dev/l2"
-
-
-def ours(svc: dict | None, lb_class: str = LB_CLASS) -> bool:
-    """A LoadBalancer Service this controller (and the lb-speaker) implements."""
-    spec = (svc or {}).get("spec") or {}
-    return spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") in (None, "", lb_class)
-
-
-def status_ips(svc: dict) -> list[str]:
-    return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-            if i.get("ip")]
 
 
 class PoolError(ValueError):
