@@ -15,7 +15,7 @@ with `nginx -t` and reloads nginx (SIGHUP to its master) when it changed; and wr
 :10254 answers once nginx runs.
 
 The container's mount namespace already is what nginx needs: /etc is a per-container overlay
-(nginx.conf and the certificates land there, not on the host), and the pod's emptyDir at /tmp
+(nginx.conf and the certificates land there, not on the host), and the pod's emptyDir at /var/lib/nginx
 takes nginx's pid and temporary files; nginx is the host's (apt-get install nginx).
 """
 
@@ -72,7 +72,7 @@ def fake_certificate(path: Path) -> None:
 
 def valid_pem(pem: bytes) -> bool:
     """A certificate and its key that go together (what nginx would load)."""
-    with tempfile.NamedTemporaryFile(suffix=".pem") as f:
+    with tempfile.NamedTemporaryFile(suffix=".pem", dir=nginx_conf.TEMP) as f:  # the pod's own directory
         f.write(pem)
         f.flush()
         try:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from netlab.api.endpointslices import service_of, view
 
-TEMP = "/tmp/nginx"  # the pod's emptyDir: nginx's pid and temporary files
+TEMP = "/var/lib/nginx"  # Debian nginx's own state directory, the pod's emptyDir there: pid and temporary files
 DEFAULT_CERT = "/etc/nginx/ssl/default-fake-certificate.pem"
 
 
