@@ -329,6 +329,14 @@ def test_status_columns_and_the_rendered_configuration(lab):
         conf = lab.kubectl("exec", "-n", "ingress-nginx", "deploy/ingress-nginx-controller", "--",
                            "cat", "/etc/nginx/nginx.conf").stdout
         assert "server_name foo.bar.com;" in conf and "location = /foo {" in conf and "location /foo/ {" in conf
+        # netlab trace outside HOST: ARP, the rules to the controller's pod, and nginx's backend
+        from netlab.tools import trace
+
+        lab.wait(lambda: curl(lab, "http://HOST/foo", "foo.bar.com") == ("200", "service1"), what="routed")
+        t = trace.run_outside(lab, "foo.bar.com", path="/foo")
+        assert t.answer == "connected; answer: service1", t
+        assert t.receiver and t.receiver.startswith("pod ingress-nginx/ingress-nginx-controller-"), t
+        assert t.proxied and f"pod {NS}/service1-" in t.proxied, t
     finally:
         lab.kubectl("delete", "ingress", "simple-fanout-example", "-n", NS, check=False)
 

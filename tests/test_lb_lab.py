@@ -239,3 +239,19 @@ def test_load_balancer_source_ranges_refuse_other_sources(lab):
     finally:
         lab.kubectl("patch", "svc", "web", "-n", NS, "--type=json", "-p",
                     '[{"op": "remove", "path": "/spec/loadBalancerSourceRanges"}]', check=False)
+
+
+def test_trace_from_outside_shows_arp_the_announcers_rules_and_the_pod(lab):
+    from netlab.tools import trace
+
+    ip = lb_ip(lab, "web")
+    t = trace.run_outside(lab, ip)
+    assert t.answer.startswith("connected; answer: web-"), t
+    assert any("Request who-has" in line or "who-has" in line for line in t.arp), t.arp
+    assert any("is-at" in line or "Reply" in line for line in t.arp), t.arp
+    assert t.announcer == announcer(lab, ip)
+    assert t.receiver and t.receiver.startswith(f"pod {NS}/web-"), t.receiver
+    rules = [r for h in t.hops if h.node == t.announcer for p in h.packets for r in p["rules"]]
+    assert any("dnat to" in r for r in rules), rules
+    text = trace.format_trace(t)
+    assert f"answered by node {t.announcer}" in text and "received by: pod" in text

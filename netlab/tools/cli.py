@@ -239,8 +239,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
     """One real probe from a pod or node, and its path through each node's netfilter rules."""
     from netlab.tools import trace
 
+    from netlab.kit.layout import OUTSIDE
+
     dst, _, port = args.dst.rpartition(":") if ":" in args.dst else (args.dst, "", "")
-    t = trace.run(_lab(args.name), args.src, dst, int(port) if port else None, args.proto, args.namespace)
+    if args.src == OUTSIDE:  # north-south: through ARP, the announcing node's rules, the pod (and an Ingress)
+        t = trace.run_outside(_lab(args.name), dst, int(port) if port else None, args.path, args.namespace)
+    else:
+        t = trace.run(_lab(args.name), args.src, dst, int(port) if port else None, args.proto, args.namespace)
     sys.stdout.write(trace.format_trace(t))
     return 0
 
@@ -350,8 +355,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("--timeout",), {"type": float, "default": 60, "help": "seconds (default 60)"}),
     ]),
     "trace": (cmd_trace, "send a probe and show its path through each node's rules", [
-        (("src",), {"help": "a pod or a node"}),
-        (("dst",), {"help": "IP, pod, node or Service, with :PORT (default: the Service's first port, or 80)"}),
+        (("src",), {"help": "a pod, a node, or outside"}),
+        (("dst",), {"help": "IP, pod, node or Service, with :PORT (default: the Service's first port, or 80); from "
+                            "outside: a LoadBalancer IP or Service, or a host an Ingress routes"}),
+        (("--path",), {"default": "/hostname", "help": "from outside: the HTTP request's path"}),
         (("--proto",), {"choices": ["tcp", "udp"], "default": "tcp"}),
         (("-n", "--namespace"), {"default": "default"}),
     ]),
