@@ -1,7 +1,8 @@
 """kube-controller-manager for a lab: `python -m netlab.control.controllers --kubeconfig PATH`.
 
-Runs the Deployment, ReplicaSet, EndpointSlice (and Endpoints), namespace, garbage-collector and
-(with --allocate-node-cidrs) node IPAM controllers in one process over shared informers, as upstream's controller manager does."""
+Runs the Deployment, ReplicaSet, EndpointSlice (and Endpoints), namespace, garbage-collector,
+(with --allocate-node-cidrs) node IPAM and (with --load-balancer-pool) service load-balancer controllers
+in one process over shared informers, as upstream's controller manager does."""
 
 from __future__ import annotations
 
