@@ -2,7 +2,7 @@
 runner for a sync, as upstream's proxier does (a BoundedFrequencyRunner: syncs at least
 --iptables-min-sync-period apart on average with a burst of 2, so a lone change is programmed at
 once and a burst is batched; a full resync every --iptables-sync-period); /healthz and /metrics
-as upstream names them."""
+as upstream names them, and the Services' health-check node ports (proxy/healthcheck.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from netlab.kit.metrics import Registry, exponential_buckets
 from netlab.kit.runner import BoundedFrequencyRunner
 from proxy import conntrack, modes, node
 from proxy.config import Config
+from proxy.healthcheck import ServiceHealthServer
 from proxy.model import ServiceMap
 from proxy.syncer import SyncError
 
@@ -61,6 +62,7 @@ class Proxy:
         self.last_ports: list = []
         self.model = ServiceMap()
         self.metrics = Metrics()
+        self.health = ServiceHealthServer(cfg.node_name, self.healthy)  # the healthCheckNodePorts
         for inf, note in ((self.svcs, self.model.set_service), (self.slices, self.model.set_slice)):
             inf.add_handler(lambda obj, note=note: self.changed(note, obj),
                             lambda old, new, note=note: self.changed(note, new),
@@ -129,6 +131,7 @@ class Proxy:
             self.metrics.sync.observe(time.perf_counter() - t)
         await asyncio.to_thread(conntrack.cleanup, self.last_ports, ports, self.syncer.runner)
         self.last_ports = ports
+        await self.health.sync(ports)
         return True
 
     def healthy(self) -> bool:

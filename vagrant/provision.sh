@@ -11,6 +11,7 @@ repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 packages=(
   iproute2 iptables nftables conntrack ipset ipvsadm iputils-ping curl dnsutils tcpdump
   containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv
+  nginx  # what the ingress-nginx controller drives, inside its pod (docs/ingress.md)
 )
 if [ "$test_tools" = 1 ]; then packages+=(vagrant); fi
 
@@ -22,6 +23,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts nginx as a service on the host's port 80: netlab runs it only inside pods
+if command -v systemctl >/dev/null && systemctl is-enabled nginx >/dev/null 2>&1; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
 
 # The virtualenv at the repo root, with the project editable and its test extras.

@@ -75,6 +75,9 @@ RESOURCES = [
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
              short_names=("crd", "crds"), subresources=("status",), categories=("api-extensions",),
              model="V1CustomResourceDefinition"),
+    Resource("networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",), subresources=("status",),
+             model="V1Ingress"),
+    Resource("networking.k8s.io", "v1", "ingressclasses", "IngressClass", namespaced=False, model="V1IngressClass"),
 ]
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

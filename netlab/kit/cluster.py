@@ -14,7 +14,11 @@
       backend: host-gw          # or vxlan
       proxyMode: iptables       # or nftables, ipvs
       dnsDomain: cluster.local
+      loadBalancerPool: 172.18.0.200-172.18.0.250   # LoadBalancer IPs (default: the node subnet's upper part)
     store: sqlite               # or etcd://HOST:PORT
+
+Beside the nodes on the node network: the gateway (.1, the lab's namespace), the outside (the last
+usable address, a machine that is not a node) and the LoadBalancer pool (MetalLB-style L2 addresses).
 
 A subnet the file does not name is the default's, unless another lab that is up holds it: then
 `up` picks the next free one (`beside`), as kind picks a free network for a second cluster.
@@ -101,6 +105,7 @@ class Cluster:
     dns_domain: str = "cluster.local"
     store: str = "sqlite"
     host: Host | None = None
+    load_balancer_pool: str | None = None  # as the file names it; None: derived (lb_pool)
     # the subnets (SUBNETS' keys) the cluster file named; the others may be picked by `beside`
     fixed: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
 
@@ -145,6 +150,32 @@ class Cluster:
         return str(ipaddress.ip_network(self.node_subnet)[1])
 
     @property
+    def outside_ip(self) -> str:
+        """The outside's address on the node network: the subnet's last usable one."""
+        return str(ipaddress.ip_network(self.node_subnet)[-2])
+
+    @property
+    def lb_pool(self) -> tuple[str, str] | None:
+        """The LoadBalancer pool's first and last address: the file's, or by default the node
+        subnet's upper part (172.18.0.200-172.18.0.250 of a /24), above the nodes and below the
+        outside; None when the subnet has no room left for one, and on machines' own network
+        (init/join) unless the file names one."""
+        if self.load_balancer_pool:
+            return _pool_range(self.load_balancer_pool)
+        if self.host:  # machines' own network: only a pool the file names
+            return None
+        net = ipaddress.ip_network(self.node_subnet)
+        n = net.num_addresses
+        first = max(n * 200 // 256, len(self.roles) + 2)
+        last = min(n * 250 // 256, n - 3)
+        return (str(net[first]), str(net[last])) if first <= last else None
+
+    @property
+    def lb_pool_text(self) -> str:
+        pool = self.lb_pool
+        return f"{pool[0]}-{pool[1]}" if pool else ""
+
+    @property
     def api_service_ip(self) -> str:
         return str(ipaddress.ip_network(self.service_subnet)[1])
 
@@ -161,7 +192,7 @@ class Cluster:
                 "nodeSubnet": self.node_subnet, "podSubnet": self.pod_subnet,
                 "serviceSubnet": self.service_subnet, "backend": self.backend,
                 "proxyMode": self.proxy_mode, "dnsDomain": self.dns_domain,
-            },
+            } | ({"loadBalancerPool": self.load_balancer_pool} if self.load_balancer_pool else {}),
             "store": self.store,
         } | ({"host": self.host.to_dict()} if self.host else {})
 
@@ -199,8 +230,8 @@ class Cluster:
         net = doc.get("networking") or {}
         if not isinstance(net, dict):
             raise ClusterError("networking: expected a mapping")
-        _only(net, {"nodeSubnet", "podSubnet", "serviceSubnet", "backend", "proxyMode", "dnsDomain"},
-              "networking.")
+        _only(net, {"nodeSubnet", "podSubnet", "serviceSubnet", "backend", "proxyMode", "dnsDomain",
+                    "loadBalancerPool"}, "networking.")
         roles = cls.roles
         if "nodes" in doc:
             if not isinstance(doc["nodes"], list) or not doc["nodes"]:
@@ -226,6 +257,7 @@ class Cluster:
             dns_domain=net.get("dnsDomain", d.dns_domain),
             store=str(doc.get("store", d.store)),
             host=_host(doc["host"]) if doc.get("host") else None,
+            load_balancer_pool=str(net["loadBalancerPool"]) if net.get("loadBalancerPool") else None,
             fixed=frozenset(f for f, key in SUBNETS.items() if key in net),
         )
         c.validate()
@@ -256,7 +288,7 @@ class Cluster:
                 raise ClusterError(f"networking.{field}: {value} is too small")
         if subnets["podSubnet"].prefixlen > 23:
             raise ClusterError("networking.podSubnet: needs room for a /24 per node (a /23 or larger)")
-        if len(self.roles) > min(subnets["nodeSubnet"].num_addresses - 3,
+        if len(self.roles) > min(subnets["nodeSubnet"].num_addresses - 4,  # network, gateway, outside, broadcast
                                  2 ** (24 - subnets["podSubnet"].prefixlen)):
             raise ClusterError(f"nodes: {len(self.roles)} nodes do not fit in networking.nodeSubnet "
                                f"{self.node_subnet} and podSubnet {self.pod_subnet}")
@@ -265,6 +297,8 @@ class Cluster:
             for b in names[i + 1:]:
                 if subnets[a].overlaps(subnets[b]):
                     raise ClusterError(f"networking.{a} {subnets[a]} overlaps networking.{b} {subnets[b]}")
+        if self.load_balancer_pool and not self.host:
+            self._validate_pool(subnets["nodeSubnet"])
         if self.backend not in BACKENDS:
             raise ClusterError(f"networking.backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.proxy_mode not in PROXY_MODES:
@@ -280,6 +314,26 @@ class Cluster:
                                    "(netlab init/join); use host-gw")
         if self.store != "sqlite" and not re.match(r"^etcd://[^/:]+:\d+$", self.store):
             raise ClusterError(f"store: {self.store!r} is not 'sqlite' or 'etcd://HOST:PORT'")
+
+    def _validate_pool(self, node_net: ipaddress.IPv4Network) -> None:
+        """A pool the file names: inside the node subnet, clear of the gateway, nodes and outside."""
+        field = "networking.loadBalancerPool"
+        try:
+            first, last = (ipaddress.IPv4Address(a) for a in _pool_range(self.load_balancer_pool or ""))
+        except ValueError:
+            raise ClusterError(f"{field}: {self.load_balancer_pool!r} is not an address range such as "
+                               "172.18.0.200-172.18.0.250 or a CIDR such as 172.18.0.200/29") from None
+        if first > last:
+            raise ClusterError(f"{field}: {self.load_balancer_pool} ends before it starts")
+        if first not in node_net or last not in node_net:
+            raise ClusterError(f"{field}: {self.load_balancer_pool} is not within networking.nodeSubnet {node_net}")
+        taken = {str(node_net[0]): "the subnet's own address", self.node_gateway: "the gateway",
+                 self.outside_ip: "the outside", str(node_net[-1]): "the broadcast address"}
+        taken |= {n.ip: f"node {n.name}" for n in self.nodes}
+        for ip, what in taken.items():
+            if first <= ipaddress.IPv4Address(ip) <= last:
+                raise ClusterError(f"{field}: {self.load_balancer_pool} holds {ip} ({what}); "
+                                   "choose addresses above the nodes and below the outside")
 
     def clashes_with(self, other: Cluster) -> str | None:
         """Why this lab cannot run beside `other`, or None. Node and pod subnets must not overlap
@@ -343,6 +397,16 @@ def _candidates(net: ipaddress.IPv4Network, block: int, within: str) -> list[ipa
     start = blocks.index(home) if home in blocks else -1
     return [ipaddress.ip_network(f"{b.network_address + offset}/{net.prefixlen}")
             for b in blocks[start + 1:] + blocks[:max(start, 0)]]
+
+
+def _pool_range(text: str) -> tuple[str, str]:
+    """`A-B` or a CIDR (MetalLB's two spellings) as its first and last address."""
+    text = text.strip()
+    if "-" in text:
+        a, b = (x.strip() for x in text.split("-", 1))
+        return str(ipaddress.IPv4Address(a)), str(ipaddress.IPv4Address(b))
+    net = ipaddress.IPv4Network(text, strict=False)
+    return str(net[0]), str(net[-1])
 
 
 def _host(doc: Any) -> Host:

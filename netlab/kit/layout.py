@@ -21,8 +21,8 @@ component or a tool derives from a lab's name. Nothing else spells them out.
         pki/kubelet.crt, kubelet.key   the kubelet's serving certificate (port 10250)
         pods/<uid>/                    one pod: state.json, logs/ (CRI format), exits/, overlays and volumes
 
-Network namespaces: `<lab>` (the node network), `<lab>-<node>` (a node), `<lab>-pod-<12 hex of the
-pod's uid>` (a pod).
+Network namespaces: `<lab>` (the node network), `<lab>-<node>` (a node), `<lab>-outside` (the outside:
+a machine on the node network that is not a node), `<lab>-pod-<12 hex of the pod's uid>` (a pod).
 """
 
 from __future__ import annotations
@@ -51,6 +51,14 @@ def is_pod_netns(lab: str, name: str) -> bool:
 
 def node_netns(lab: str, node: str) -> str:
     return f"{lab}-{node}"
+
+
+OUTSIDE = "outside"  # the name `netlab exec`, `trace` and the Python API know the outside by
+
+
+def outside_netns(lab: str) -> str:
+    """The outside: a user's machine on the node network's L2 segment, not a node."""
+    return f"{lab}-{OUTSIDE}"
 
 
 @dataclass(frozen=True)
@@ -238,6 +246,10 @@ class Layout:
 
     def node_netns(self, node: str) -> str:
         return node_netns(self.lab, node)
+
+    @property
+    def outside_netns(self) -> str:
+        return outside_netns(self.lab)
 
     def pod_netns(self, uid: str) -> str:
         return pod_netns(self.lab, uid)

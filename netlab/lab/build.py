@@ -1,12 +1,15 @@
 """A lab's network: `up` builds the namespaces and links of the cluster's plan, `down` removes them.
 
     lab namespace <lab>           br-nodes 172.18.0.1/24 ── one veth per node (named after the node)
-                                  forwarding off (net.ROUTER_SYSCTLS)
+                                  forwarding off (net.ROUTER_SYSCTLS); one veth `outside` for the outside
     node namespace <lab>-<node>   eth0 172.18.0.(i+2)/24, cni0 10.244.i.1/24, forwarding on
                                   (net.NODE_SYSCTLS), default route via the lab namespace
                                   host-gw: a route per other node's pod CIDR via that node's eth0 address
                                   vxlan:   flannel.1 (VNI 1, UDP 8472, MTU 1450) with FDB + neighbour
                                            entries per other node, as flannel programs them
+    outside namespace <lab>-outside   eth0 on the node network (its last usable address), an end host
+                                  (net.POD_SYSCTLS), no default route: a user's machine on the nodes' L2
+                                  network, which reaches nodes and LoadBalancer IPs and nothing beyond
 Nothing is added to the host's root namespace. Every namespace's forwarding is set when it is
 made, whatever the host's (which a new namespace would take). A lab takes the default subnets
 unless another lab holds them: then free ones (Cluster.beside), under a lock, so that two `up`s
@@ -34,12 +37,13 @@ from pathlib import Path
 
 from netlab.kit import net
 from netlab.kit.cluster import Cluster, ClusterError
-from netlab.kit.layout import Layout, state_root
+from netlab.kit.layout import OUTSIDE, Layout, state_root
 from netlab.lab import kubeconfig, supervisor
 from netlab.lab.components import components as lab_components
 from netlab.lab.supervisor import LAB_ENV
 
 NODE_BRIDGE = "br-nodes"
+OUTSIDE_LINK = "outside"  # the outside's veth on the node bridge (the lab namespace's side)
 VXLAN_DEV, VXLAN_VNI, VXLAN_PORT = "flannel.1", 1, 8472
 VXLAN_MTU = 1450  # 1500 - 50 bytes of VXLAN/UDP/IP/Ethernet headers
 
@@ -110,7 +114,8 @@ def up(cluster: Cluster, components: list[supervisor.Component] | None = None, t
                     cluster = cluster.beside(running_labs())
                 except ClusterError as e:
                     raise LabError(str(e)) from None
-                if net.ns_exists(cluster.netns) or any(net.ns_exists(n.netns) for n in cluster.nodes):
+                if net.ns_exists(cluster.netns) or net.ns_exists(cluster.layout.outside_netns) or \
+                        any(net.ns_exists(n.netns) for n in cluster.nodes):
                     raise LabError(f"namespaces of lab {cluster.name!r} exist from an earlier run; "
                                    f"remove them with: sudo netlab down --name {cluster.name}")
                 cluster.save()
@@ -145,6 +150,7 @@ def build_network(cluster: Cluster) -> None:
         for node in nodes:
             net.ns_create(node.netns, net.NODE_SYSCTLS)
             net.veth(lab, node.name[:15], node.netns, "eth0", master=NODE_BRIDGE)
+        build_outside(cluster)
     for node in nodes:
         with net.held(node.netns):
             net.addr_add(node.netns, "eth0", f"{node.ip}/{prefix}")
@@ -172,6 +178,16 @@ def build_network(cluster: Cluster) -> None:
                 net.neigh_replace(node.netns, VXLAN_DEV, vtep, macs[other.name])
                 net.fdb_append(node.netns, VXLAN_DEV, macs[other.name], other.ip)
                 net.route_add(node.netns, other.pod_cidr, via=vtep, dev=VXLAN_DEV, onlink=True)
+
+
+def build_outside(cluster: Cluster) -> None:
+    """The outside: a namespace on the node network's bridge that is not a node (north-south
+    traffic starts there). Only the connected route: it reaches the nodes and the LoadBalancer
+    addresses, which are on the same L2 network, and nothing else."""
+    ns = cluster.layout.outside_netns
+    net.ns_create(ns, net.POD_SYSCTLS)  # an end host: forwards nothing
+    net.veth(cluster.netns, OUTSIDE_LINK, ns, "eth0", master=NODE_BRIDGE)
+    net.addr_add(ns, "eth0", f"{cluster.outside_ip}/{cluster.node_subnet.split('/')[1]}")
 
 
 def check_host(cluster: Cluster) -> None:
@@ -296,7 +312,7 @@ def lab_namespaces(lab: str) -> list[str]:
     """The lab's namespace, its nodes' and its pods' (also when the state directory is gone)."""
     layout = Layout(lab)
     try:
-        nodes = {n.netns for n in Cluster.from_state(lab).nodes}
+        nodes = {n.netns for n in Cluster.from_state(lab).nodes} | {layout.outside_netns}
         def ours(ns):
             return ns == layout.netns or ns in nodes or layout.is_pod_netns(ns)
     except ClusterError:
@@ -364,10 +380,10 @@ def _kill_all(lab: str) -> set[int]:
 
 
 def exec_in_node(lab: str, node: str, argv: list[str]) -> int:
-    """Run a command inside a node's namespace, attached to the terminal."""
+    """Run a command inside a node's namespace (or the outside's: `outside`), attached to the terminal."""
     require_root()
     cluster = Cluster.from_state(lab)
-    ns = cluster.node(node).netns
+    ns = cluster.layout.outside_netns if node == OUTSIDE and not cluster.host else cluster.node(node).netns
     if not argv:
         argv = [os.environ.get("SHELL", "/bin/bash")]
     return subprocess.call(argv, preexec_fn=lambda: net.setns(ns))
@@ -387,6 +403,8 @@ def status(lab: str) -> dict:
         "nodes": [{"name": n.name, "role": n.role, "ip": n.ip, "podCIDR": n.pod_cidr,
                    "namespace": n.netns or "(this machine's)",
                    "up": n.netns is None or net.ns_exists(n.netns)} for n in cluster.nodes],
+        "outside": None if cluster.host else {"ip": cluster.outside_ip, "namespace": cluster.layout.outside_netns},
+        "loadBalancerPool": cluster.lb_pool_text,
         "supervisor": supervisor.supervisor_pid(lab),
         "components": supervisor.read_status(lab),
         "joinCommand": join_command.read_text().strip() if join_command.exists() else None,

@@ -4,8 +4,9 @@ Each component is a separate process that talks only to the API server, as in a 
 the API server (on the host's loopback for kubectl, and on the control-plane node's address
 :6443 inside the lab), the controller manager and the scheduler in the control-plane node's
 namespace; on every node, in that node's namespace, the CNI agent (netlab-bridge's netlink
-worker), the runtime (the spawner that starts pods' processes), the kubelet, kube-proxy and the
-network-policy agent.
+worker), the runtime (the spawner that starts pods' processes), the kubelet, kube-proxy, the
+network-policy agent and the load-balancer announcer (lb-speaker, MetalLB's L2 speaker: it answers
+ARP for LoadBalancer IPs).
 
 On a machine made a node by `netlab init` or `netlab join` (cluster.host), everything runs in
 the machine's own namespace; a joined worker runs only the node's components, talking to the
@@ -36,7 +37,8 @@ def components(cluster: Cluster) -> list[Component]:
             Component("kube-apiserver", [py, "-m", "netlab.control.apiserver", "--state-dir", state]
                       + (["--node-netns", cp.netns] if cp.netns else [])),
             Component("kube-controller-manager", [py, "-m", "netlab.control.controllers", "--kubeconfig", in_lab,
-                                                  "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet],
+                                                  "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet]
+                      + (["--load-balancer-pool", cluster.lb_pool_text] if cluster.lb_pool else []),
                       cp.netns, after=api),
             Component("kube-scheduler", [py, "-m", "netlab.control.scheduler", "--kubeconfig", in_lab], cp.netns, after=api),
         ]
@@ -64,4 +66,7 @@ def components(cluster: Cluster) -> list[Component]:
         out.append(Component(f"netpol-agent-{node.name}", [py, "-m", "netpol", "run", "--kubeconfig", in_lab,
                                                            "--hostname-override", node.name, *cidr], node.netns,
                              after=api))
+        if cluster.lb_pool:
+            out.append(Component(f"lb-speaker-{node.name}", [py, "-m", "lb", "--kubeconfig", in_lab,
+                                                             "--node-name", node.name], node.netns, after=api))
     return out

@@ -103,7 +103,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     st = lab.status(args.name)
     print(f"lab {st['name']}: backend {st['backend']}, proxy mode {st['proxyMode']}")
-    print("subnets: " + ", ".join(f"{k} {v}" for k, v in st["subnets"].items()) + "\n")
+    print("subnets: " + ", ".join(f"{k} {v}" for k, v in st["subnets"].items()))
+    if st.get("outside"):
+        print(f"outside: {st['outside']['ip']} (namespace {st['outside']['namespace']}); "
+              f"loadBalancerPool {st['loadBalancerPool'] or 'none'}")
+    print()
     print(table(["NODE", "ROLE", "IP", "POD CIDR", "NAMESPACE", "UP"],
                 ((n["name"], n["role"], n["ip"], n["podCIDR"], n["namespace"], "yes" if n["up"] else "NO")
                  for n in st["nodes"])))
@@ -132,8 +136,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from netlab.lab import build as lab
 
     argv = args.command[1:] if args.command[:1] == ["--"] else args.command
+    from netlab.kit.layout import OUTSIDE
+
     nodes = [n.name for n in Cluster.from_state(args.name).nodes]
-    if args.node in nodes:
+    if args.node in nodes or args.node == OUTSIDE:
         return lab.exec_in_node(args.name, args.node, argv)
     try:
         pid = _lab(args.name).container_pid(args.node, args.container, args.namespace)
@@ -233,8 +239,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
     """One real probe from a pod or node, and its path through each node's netfilter rules."""
     from netlab.tools import trace
 
+    from netlab.kit.layout import OUTSIDE
+
     dst, _, port = args.dst.rpartition(":") if ":" in args.dst else (args.dst, "", "")
-    t = trace.run(_lab(args.name), args.src, dst, int(port) if port else None, args.proto, args.namespace)
+    if args.src == OUTSIDE:  # north-south: through ARP, the announcing node's rules, the pod (and an Ingress)
+        t = trace.run_outside(_lab(args.name), dst, int(port) if port else None, args.path, args.namespace)
+    else:
+        t = trace.run(_lab(args.name), args.src, dst, int(port) if port else None, args.proto, args.namespace)
     sys.stdout.write(trace.format_trace(t))
     return 0
 
@@ -295,8 +306,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
     ]),
     "down": (cmd_down, "remove everything a lab made", []),
     "status": (cmd_status, "nodes and components of a lab", []),
-    "exec": (cmd_exec, "run a command in a node's namespace, or in a pod", [
-        (("node",), {"help": "node name (control-plane, worker, ...) or pod name"}),
+    "exec": (cmd_exec, "run a command in a node's namespace, the outside's, or in a pod", [
+        (("node",), {"help": "node name (control-plane, worker, ...), outside, or pod name"}),
         (("-n", "--namespace"), {"default": "default", "help": "the pod's namespace"}),
         (("-c", "--container"), {"help": "the pod's container (default: its first)"}),
         (("command",), {"nargs": argparse.REMAINDER, "help": "-- CMD [ARGS...] (default: a shell)"}),
@@ -344,8 +355,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("--timeout",), {"type": float, "default": 60, "help": "seconds (default 60)"}),
     ]),
     "trace": (cmd_trace, "send a probe and show its path through each node's rules", [
-        (("src",), {"help": "a pod or a node"}),
-        (("dst",), {"help": "IP, pod, node or Service, with :PORT (default: the Service's first port, or 80)"}),
+        (("src",), {"help": "a pod, a node, or outside"}),
+        (("dst",), {"help": "IP, pod, node or Service, with :PORT (default: the Service's first port, or 80); from "
+                            "outside: a LoadBalancer IP or Service, or a host an Ingress routes"}),
+        (("--path",), {"default": "/hostname", "help": "from outside: the HTTP request's path"}),
         (("--proto",), {"choices": ["tcp", "udp"], "default": "tcp"}),
         (("-n", "--namespace"), {"default": "default"}),
     ]),

@@ -167,6 +167,21 @@ class Lab:
     def node_exec(self, node: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
         return net.run(self.cluster.node(node).netns, argv, check=False, **kwargs)
 
+    # --- the outside: a machine on the nodes' network that is not a node ---------------------
+
+    @property
+    def outside_netns(self) -> str:
+        return self.cluster.layout.outside_netns
+
+    @property
+    def outside_ip(self) -> str:
+        return self.cluster.outside_ip
+
+    def outside_exec(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run a command on the outside (as `netlab exec outside -- CMD`): it reaches the nodes
+        and the LoadBalancer addresses over the node network, and nothing else."""
+        return net.run(self.outside_netns, argv, check=False, **kwargs)
+
     def send(self, pod: dict | str, packet: Any, namespace: str = "default", **kwargs: Any) -> None:
         """Send a scapy packet from inside a pod."""
         send(self.pod_netns(pod, namespace), packet, **kwargs)

@@ -5,6 +5,13 @@ the packet hit, the DNAT choice, the interfaces it came in and left by; then the
 source node took and the pod that received it.
 
 SRC is a pod or a node; DST an IP, a pod, a node or a Service (`name` or `namespace/name`).
+
+`netlab trace outside HOST|IP` starts on the outside (a machine on the nodes' network that is not
+a node): DST a LoadBalancer address, a LoadBalancer Service, or a host an Ingress routes (asked
+with that Host header at its address). It shows the outside's ARP exchange for the address (which
+node's MAC answers: the lb-speaker that announces it), the rules on that node and the pod's node,
+the pod that received the request, and for an Ingress the backend nginx proxied it to (from the
+controller's access log).
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ class Trace:
     route: str
     hops: list[Hop]
     receiver: str | None
+    arp: list[str] = field(default_factory=list)  # from the outside: the ARP exchange for the address
+    announcer: str | None = None                  # the node whose MAC answered it
+    proxied: str | None = None                    # through an Ingress: where nginx sent the request
 
 
 @dataclass
@@ -74,7 +84,7 @@ def _target(lab: Lab, name: str, namespace: str) -> Target:
     raise ClusterError(f"{name!r} is not a node, pod, Service (in namespace {ns}) or IP address")
 
 
-def _probe(dst: str, port: int, proto: str) -> str:
+def _probe(dst: str, port: int, proto: str, host: str = "x", path: str = "/hostname") -> str:
     if proto == "udp":
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(2)
@@ -89,7 +99,7 @@ def _probe(dst: str, port: int, proto: str) -> str:
         return f"not connected: {e.strerror or e}"
     with s:  # an HTTP question, as agnhost and the web images answer it
         try:
-            s.sendall(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
             data = s.recv(4096).split(b"\r\n\r\n", 1)
         except OSError as e:
             return f"connected; no answer ({e.strerror or e})"
@@ -107,6 +117,24 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
     match = f"ip saddr {{ {', '.join(sorted({source.ip, src_node.ip}))} }} meta l4proto {proto}"
     if proto == "tcp":
         match += " tcp flags syn"
+    answer, outputs = _traced(cluster, match, lambda: net.call_in(
+        src_node.netns if source.kind == "node" else lab.pod_netns(*reversed(source.name.split("/"))),
+        _probe, dest.ip, port, proto))  # from the source's own network
+    hops = [h for h in (_hop(name, text) for name, text in outputs.items()) if h.packets]
+    dnat = next((m.group(1) for h in hops for p in h.packets for r in p["rules"]
+                 if (m := re.search(r"dnat to ([\d.]+)", r))), dest.ip)
+    route = net.run(src_node.netns, ["ip", "route", "get", dnat], check=False).stdout.splitlines()
+    receiver = next((f"pod {p['metadata']['namespace']}/{p['metadata']['name']} on {p['spec']['nodeName']}"
+                     for p in lab.items("pods", None) if (p.get("status") or {}).get("podIP") == dnat), None)
+    order = {name: i for i, name in enumerate([src_node.name] + [n.name for n in cluster.nodes])}
+    hops.sort(key=lambda h: order.get(h.node, 99))
+    return Trace(f"{source} ({source.ip})", f"{dest}:{port}/{proto}", answer, route[0] if route else "", hops,
+                 receiver)
+
+
+def _traced(cluster, match: str, probe) -> tuple[str, dict[str, str]]:
+    """Run `probe()` with nftrace set, on every node, for the packets `match` selects; its answer
+    and each node's `nft monitor trace` output."""
     rules = (f"table ip {TABLE} {{\n"
              f"  chain pre {{ type filter hook prerouting priority -400; {match} meta nftrace set 1; }}\n"
              f"  chain out {{ type filter hook output priority -400; {match} meta nftrace set 1; }}\n}}\n")
@@ -118,8 +146,7 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
             monitors[n.name] = net.popen(n.netns, ["stdbuf", "-oL", "nft", "monitor", "trace"],
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(0.5)  # the monitors subscribe to the kernel's trace events
-        src_ns = src_node.netns if source.kind == "node" else lab.pod_netns(*reversed(source.name.split("/")))
-        answer = net.call_in(src_ns, _probe, dest.ip, port, proto)  # from the source's own network
+        answer = probe()
         time.sleep(0.5)
     finally:
         outputs = {}
@@ -128,16 +155,87 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
             outputs[name] = p.communicate(timeout=5)[0]
         for n in cluster.nodes:
             net.run(n.netns, ["nft", "delete", "table", "ip", TABLE], check=False)
+    return answer, outputs
+
+
+def _outside_target(lab: Lab, dst: str, namespace: str) -> tuple[str, int, str, dict | None]:
+    """(address, port, Host header, the Ingress) for what the outside asks: a LoadBalancer
+    address, a LoadBalancer Service, or a host an Ingress routes."""
+    def lb_ips(obj: dict) -> list[str]:
+        return [i["ip"] for i in ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+    services = lab.items("services", None)
+    with contextlib.suppress(ValueError):
+        ip = str(ipaddress.ip_address(dst))
+        svc = next((s for s in services if ip in lb_ips(s)), None)
+        return ip, (svc["spec"]["ports"][0]["port"] if svc else 80), ip, None
+    ns, _, short = dst.rpartition("/")
+    svc = next((s for s in services if s["metadata"]["name"] == short and s["metadata"]["namespace"] == (ns or namespace)
+                and lb_ips(s)), None)
+    if svc:
+        return lb_ips(svc)[0], svc["spec"]["ports"][0]["port"], lb_ips(svc)[0], None
+    for ing in lab.items("ingresses", None):
+        for rule in (ing.get("spec") or {}).get("rules") or []:
+            h = rule.get("host") or ""
+            if h == dst or (h.startswith("*.") and dst.count(".") == h.count(".") and dst.split(".", 1)[1] == h[2:]):
+                if not lb_ips(ing):
+                    raise ClusterError(f"Ingress {ing['metadata']['namespace']}/{ing['metadata']['name']} routes "
+                                       f"{dst} but has no address yet (is its controller running?)")
+                return lb_ips(ing)[0], 80, dst, ing
+    raise ClusterError(f"{dst!r} is not a LoadBalancer address or Service, nor a host an Ingress routes")
+
+
+def run_outside(lab: Lab, dst: str, port: int | None = None, path: str = "/hostname",
+                namespace: str = "default") -> Trace:
+    """A request from the outside, followed through ARP, the nodes' rules and the pod."""
+    cluster = lab.cluster
+    ip, default_port, host, ing = _outside_target(lab, dst, namespace)
+    port = port or default_port
+    outside, node_ips = cluster.outside_ip, {n.ip: n.name for n in cluster.nodes}
+    # the request, and on the pod's node the same request masqueraded to the announcer's address
+    match = (f"ip saddr {{ {', '.join([outside, *sorted(node_ips)])} }} meta l4proto tcp tcp dport != 6443 "
+             "tcp flags syn")
+    ns = lab.outside_netns
+    net.run(ns, ["ip", "neigh", "flush", "to", ip], check=False)  # so that the probe asks again
+    arp_watch = net.popen(ns, ["tcpdump", "-l", "-nn", "-e", "-i", "eth0", "arp", "and", "host", ip],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.3)
+        answer, outputs = _traced(cluster, match, lambda: net.call_in(ns, _probe, ip, port, "tcp", host, path))
+    finally:
+        arp_watch.terminate()
+        arp_lines = [line.strip() for line in arp_watch.communicate(timeout=5)[0].splitlines() if line.strip()]
+    neigh = net.run(ns, ["ip", "neigh", "show", ip], check=False).stdout
+    mac = m.group(1) if (m := re.search(r"lladdr (\S+)", neigh)) else None
+    announcer = next((n.name for n in cluster.nodes if mac and net.link_mac(n.netns, "eth0") == mac), None)
     hops = [h for h in (_hop(name, text) for name, text in outputs.items()) if h.packets]
     dnat = next((m.group(1) for h in hops for p in h.packets for r in p["rules"]
-                 if (m := re.search(r"dnat to ([\d.]+)", r))), dest.ip)
-    route = net.run(src_node.netns, ["ip", "route", "get", dnat], check=False).stdout.splitlines()
-    receiver = next((f"pod {p['metadata']['namespace']}/{p['metadata']['name']} on {p['spec']['nodeName']}"
-                     for p in lab.items("pods", None) if (p.get("status") or {}).get("podIP") == dnat), None)
-    order = {name: i for i, name in enumerate([src_node.name] + [n.name for n in cluster.nodes])}
+                 if (m := re.search(r"dnat to ([\d.]+)", r))), None)
+    pods = {(p.get("status") or {}).get("podIP"): p for p in lab.items("pods", None)}
+    def pod_name(addr: str | None) -> str | None:
+        p = pods.get(addr)
+        return f"pod {p['metadata']['namespace']}/{p['metadata']['name']} on {p['spec']['nodeName']}" if p else None
+    route = net.run(cluster.node(announcer).netns, ["ip", "route", "get", dnat], check=False).stdout.splitlines() \
+        if announcer and dnat else []
+    proxied = _nginx_upstream(lab, pods.get(dnat), outside) if ing is not None else None
+    if proxied:
+        proxied = f"{proxied} ({pod_name(proxied.split(':')[0]) or 'no pod'})"
+    order = {name: i for i, name in enumerate([announcer] + [n.name for n in cluster.nodes])}
     hops.sort(key=lambda h: order.get(h.node, 99))
-    return Trace(f"{source} ({source.ip})", f"{dest}:{port}/{proto}", answer, route[0] if route else "", hops,
-                 receiver)
+    return Trace(f"outside ({outside})", f"{host}:{port}/tcp" + (f" at {ip}" if host != ip else ""), answer,
+                 route[0] if route else "", hops, pod_name(dnat), arp_lines, announcer, proxied)
+
+
+def _nginx_upstream(lab: Lab, pod: dict | None, client: str) -> str | None:
+    """The backend of the controller's last access-log line for `client` ($upstream_addr)."""
+    if pod is None:
+        return None
+    logs = lab.cluster.layout.node(pod["spec"]["nodeName"]).pod(pod["metadata"]["uid"])
+    name = pod["spec"]["containers"][0]["name"]
+    with contextlib.suppress(OSError):
+        for line in reversed(logs.log(name).read_text(errors="replace").splitlines()):
+            if line.startswith(f"{client} ") and (m := re.search(r"\] (\d[\d.]+:\d+)", line)):
+                return m.group(1)
+    return None
 
 
 def _hop(node: str, text: str) -> Hop:
@@ -177,6 +275,11 @@ def _hop(node: str, text: str) -> Hop:
 
 def format_trace(t: Trace) -> str:
     lines = [f"probe: {t.src} -> {t.dst}: {t.answer}"]
+    if t.arp:
+        lines.append("\nARP on the outside's eth0:")
+        lines += [f"  {line}" for line in t.arp]
+    if t.announcer:
+        lines.append(f"  answered by node {t.announcer} (its lb-speaker announces the address)")
     for h in t.hops:
         lines.append(f"\nnode {h.node}:")
         for p in h.packets:
@@ -185,4 +288,6 @@ def format_trace(t: Trace) -> str:
     if t.route:
         lines.append(f"\nroute on the source node: {t.route}")
     lines.append(f"received by: {t.receiver or 'no pod (see the rules above)'}")
+    if t.proxied:
+        lines.append(f"proxied by nginx to: {t.proxied}")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,7 @@
 """Service ClusterIPs from the service subnet and NodePorts from 30000-32767, as upstream's
-allocators hand them out."""
+allocators hand them out: node ports for NodePort and LoadBalancer Services (not for a
+LoadBalancer with allocateLoadBalancerNodePorts false, unless given), and the health-check node
+port of a LoadBalancer with externalTrafficPolicy Local, from the same range."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ class Allocator:
             spec = s.get("spec") or {}
             ips.update(spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
             ports.update(p["nodePort"] for p in spec.get("ports") or [] if p.get("nodePort"))
+            if spec.get("healthCheckNodePort"):
+                ports.add(spec["healthCheckNodePort"])
         return ips, ports
 
     def allocate(self, svc: dict, old: dict | None = None) -> None:
@@ -65,12 +69,15 @@ class Allocator:
                                          f"failed to allocate a serviceIP: range is full ({self.subnet})"))
             else:
                 spec["clusterIP"], spec["clusterIPs"] = free, [free]
+        taken = set(ports)
         if stype in ("NodePort", "LoadBalancer"):
             old_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort")
                          for p in ((old or {}).get("spec") or {}).get("ports") or []}
-            taken = set(ports)
+            allocate = stype == "NodePort" or spec.get("allocateLoadBalancerNodePorts", True) is not False
             for i, p in enumerate(spec.get("ports") or []):
                 np = p.get("nodePort") or old_ports.get((p.get("port"), p.get("protocol")))
+                if not np and not allocate:
+                    continue  # a load balancer that reaches pods directly needs none
                 if np:
                     if np in taken and np != old_ports.get((p.get("port"), p.get("protocol"))):
                         errs.append(v.invalid(f"spec.ports[{i}].nodePort", np, "provided port is already allocated"))
@@ -86,8 +93,30 @@ class Allocator:
         else:
             for p in spec.get("ports") or []:
                 p.pop("nodePort", None)
+        errs += self._health_check_port(spec, old, taken)
         if errs:
             raise Invalid(errs)
+
+    @staticmethod
+    def _health_check_port(spec: dict, old: dict | None, taken: set[int]) -> list[v.FieldError]:
+        """spec.healthCheckNodePort: kept, or allocated, while the Service is a LoadBalancer with
+        externalTrafficPolicy Local (kube-proxy serves it); gone otherwise."""
+        if spec.get("type") != "LoadBalancer" or spec.get("externalTrafficPolicy") != "Local":
+            spec.pop("healthCheckNodePort", None)
+            return []
+        had = ((old or {}).get("spec") or {}).get("healthCheckNodePort")
+        port = spec.get("healthCheckNodePort") or had
+        if port:
+            if port in taken and port != had:
+                return [v.invalid("spec.healthCheckNodePort", port, "provided port is already allocated")]
+        else:
+            free = [n for n in range(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1] + 1) if n not in taken]
+            if not free:
+                return [v.FieldError("spec.healthCheckNodePort", "FieldValueInvalid",
+                                     "failed to allocate a nodePort: range is full")]
+            port = random.choice(free)
+        spec["healthCheckNodePort"] = port
+        return []
 
     def _free_ip(self, used: set[str]) -> str | None:
         first, last = int(self.subnet.network_address) + 1, int(self.subnet.broadcast_address) - 1

@@ -2,8 +2,8 @@
 
 Runs the Deployment, ReplicaSet, StatefulSet, DaemonSet, EndpointSlice (and Endpoints), namespace,
 garbage-collector, ReplicationController, Job, TTL-after-finished, CronJob, disruption, ServiceAccounts
-and root CA publisher and (with --allocate-node-cidrs) node IPAM controllers in one process over
-shared informers, as upstream's controller manager does."""
+and root CA publisher, (with --allocate-node-cidrs) node IPAM and (with --load-balancer-pool) service
+load-balancer controllers in one process over shared informers, as upstream's controller manager does."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from netlab.control.controllers.replicaset import ReplicaSetController
 from netlab.control.controllers.replicationcontroller import ReplicationControllerController
 from netlab.control.controllers.rootcacert import RootCACertPublisher
 from netlab.control.controllers.serviceaccount import ServiceAccountsController
+from netlab.control.controllers.servicelb import Pool, ServiceLBController
 from netlab.control.controllers.statefulset import StatefulSetController
 from netlab.control.controllers.daemonset import DaemonSetController
 from netlab.kit import logs
@@ -42,6 +43,8 @@ async def run(args: argparse.Namespace) -> None:
     ctx = Context(Client.from_kubeconfig(args.kubeconfig), args.cluster_cidr, args.node_cidr_mask_size,
                   root_ca(args.kubeconfig, args.root_ca_file))
     controllers = [c(ctx) for c in CONTROLLERS + ([NodeIpamController] if args.allocate_node_cidrs else [])]
+    if args.load_balancer_pool:
+        controllers.append(ServiceLBController(ctx, Pool.parse(args.load_balancer_pool)))
     informers = await ctx.start()  # their first lists reach the handlers, which queue every object
     logging.info("controllers synced: %s", ", ".join(c.name for c in controllers))
     await asyncio.gather(*(c.run() for c in controllers), *informers)
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--node-cidr-mask-size", type=int, default=24)
     p.add_argument("--root-ca-file", default="", help="the CA published in every namespace's kube-root-ca.crt "
                    "(default: the kubeconfig's)")
+    p.add_argument("--load-balancer-pool", default="", help="addresses for LoadBalancer Services: A-B or a CIDR")
     args = p.parse_args(argv)
     if args.allocate_node_cidrs and not args.cluster_cidr:
         p.error("--allocate-node-cidrs needs --cluster-cidr")

@@ -10,6 +10,7 @@ real sockets and no container runtime.
 | busybox, alpine, curlimages/curl | the container's command, run with the host's tools |
 | pause                          | sleeps until stopped |
 | coredns                        | netlab's DNS server (`python -m coredns`) with the container's args |
+| ingress-nginx/controller       | ingress-nginx's controller driving the host's nginx (ingress_nginx.py) |
 
 An image outside the catalog runs only with a command (run with the host's tools); without one
 the kubelet reports ErrImagePull with the catalog in the message.
@@ -21,7 +22,8 @@ import os
 import shutil
 import sys
 
-CATALOG = ("agnhost", "nginx", "httpd", "http-echo", "busybox", "alpine", "curl", "pause", "coredns")
+CATALOG = ("agnhost", "nginx", "httpd", "http-echo", "busybox", "alpine", "curl", "pause", "coredns",
+           "ingress-nginx/controller")
 BUILTIN = {"agnhost", "nginx", "httpd", "http-echo", "pause"}  # served by netlab.node.workloads.programs
 HOST_TOOLS = {"busybox", "alpine", "curl"}
 
@@ -45,6 +47,9 @@ def argv_for(image: str, command: list[str] | None, args: list[str] | None) -> l
         return [*_LAUNCH, name, *args]
     if name == "coredns" and not command:
         return [sys.executable, "-m", "coredns", *(args or ["-conf", "/etc/coredns/Corefile"])]
+    if _path(image).endswith("ingress-nginx/controller") and not command:  # args start with its binary
+        return [sys.executable, "-m", "netlab.node.workloads.ingress_nginx",
+                *(args[1:] if args[:1] == ["/nginx-ingress-controller"] else args)]
     if command:
         return _host(command) + args
     if name == "curl":
@@ -53,6 +58,13 @@ def argv_for(image: str, command: list[str] | None, args: list[str] | None) -> l
         return args and _host(args) or ["sh"]  # default cmd: a shell, which exits with no terminal
     raise UnknownImage(f'image "{image}" is not in netlab\'s catalog ({", ".join(CATALOG)}) and the container '
                        "has no command to run with the host's tools; see docs/images.md")
+
+
+def _path(image: str) -> str:
+    """`registry.k8s.io/ingress-nginx/controller:v1.11.2@sha256:...` -> `registry.k8s.io/ingress-nginx/controller`."""
+    path = image.split("@", 1)[0]
+    head, _, last = path.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
 
 
 def builtin_args(argv: list[str]) -> list[str] | None:

@@ -100,8 +100,13 @@ def flags(args: list[str], defaults: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def wait_forever() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+def wait_forever(delay_shutdown: float = 0) -> None:
+    """Serve until SIGTERM; with `delay_shutdown`, go on serving that many seconds after it (as
+    agnhost's --delay-shutdown does, for tests of graceful termination)."""
+    if delay_shutdown > 0:
+        signal.signal(signal.SIGTERM, lambda *_: threading.Timer(delay_shutdown, os._exit, (0,)).start())
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         signal.pause()
 
@@ -135,7 +140,7 @@ def dial(q: dict[str, str]) -> tuple[int, str, str]:
 
 
 def netexec(args: list[str]) -> None:
-    f = flags(args, {"http-port": "8080", "udp-port": "8081", "sctp-port": "-1"})
+    f = flags(args, {"http-port": "8080", "udp-port": "8081", "sctp-port": "-1", "delay-shutdown": "0"})
     started = time.time()
 
     def handle(r: Request):
@@ -173,7 +178,7 @@ def netexec(args: list[str]) -> None:
     udp = int(f["udp-port"])
     if udp > 0:
         threading.Thread(target=udp_server, args=(udp,), daemon=True).start()
-    wait_forever()
+    wait_forever(float(f["delay-shutdown"]))
 
 
 def udp_server(port: int) -> None:

@@ -1,8 +1,10 @@
-"""Services: the API defaults by type, validation of ports and policies, a ClusterIP that may not
-change, the ClusterIP and NodePort allocations, and kubectl's columns."""
+"""Services: the API defaults by type, validation of ports, policies and the load-balancer fields,
+a ClusterIP and a loadBalancerClass that may not change, the fields a type change drops, the
+ClusterIP, NodePort and health-check node port allocations, and kubectl's columns."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from netlab.control.apiserver import allocator, tables
@@ -49,10 +51,16 @@ class Strategy(base.Strategy):
         return _validate(obj.get("spec"))
 
     def validate_update(self, obj: dict, old: dict) -> list[v.FieldError]:
+        _drop_type_dependent(obj.get("spec"), old.get("spec") or {})
+        errs = []
         new_ip, old_ip = (obj.get("spec") or {}).get("clusterIP"), (old.get("spec") or {}).get("clusterIP")
         if old_ip and new_ip != old_ip and obj.get("spec", {}).get("type") != "ExternalName":
-            return [v.invalid("spec.clusterIPs[0]", new_ip, "may not change once set")]
-        return []
+            errs.append(v.invalid("spec.clusterIPs[0]", new_ip, "may not change once set"))
+        new_cls, old_cls = (obj.get("spec") or {}).get("loadBalancerClass"), (old.get("spec") or {}).get(
+            "loadBalancerClass")
+        if old_cls and new_cls != old_cls and (obj.get("spec") or {}).get("type") == "LoadBalancer":
+            errs.append(v.invalid("spec.loadBalancerClass", new_cls, "may not change once set"))
+        return errs
 
     def allocate(self, obj: dict, old: dict | None = None) -> None:
         self.allocator.allocate(obj, old)
@@ -136,4 +144,76 @@ def _validate(spec: Any) -> list[v.FieldError]:
     if "externalTrafficPolicy" in spec and stype == "ClusterIP":
         errs.append(v.invalid("spec.externalTrafficPolicy", spec["externalTrafficPolicy"],
                               "may only be set when `type` is 'NodePort' or 'LoadBalancer'"))
+    return errs + _validate_load_balancer(spec, stype)
+
+
+def _validate_load_balancer(spec: dict, stype: str) -> list[v.FieldError]:
+    """The load-balancer fields, as upstream's ValidateService words them."""
+    errs: list[v.FieldError] = []
+    lb = stype == "LoadBalancer"
+    if "allocateLoadBalancerNodePorts" in spec and not lb:
+        errs.append(v.forbidden("spec.allocateLoadBalancerNodePorts", "may only be used when `type` is "
+                                "'LoadBalancer'"))
+    cls = spec.get("loadBalancerClass")
+    if cls is not None:
+        if not lb:
+            errs.append(v.forbidden("spec.loadBalancerClass", "may only be used when `type` is 'LoadBalancer'"))
+        elif not isinstance(cls, str) or not _qualified(cls):
+            errs.append(v.invalid("spec.loadBalancerClass", cls, "name part must consist of alphanumeric "
+                                  "characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+    ranges = spec.get("loadBalancerSourceRanges")
+    if ranges:
+        if not lb:
+            errs.append(v.forbidden("spec.loadBalancerSourceRanges", "may only be used when `type` is "
+                                    "'LoadBalancer'"))
+        for r in ranges:
+            try:
+                ipaddress.ip_network(str(r).strip(), strict=False)
+            except ValueError:
+                errs.append(v.invalid("spec.LoadBalancerSourceRanges", r, "must be a list of IP ranges. For "
+                                      "example, 10.240.0.0/24,10.250.0.0/24 "))
+    ip = spec.get("loadBalancerIP")
+    if ip:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            errs.append(v.invalid("spec.loadBalancerIP", ip, "must be a valid IP address"))
+    hc = spec.get("healthCheckNodePort")
+    if hc and not (lb and spec.get("externalTrafficPolicy") == "Local"):
+        errs.append(v.invalid("spec.healthCheckNodePort", hc, "may only be set when `type` is 'LoadBalancer' and "
+                              "`externalTrafficPolicy` is 'Local'"))
+    elif hc and not allocator.NODE_PORT_RANGE[0] <= hc <= allocator.NODE_PORT_RANGE[1]:
+        errs.append(v.invalid("spec.healthCheckNodePort", hc, "provided port is not in the valid range. The range "
+                              f"of valid ports is {allocator.NODE_PORT_RANGE[0]}-{allocator.NODE_PORT_RANGE[1]}"))
     return errs
+
+
+def _qualified(name: str) -> bool:
+    """A label key: an optional DNS-subdomain prefix and a name part of at most 63 characters."""
+    prefix, _, part = name.rpartition("/")
+    if prefix and (len(prefix) > 253 or not v.DNS1123_SUBDOMAIN.match(prefix)):
+        return False
+    return len(part) <= 63 and bool(v.QUALIFIED_NAME.match(part))
+
+
+def _drop_type_dependent(spec: dict | None, old: dict) -> None:
+    """What a type change leaves behind and the user did not set anew, as upstream's
+    dropTypeDependentFields: a Service that stops being a LoadBalancer loses its
+    allocateLoadBalancerNodePorts, loadBalancerClass and health-check port; one that stops being
+    external loses its externalTrafficPolicy; one whose externalTrafficPolicy leaves Local loses its
+    health-check port."""
+    if not isinstance(spec, dict):
+        return
+    if spec.get("externalTrafficPolicy") != "Local" and old.get("externalTrafficPolicy") == "Local" and \
+            spec.get("healthCheckNodePort") == old.get("healthCheckNodePort"):
+        spec.pop("healthCheckNodePort", None)
+    if spec.get("type") == old.get("type"):
+        return
+    new_type = spec.get("type", "ClusterIP")
+    if old.get("type") == "LoadBalancer" and new_type != "LoadBalancer":
+        for f in ("allocateLoadBalancerNodePorts", "loadBalancerClass", "healthCheckNodePort"):
+            if f in spec and spec[f] == old.get(f):
+                del spec[f]
+    if new_type in ("ClusterIP", "ExternalName") and spec.get("externalTrafficPolicy") == old.get(
+            "externalTrafficPolicy"):
+        spec.pop("externalTrafficPolicy", None)
