@@ -34,7 +34,7 @@ def pod(i: int) -> dict:
 
 
 async def load(cp: ControlPlane, n: int, watchers: int) -> dict:
-    client = Client(cp.url, cp.token, str(cp.cluster.state_dir / "pki" / "ca.crt"))
+    client = Client(cp.url, cp.token, str(cp.cluster.layout.ca_cert))
     seen = [0] * watchers
     done = [asyncio.Event() for _ in range(watchers)]
     rv = (await client.list("pods", "default"))["metadata"]["resourceVersion"]

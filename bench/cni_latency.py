@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from netlab.kit import net  # noqa: E402
+from netlab.kit.layout import SYSTEM_CNI_BIN  # noqa: E402
 from netlab.lab import build as lab  # noqa: E402
-from netlab.kit import net
 
 NODE = "nltbc-node"
 
@@ -60,14 +61,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="nltbc-"))
     bin_dir = tmp / "bin"
     lab.write_cni_launchers(bin_dir)
-    path = f"{bin_dir}:/usr/lib/cni"
+    path = f"{bin_dir}:{SYSTEM_CNI_BIN}"
     sock = str(tmp / "agent.sock")
-    net.ns_create(NODE)
+    net.ns_create(NODE, net.NODE_SYSCTLS)
     agent = net.popen(NODE, [sys.executable, "-m", "cni.agent", "--socket", sock])
     pods = [f"nltbc-p{i}" for i in range(args.runs)]
     try:
         for ns in pods:
-            net.ns_create(ns)
+            net.ns_create(ns, net.POD_SYSCTLS)
         while not os.path.exists(sock):
             time.sleep(0.05)
         cases = [("netlab + agent", str(bin_dir / "netlab-bridge"), conf("ours", str(tmp / "ipam"), sock)),

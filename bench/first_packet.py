@@ -22,12 +22,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from netlab.kit import net  # noqa: E402
-from proxy import iptables, sync  # noqa: E402
+from proxy.config import Config  # noqa: E402
+from proxy.iptables_sync import IptablesSyncer, detect_backend  # noqa: E402
+from proxy.nftables_sync import NftablesSyncer  # noqa: E402
 from proxy.model import service_ports  # noqa: E402
 
 NODE, POD = "nltfp-node", "nltfp-pod"
 POD_IP = "10.0.0.2"
-CFG = iptables.Config(node_name="n1", cluster_cidr="10.0.0.0/8")
+CFG = Config(node_name="n1", cluster_cidr="10.0.0.0/8")
 
 
 def services(n: int) -> list:
@@ -58,7 +60,7 @@ def connect_times(ip: str, port: int, n: int = 300) -> list[float]:
 def measure(mode: str, n: int) -> tuple[float, float, float]:
     ports = services(n)
     target = ports[-1].cluster_ip
-    syncer = sync.NftablesSyncer(CFG) if mode == "nftables" else sync.IptablesSyncer(CFG, sync.detect_backend())
+    syncer = NftablesSyncer(CFG) if mode == "nftables" else IptablesSyncer(CFG, detect_backend())
     direct = connect_times(POD_IP, 8080)  # before any rule: the baseline
     syncer.sync(ports, full=True)
     try:

@@ -32,12 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("NETLAB_STATE_ROOT", tempfile.mkdtemp(prefix="nlt-bench-"))
 
 from netlab.kit import net  # noqa: E402
+from netlab.kit.layout import SYSTEM_CNI_BIN  # noqa: E402
 from netlab.api.client import Client  # noqa: E402
 from netlab.tools.testing import Lab  # noqa: E402
 from netlab.node.workloads import argv_for  # noqa: E402
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
-REF = "/usr/lib/cni"
+REF = SYSTEM_CNI_BIN
 
 
 def pod(name: str) -> dict:
@@ -90,8 +91,7 @@ def pod_memory(lab: Lab) -> float:
     """Mean PSS (MB) of a pod: its container process and its pause process."""
     total, pods = 0, lab.items("pods", selector="app=bench")
     for p in pods:
-        state = json.loads((lab.cluster.state_dir / "nodes" / p["spec"]["nodeName"] / "pods" / p["metadata"]["uid"]
-                            / "state.json").read_text())
+        state = json.loads(lab.cluster.layout.node(p["spec"]["nodeName"]).pod(p["metadata"]["uid"]).state.read_text())
         pids = [c["proc"]["pid"] for c in state["containers"].values() if c.get("proc")]
         if state.get("pause"):
             pids.append(state["pause"]["pid"])

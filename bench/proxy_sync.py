@@ -24,11 +24,16 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from netlab.kit import net  # noqa: E402
-from proxy import iptables, nftables, sync  # noqa: E402
+from proxy import iptables_render as iptables  # noqa: E402
+from proxy import nftables_render as nftables  # noqa: E402
+from proxy.config import Config  # noqa: E402
+from proxy.iptables_sync import IptablesSyncer  # noqa: E402
+from proxy.nftables_sync import NftablesSyncer  # noqa: E402
+from proxy.syncer import Runner  # noqa: E402
 from proxy.model import ServiceMap, service_ports  # noqa: E402
 
-CFG = iptables.Config(node_name="n1", cluster_cidr="10.0.0.0/8", service_cidrs=["172.16.0.0/12"],
-                      node_ips=["192.168.0.2"])
+CFG = Config(node_name="n1", cluster_cidr="10.0.0.0/8", service_cidrs=["172.16.0.0/12"],
+             node_ips=["192.168.0.2"])
 
 
 def cluster(n: int, changed: int | None = None) -> tuple[list, list]:
@@ -86,17 +91,17 @@ def informed(n: int) -> tuple[ServiceMap, dict]:
 
 def run_iptables(n: int, backend: str) -> tuple[float, ...]:
     model, change = informed(n)
-    s = sync.IptablesSyncer(CFG, backend)
+    s = IptablesSyncer(CFG, backend)
     rs = iptables.render(service_ports(*cluster(n)), CFG)
     text = iptables.restore_text(rs, "filter") + iptables.restore_text(rs, "nat")
-    raw = timed(lambda: sync.run([s.tool("iptables-restore"), "-w", "5", "--noflush"], text))
+    raw = timed(lambda: Runner().run([s.tool("iptables-restore"), "-w", "5", "--noflush"], text))
     s.cleanup()
     # what the daemon does on each sync: the model updated from the informers' events, then the sync
     full = timed(lambda: s.sync(model.take(), full=True))
     partial = timed(lambda: (model.set_slice(change), s.sync(model.take())))
     resync = timed(lambda: s.sync(model.take(), full=True))
     # a resync's floor: the same whole text restored onto the tables as they are, full
-    raw_onto = timed(lambda: sync.run([s.tool("iptables-restore"), "-w", "5", "--noflush"], s.last_text))
+    raw_onto = timed(lambda: Runner().run([s.tool("iptables-restore"), "-w", "5", "--noflush"], s.last_text))
     # the floor of a partial sync: the tool alone applying the change back (text made beforehand)
     new, old = iptables.render(service_ports(*cluster(n)), CFG), s.applied
     texts = []
@@ -104,7 +109,7 @@ def run_iptables(n: int, backend: str) -> tuple[float, ...]:
         o, n_ = old.tables()[table], new.tables()[table]
         changed = {c for c, rules in n_.chains.items() if o.chains.get(c) != rules}
         texts.append(iptables.restore_text(new, table, changed, set(o.chains) - set(n_.chains)))
-    raw_partial = timed(lambda: sync.run([s.tool("iptables-restore"), "-w", "5", "--noflush"], "".join(texts)))
+    raw_partial = timed(lambda: Runner().run([s.tool("iptables-restore"), "-w", "5", "--noflush"], "".join(texts)))
     s.cleanup()
     return raw, full, raw_onto, resync, partial, raw_partial, None
 
@@ -113,9 +118,9 @@ def run_nftables(n: int) -> tuple[float, ...]:
     model, change = informed(n)
     text = nftables.transaction(nftables.render(service_ports(*cluster(n)), CFG), None).text
     settle()
-    raw = timed(lambda: sync.run(["nft", "-f", "-"], text))
+    raw = timed(lambda: Runner().run(["nft", "-f", "-"], text))
     subprocess.run(["nft", "delete", "table", "ip", nftables.TABLE], capture_output=True)
-    s = sync.NftablesSyncer(CFG)
+    s = NftablesSyncer(CFG)
     settle()
     full = timed(lambda: s.sync(model.take(), full=True))
     settle()
@@ -125,11 +130,11 @@ def run_nftables(n: int) -> tuple[float, ...]:
     settle()
     resync = timed(lambda: s.sync(model.take(), full=True))
     settle()
-    raw_onto = timed(lambda: sync.run(["nft", "-f", "-"], s.last_text))  # a resync's floor
+    raw_onto = timed(lambda: Runner().run(["nft", "-f", "-"], s.last_text))  # a resync's floor
     # the floor of a partial sync: nft alone applying the change back (text made beforehand)
     text = nftables.transaction(nftables.render(service_ports(*cluster(n)), CFG), s.applied).text
     settle()
-    raw_partial = timed(lambda: sync.run(["nft", "-f", "-"], text))
+    raw_partial = timed(lambda: Runner().run(["nft", "-f", "-"], text))
     s.cleanup()
     return raw, full, raw_onto, resync, partial, raw_partial, later
 

@@ -4,7 +4,7 @@
                                                 or the `kubeconfig` option of the kubernetes plugin)
     netlab-dns --state FILE [--listen ADDR:PORT] serve the Services, EndpointSlices, Pods and
                                                 Namespaces in a YAML file, with no API server
-Also accepted: CoreDNS's own `-conf FILE`.
+Also accepted: CoreDNS's own `-conf FILE`. Without a Corefile it serves kubeadm's (less forward).
 """
 
 from __future__ import annotations
@@ -13,21 +13,52 @@ import argparse
 import asyncio
 import gc
 import logging
+import math
 import re
 import socket
 import struct
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from coredns.corefile import CorefileError, ServerBlock, parse
+from coredns import cache
+from coredns.corefile import CorefileError, Directive, ServerBlock, parse
 from coredns.records import Kubernetes, State
-from coredns.server import Engine
-from netlab.lab.addons import kubeadm_corefile
+from coredns.server import Engine, limited
+from netlab.api.client import ApiError, Client, Informer, manifest_objects
+from netlab.kit import logs, serving
+from netlab.kit.kubeadm import corefile as default_corefile
+from netlab.kit.metrics import Registry
+from netlab.kit.runner import BoundedFrequencyRunner
 
 log = logging.getLogger("netlab.dns")
+REBUILD_INTERVAL = 0.02  # a burst of changes within this is one rebuild of the index
+
+
+@dataclass
+class Timeouts:
+    """The server's TCP timeouts, as CoreDNS's (its `timeouts` plugin sets them): the first query
+    must arrive whole within `read`, each later one within `idle` of the last answer, and an answer
+    must be written within `write`; then the connection is closed."""
+    read: float = 3.0
+    write: float = 5.0
+    idle: float = 10.0
+
+
+def timeouts(p: Directive | None) -> Timeouts:
+    t = Timeouts()
+    if p is None:
+        return t
+    if not p.block:
+        raise CorefileError(f"Corefile line {p.line}: timeouts: at least one of read, write, idle is needed")
+    for o in p.block:
+        if o.name not in ("read", "write", "idle") or len(o.args) != 1:
+            raise CorefileError(f"Corefile line {o.line}: timeouts: expected read, write or idle DURATION")
+        setattr(t, o.name, seconds(o, o.args[0]))
+    return t
 
 
 def kubernetes_plugin(block: ServerBlock) -> tuple[Kubernetes, dict]:
@@ -59,8 +90,6 @@ def kubernetes_plugin(block: ServerBlock) -> tuple[Kubernetes, dict]:
 
 def load_state(path: str) -> State:
     """The Services, EndpointSlices, Pods and Namespaces of a YAML file."""
-    from netlab.api.client import manifest_objects
-
     objs = manifest_objects(Path(path).read_text(), namespace="default")
 
     def of(kind):
@@ -114,8 +143,8 @@ def udp_worker(sock: socket.socket, engine: Engine) -> None:
             return
         try:
             out = engine.handle(data, "udp")
-        except Exception:  # noqa: BLE001 - never let one query take the server down
-            log.exception("query failed")
+        except Exception as e:  # noqa: BLE001 - never let one query take the server down
+            limited.error("query from %s failed: %s: %s", addr[0], type(e).__name__, e)
             out = None
         if out is not None:
             try:
@@ -124,32 +153,33 @@ def udp_worker(sock: socket.socket, engine: Engine) -> None:
                 pass
 
 
-async def tcp_client(engine: Engine, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def read_message(reader: asyncio.StreamReader) -> bytes:
+    """One length-prefixed DNS message (RFC 1035 4.2.2)."""
+    hdr = await reader.readexactly(2)
+    return await reader.readexactly(struct.unpack("!H", hdr)[0])
+
+
+async def tcp_client(engine: Engine, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     limits: Timeouts) -> None:
+    """Queries on one TCP connection, as CoreDNS's server reads them: each whole message (its
+    length and its bytes) within the read timeout for the first and the idle timeout for the
+    rest; a connection that sends nothing, or only part of a message, is closed."""
+    wait = limits.read
     try:
         while True:
-            hdr = await asyncio.wait_for(reader.readexactly(2), 10)
-            data = await reader.readexactly(struct.unpack("!H", hdr)[0])
+            data = await asyncio.wait_for(read_message(reader), wait)
             out = engine.handle(data, "tcp")
             if out is None:
                 break
             writer.write(struct.pack("!H", len(out)) + out)
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), limits.write)
+            wait = limits.idle
     except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
         pass
+    except Exception as e:  # noqa: BLE001 - one connection must not take the server down
+        limited.error("TCP query failed: %s: %s", type(e).__name__, e)
     finally:
         writer.close()
-
-
-async def http(addr: str, routes: dict) -> None:
-    from aiohttp import web
-
-    app = web.Application()
-    for path, fn in routes.items():
-        app.router.add_get(path, fn)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    host, _, port = addr.rpartition(":")
-    await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
 
 
 def configure(engine: Engine | None, text: str) -> tuple[Engine, ServerBlock, dict]:
@@ -160,20 +190,36 @@ def configure(engine: Engine | None, text: str) -> tuple[Engine, ServerBlock, di
     fwd = forward_targets(block)
     if block.plugin("reload") is not None:
         duration(block.plugin("reload"))  # checked now, not when the reload loop first needs it
+    cache_cfg = cache.parse(block.plugin("cache"))
+    timeouts(block.plugin("timeouts"))  # checked now, read by serve()
     loadbalance, forward = block.plugin("loadbalance") is not None, Forwarder(fwd) if fwd else None
     if engine is None:
-        return Engine(kube, loadbalance=loadbalance, forward=forward), block, extra
+        return Engine(kube, loadbalance=loadbalance, forward=forward, cache=cache_cfg), block, extra
     kube.state = engine.kube.state
     engine.kube, engine.loadbalance, engine.forward = kube, loadbalance, forward
-    engine.invalidate()
+    engine.configure_cache(cache_cfg)
     return engine, block, extra
 
 
+class Readiness:
+    """The `ready` plugin's answer: ready once the state is loaded and, when it comes from the API
+    server, only while every informer's cache is in step (one whose watch broke and cannot
+    relist makes the server unready: its answers may be stale)."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.informers: list = []
+
+    def __call__(self) -> bool:
+        return self.loaded and all(inf.healthy for inf in self.informers)
+
+
 async def serve(args: argparse.Namespace) -> None:
-    text = Path(args.conf).read_text() if args.conf else kubeadm_corefile()
+    text = Path(args.conf).read_text() if args.conf else default_corefile()
     engine, block, extra = configure(None, text)
     kube = engine.kube
-    ready = asyncio.Event()
+    ready = Readiness()
+    limits = timeouts(block.plugin("timeouts"))
     host, _, port = (args.listen or f"0.0.0.0:{block.port}").rpartition(":")
     host = host or "0.0.0.0"
     workers = []
@@ -182,16 +228,18 @@ async def serve(args: argparse.Namespace) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.bind((host, int(port)))
         workers.append(threading.Thread(target=udp_worker, args=(s, engine), daemon=True))
-    tcp = await asyncio.start_server(lambda r, w: tcp_client(engine, r, w), host, int(port), reuse_port=True)
+    tcp = await asyncio.start_server(lambda r, w: tcp_client(engine, r, w, limits), host, int(port), reuse_port=True)
     loop = asyncio.get_running_loop()
 
+    background: list[asyncio.Task] = []  # (held: the loop keeps only weak references to tasks)
     if args.state:
         kube.state = await loop.run_in_executor(None, load_state, args.state)
-        ready.set()
+        ready.loaded = True
     else:
-        asyncio.create_task(watch(engine, ready, extra))
+        background.append(asyncio.create_task(watch(engine, ready, extra)))
     if args.conf and block.plugin("reload") is not None:
-        asyncio.create_task(reload_loop(Path(args.conf), text, engine, duration(block.plugin("reload"))))
+        background.append(asyncio.create_task(reload_loop(Path(args.conf), text, engine,
+                                                          duration(block.plugin("reload")))))
     # the hot path allocates little that lives: collect young objects rarely, and never scan
     # what start-up made (fewer collector pauses in the tail latency)
     gc.freeze()
@@ -199,40 +247,32 @@ async def serve(args: argparse.Namespace) -> None:
     for t in workers:
         t.start()
 
-    async def ok(_):
-        from aiohttp import web
-        return web.Response(text="OK")
-
-    async def ready_handler(_):
-        from aiohttp import web
-        return web.Response(text="OK" if ready.is_set() else "not ready", status=200 if ready.is_set() else 503)
-
-    async def metrics(_):
-        from aiohttp import web
-        return web.Response(text=engine.metrics.text(), content_type="text/plain")
-
+    registry = Registry()
+    registry.register(engine.metrics)
     if not args.no_http:
-        for name, addr, routes in (("health", ":8080", {"/health": ok}), ("ready", ":8181", {"/ready": ready_handler}),
-                                   ("prometheus", ":9153", {"/metrics": metrics})):
+        for name, addr, routes in (("health", ":8080", {"/health": serving.check(lambda: True)}),
+                                   ("ready", ":8181", {"/ready": serving.check(ready)}),
+                                   ("prometheus", ":9153", {"/metrics": serving.metrics(registry)})):
             p = block.plugin(name)
             if p is not None:
-                try:
-                    await http(p.args[0] if p.args else addr, routes)
-                except OSError as e:
-                    log.warning("%s on %s: %s", name, addr, e)
+                await serving.serve_or_warn(p.args[0] if p.args else addr, routes, name)
     log.info("serving DNS on %s:%s (udp x%d, tcp)", host, port, args.workers)
     async with tcp:
-        await tcp.serve_forever()
+        # the watch and reload loops end only by raising: then the process does, not silently
+        await asyncio.gather(tcp.serve_forever(), *background)
 
 
-def duration(p) -> float:
-    """The `reload` plugin's interval: `reload [INTERVAL [JITTER]]`, default 30s."""
-    if not p.args:
-        return 30.0
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", p.args[0])
+def seconds(p: Directive, word: str) -> float:
+    """A Go duration as the Corefile writes them: 30s, 200ms, 1m."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", word)
     if not m:
-        raise CorefileError(f"Corefile line {p.line}: reload: {p.args[0]!r} is not a duration such as 30s")
+        raise CorefileError(f"Corefile line {p.line}: {p.name}: {word!r} is not a duration such as 30s")
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+
+def duration(p: Directive) -> float:
+    """The `reload` plugin's interval: `reload [INTERVAL [JITTER]]`, default 30s."""
+    return seconds(p, p.args[0]) if p.args else 30.0
 
 
 async def reload_loop(path: Path, text: str, engine: Engine, every: float) -> None:
@@ -255,35 +295,35 @@ async def reload_loop(path: Path, text: str, engine: Engine, every: float) -> No
         log.info("Reloading complete")
 
 
-async def watch(engine: Engine, ready: asyncio.Event, extra: dict) -> None:
+async def watch(engine: Engine, ready: Readiness, extra: dict) -> None:
     """Keep the state from informers; answers never wait on the API: a change rebuilds the index
-    and drops the ready answers."""
-    from netlab.api.client import Client, Informer
-
+    (a burst of changes once, through a bounded-frequency runner) and drops the cached answers."""
     if extra.get("kubeconfig"):
         client = Client.from_kubeconfig(extra["kubeconfig"][0])
     else:
         client = Client.in_cluster()
     infs = {r: Informer(client, r) for r in ("services", "endpointslices", "pods", "namespaces")}
-    pending = asyncio.Event()
+    ready.informers = list(infs.values())
 
-    def changed(*_):
-        pending.set()
-    for inf in infs.values():
-        inf.add_handler(changed, changed, changed)
-        asyncio.create_task(inf.run())
-    for inf in infs.values():
-        await inf.wait_synced()
-    while True:
-        pending.clear()
+    def rebuild() -> None:
         st = State.build(infs["services"].list(), infs["endpointslices"].list(), infs["pods"].list(),
                          infs["namespaces"].list())
         st.version = engine.kube.state.version + 1
         engine.kube.state = st  # engine.kube: a reload may have replaced it
         engine.invalidate()
-        ready.set()
-        await pending.wait()
-        await asyncio.sleep(0.02)  # batch a burst of changes
+        ready.loaded = True
+
+    runner = BoundedFrequencyRunner("dns-state", rebuild, REBUILD_INTERVAL, math.inf)
+    for inf in infs.values():
+        inf.add_handler(lambda *_: runner.run(), lambda *_: runner.run(), lambda *_: runner.run())
+    tasks = [asyncio.create_task(inf.run()) for inf in infs.values()]
+    for inf in infs.values():
+        await inf.wait_synced()
+    runner.run()
+    tasks.append(asyncio.create_task(runner.loop()))
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for t in done:
+        t.result()  # (they only end by raising)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -296,11 +336,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="UDP worker threads on SO_REUSEPORT sockets")
     p.add_argument("--no-http", action="store_true", help="no health, ready or metrics listeners")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     try:
         asyncio.run(serve(args))
     except CorefileError as e:
         sys.exit(f"netlab-dns: {e}")
+    except ApiError as e:  # e.g. not in a pod, and no kubeconfig in the Corefile
+        sys.exit(f"netlab-dns: kubernetes: {e}")
     except OSError as e:
         sys.exit(f"netlab-dns: {e}")
     except (ValueError, yaml.YAMLError) as e:  # a --state file that is not a manifest

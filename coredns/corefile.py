@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 
 PLUGINS = {"errors", "health", "ready", "kubernetes", "prometheus", "forward", "cache", "loop", "reload",
-           "loadbalance", "log", "hosts"}
+           "loadbalance", "log", "hosts", "timeouts"}
 
 
 class CorefileError(ValueError):

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A
 
+from netlab.api.endpointslices import EndpointSlice, view
+
 SCHEMA_VERSION = "1.1.0"
 
 
@@ -63,11 +65,11 @@ class State:
     def build(cls, services: list[dict], slices: list[dict], pods: list[dict], namespaces: list[dict]) -> State:
         st = cls()
         st.namespaces = {n["metadata"]["name"] for n in namespaces}
-        by_svc: dict[tuple[str, str], list[dict]] = {}
-        for s in slices:
-            owner = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
-            if owner and s.get("addressType", "IPv4") == "IPv4":
-                by_svc.setdefault((s["metadata"]["namespace"], owner), []).append(s)
+        by_svc: dict[tuple[str, str], list[EndpointSlice]] = {}
+        for obj in slices:
+            sl = view(obj)
+            if sl.service and sl.address_type == "IPv4":
+                by_svc.setdefault((sl.namespace, sl.service), []).append(sl)
         for svc in services:
             meta, spec = svc["metadata"], svc.get("spec") or {}
             ns = meta.get("namespace", "default")
@@ -78,17 +80,15 @@ class State:
                         [(p.get("name", ""), p.get("protocol", "TCP"), p["port"]) for p in spec.get("ports") or []])
             seen = set()
             for sl in by_svc.get((ns, meta["name"]), []):
-                for p in sl.get("ports") or []:
-                    entry = (p.get("name", ""), p.get("protocol", "TCP"), p.get("port"))
-                    if entry not in s.endpoint_ports and p.get("port"):
+                for p in sl.ports:
+                    entry = (p.name, p.protocol, p.port)
+                    if entry not in s.endpoint_ports and p.port:
                         s.endpoint_ports.append(entry)
-                for e in sl.get("endpoints") or []:
-                    ready = (e.get("conditions") or {}).get("ready") is not False
-                    for a in e.get("addresses") or []:
+                for e in sl.endpoints:
+                    for a in e.addresses:
                         if a not in seen:
                             seen.add(a)
-                            s.endpoints.append(Endpoint(a, e.get("hostname", ""), ready,
-                                                        (e.get("targetRef") or {}).get("name", "")))
+                            s.endpoints.append(Endpoint(a, e.hostname, e.ready, e.target))
             st.services[(ns, meta["name"])] = s
         for p in pods:
             ip = (p.get("status") or {}).get("podIP")

@@ -1,11 +1,12 @@
-"""The DNS server: UDP and TCP, answers kept ready as wire bytes.
+"""The DNS server's answering engine: answers kept ready as wire bytes.
 
 The hot path does not build messages: it reads the query's header and question, looks the
-question up in a table of ready answers (built once with dnslib, dropped whenever the cluster
-state changes), and sends back the query's ID, the ready header (with the query's RD bit), the
-query's own question bytes (case kept) and the ready answer sections. EDNS0 payload sizes are
-honoured; an answer too large for UDP goes out truncated (TC) and whole over TCP. Malformed
-queries get FORMERR (or are dropped when not even a header is there).
+question up in the answer cache (coredns/cache.py: bounded, entries built once with dnslib,
+dropped whenever the cluster state changes), and sends back the query's ID, the ready header
+(with the query's RD bit), the query's own question bytes (case kept) and the ready answer
+sections, their TTLs counted down with the entry's age. EDNS0 payload sizes are honoured; an
+answer too large for UDP goes out truncated (TC) and whole over TCP. Malformed queries (a name
+longer than 255 bytes included) get FORMERR, or are dropped when not even a header is there.
 """
 
 from __future__ import annotations
@@ -19,24 +20,33 @@ import time
 
 from dnslib import EDNS0, QTYPE, RCODE, DNSHeader, DNSQuestion, DNSRecord
 
+from coredns.cache import AnswerCache, CacheConfig
 from coredns.records import Kubernetes
+from netlab.kit.logs import RateLimited
+from netlab.kit.metrics import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 log = logging.getLogger("netlab.dns")
+limited = RateLimited(log, period=10.0)  # what a sender can cause per packet is said once in 10 s
 EDNS_SIZE = 1232  # what we advertise, as CoreDNS does
+MAX_NAME = 255    # a name's wire length (RFC 1035 2.3.4)
 
 
 class Metrics:
-    """CoreDNS's metric names; counters kept as plain dict increments on the hot path."""
+    """CoreDNS's metric names; counters kept as plain dict increments on the hot path and handed
+    to prometheus_client as a collector (no lock per query)."""
 
     BUCKETS = [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024]
+    SERVER = "dns://:53"
 
-    def __init__(self):
+    def __init__(self, zone: str = "."):
+        self.zone = zone
         self.requests: dict[tuple, int] = {}
-        self.responses: dict[tuple, int] = {}
-        self.cache_hits = 0
+        self.responses: dict[int, int] = {}
+        self.cache_hits = {"success": 0, "denial": 0}
         self.cache_misses = 0
         self.durations = [0] * (len(self.BUCKETS) + 1)
         self.duration_sum = 0.0
+        self.cache: AnswerCache | None = None  # its sizes: coredns_cache_entries
 
     def observe(self, proto: str, qtype: int, rcode: int, seconds: float) -> None:
         k = (proto, qtype)
@@ -45,52 +55,101 @@ class Metrics:
         self.duration_sum += seconds
         self.durations[bisect.bisect_left(self.BUCKETS, seconds)] += 1
 
-    def text(self, zone: str = ".") -> str:
-        lines = ["# HELP coredns_dns_requests_total Counter of DNS requests made per zone, protocol and family.",
-                 "# TYPE coredns_dns_requests_total counter"]
+    def collect(self):
+        zone, server = self.zone, self.SERVER
+        req = CounterMetricFamily("coredns_dns_requests_total",
+                                  "Counter of DNS requests made per zone, protocol and family.",
+                                  labels=["server", "zone", "view", "proto", "family", "type"])
         for (proto, qtype), n in sorted(self.requests.items()):
-            lines.append(f'coredns_dns_requests_total{{server="dns://:53",zone="{zone}",view="",proto="{proto}",'
-                         f'family="1",type="{QTYPE.get(qtype, qtype)}"}} {n}')
-        lines += ["# HELP coredns_dns_responses_total Counter of response status codes.",
-                  "# TYPE coredns_dns_responses_total counter"]
+            req.add_metric([server, zone, "", proto, "1", str(QTYPE.get(qtype, qtype))], n)
+        yield req
+        resp = CounterMetricFamily("coredns_dns_responses_total", "Counter of response status codes.",
+                                   labels=["server", "zone", "view", "rcode", "plugin"])
         for rcode, n in sorted(self.responses.items()):
-            lines.append(f'coredns_dns_responses_total{{server="dns://:53",zone="{zone}",view="",'
-                         f'rcode="{RCODE.get(rcode, rcode)}",plugin=""}} {n}')
-        lines += ["# HELP coredns_dns_request_duration_seconds Histogram of the time (in seconds) each request took.",
-                  "# TYPE coredns_dns_request_duration_seconds histogram"]
-        acc = 0
+            resp.add_metric([server, zone, "", str(RCODE.get(rcode, rcode)), ""], n)
+        yield resp
+        hist = HistogramMetricFamily("coredns_dns_request_duration_seconds",
+                                     "Histogram of the time (in seconds) each request took.",
+                                     labels=["server", "zone", "view", "type"])
+        acc, buckets = 0, []
         for b, n in zip(self.BUCKETS, self.durations, strict=False):
             acc += n
-            lines.append(f'coredns_dns_request_duration_seconds_bucket{{server="dns://:53",zone="{zone}",view="",'
-                         f'type="other",le="{b}"}} {acc}')
-        total = sum(self.durations)
-        lines.append(f'coredns_dns_request_duration_seconds_bucket{{server="dns://:53",zone="{zone}",view="",'
-                     f'type="other",le="+Inf"}} {total}')
-        lines.append(f'coredns_dns_request_duration_seconds_sum{{server="dns://:53",zone="{zone}",view="",'
-                     f'type="other"}} {self.duration_sum}')
-        lines.append(f'coredns_dns_request_duration_seconds_count{{server="dns://:53",zone="{zone}",view="",'
-                     f'type="other"}} {total}')
-        lines += ["# HELP coredns_cache_hits_total The count of cache hits.", "# TYPE coredns_cache_hits_total counter",
-                  f'coredns_cache_hits_total{{server="dns://:53",type="success",view="",zones="{zone}"}} '
-                  f"{self.cache_hits}",
-                  "# HELP coredns_cache_misses_total The count of cache misses.",
-                  "# TYPE coredns_cache_misses_total counter",
-                  f'coredns_cache_misses_total{{server="dns://:53",view="",zones="{zone}"}} {self.cache_misses}']
-        return "\n".join(lines) + "\n"
+            buckets.append((str(b), acc))
+        buckets.append(("+Inf", sum(self.durations)))
+        hist.add_metric([server, zone, "", "other"], buckets, self.duration_sum)
+        yield hist
+        hits = CounterMetricFamily("coredns_cache_hits_total", "The count of cache hits.",
+                                   labels=["server", "type", "view", "zones"])
+        for kind, n in self.cache_hits.items():
+            hits.add_metric([server, kind, "", zone], n)
+        yield hits
+        misses = CounterMetricFamily("coredns_cache_misses_total", "The count of cache misses.",
+                                     labels=["server", "view", "zones"])
+        misses.add_metric([server, "", zone], self.cache_misses)
+        yield misses
+        if self.cache is not None:
+            entries = GaugeMetricFamily("coredns_cache_entries", "The number of elements in the cache.",
+                                        labels=["server", "type", "view", "zones"])
+            for kind in ("success", "denial"):
+                entries.add_metric([server, kind, "", zone], self.cache.size(kind))
+            yield entries
 
 
 class Ready:
     """A ready answer: header bytes after the ID, and the sections after the question; several
-    rotations of the answer section when `loadbalance` shuffles A records."""
+    rotations of the answer section when `loadbalance` shuffles A records. `ttls`: where each
+    record's TTL is in each rotation, to serve them counted down; `aged`: the last age served."""
 
-    __slots__ = ("flags", "counts", "rests", "rotor", "rcode", "qtype")
+    __slots__ = ("flags", "counts", "rests", "rotor", "rcode", "qtype", "ttls", "aged")
 
     def __init__(self, flags: int, counts: bytes, rests: list[bytes], rcode: int, qtype: int):
         self.flags, self.counts, self.rests, self.rcode, self.qtype = flags, counts, rests, rcode, qtype
         self.rotor = itertools.cycle(range(len(rests)))
+        records = sum(struct.unpack("!HHH", counts[2:8]))
+        self.ttls = [ttl_offsets(r, records) for r in rests]
+        self.aged: tuple[int, list[bytes]] = (0, rests)
 
-    def rest(self) -> bytes:
-        return self.rests[next(self.rotor)] if len(self.rests) > 1 else self.rests[0]
+    def min_ttl(self) -> int:
+        ttls = [struct.unpack_from("!I", self.rests[0], o)[0] for o in self.ttls[0]]
+        return min(ttls) if ttls else 0
+
+    def rest(self, age: int = 0) -> bytes:
+        rests = self.rests if age <= 0 else self._aged(age)
+        return rests[next(self.rotor)] if len(rests) > 1 else rests[0]
+
+    def _aged(self, age: int) -> list[bytes]:
+        done, rests = self.aged
+        if done != age:
+            rests = []
+            for rest, offsets in zip(self.rests, self.ttls, strict=True):
+                b = bytearray(rest)
+                for o in offsets:
+                    ttl = struct.unpack_from("!I", b, o)[0]
+                    struct.pack_into("!I", b, o, max(0, ttl - age))
+                rests.append(bytes(b))
+            self.aged = (age, rests)
+        return rests
+
+
+def ttl_offsets(rest: bytes, records: int) -> list[int]:
+    """Where the TTL of each of `records` resource records (not OPT's: it holds flags) is in
+    `rest`, the sections after the question."""
+    out, i = [], 0
+    for _ in range(records):
+        while True:  # the owner name: labels, ending in a zero or a compression pointer
+            ln = rest[i]
+            if ln & 0xC0 == 0xC0:
+                i += 2
+                break
+            i += 1 + ln
+            if ln == 0:
+                break
+        rtype = struct.unpack_from("!H", rest, i)[0]
+        if rtype != QTYPE.OPT:
+            out.append(i + 4)
+        rdlen = struct.unpack_from("!H", rest, i + 8)[0]
+        i += 10 + rdlen
+    return out
 
 
 def parse_question(data: bytes) -> tuple[int, bytes, int, int] | None:
@@ -107,7 +166,7 @@ def parse_question(data: bytes) -> tuple[int, bytes, int, int] | None:
         if ln & 0xC0 or i + 1 + ln > n:  # no compression in a question; labels inside the message
             return None
         i += 1 + ln
-    if i + 4 > n:
+    if i - 12 > MAX_NAME or i + 4 > n:
         return None
     qtype, qclass = struct.unpack_from("!HH", data, i)
     return i + 4, data[12:i].lower(), qtype, qclass
@@ -123,14 +182,21 @@ def edns_size(data: bytes, qend: int, arcount: int) -> int | None:
 
 
 class Engine:
-    def __init__(self, kube: Kubernetes, loadbalance: bool = False, forward=None, metrics: Metrics | None = None):
+    def __init__(self, kube: Kubernetes, loadbalance: bool = False, forward=None, metrics: Metrics | None = None,
+                 cache: CacheConfig | None = None):
         self.kube, self.loadbalance, self.forward = kube, loadbalance, forward
         self.metrics = metrics or Metrics()
-        self.ready: dict[tuple, tuple[Ready, Ready]] = {}
+        self.ready = AnswerCache(cache)
+        self.metrics.cache = self.ready
         self.lock = threading.Lock()
 
+    def configure_cache(self, cfg: CacheConfig) -> None:
+        """A new `cache` configuration (a reload): entries made under the old one go."""
+        self.ready = AnswerCache(cfg)
+        self.metrics.cache = self.ready
+
     def invalidate(self) -> None:
-        self.ready = {}
+        self.ready.clear()
 
     def build(self, qkey: bytes, qtype: int, qclass: int, edns: bool) -> tuple[Ready, Ready] | None:
         qname = _labels(qkey)
@@ -179,31 +245,40 @@ class Engine:
         opcode = (flags >> 11) & 0xF
         q = parse_question(data) if qd == 1 else None
         if q is None or opcode != 0:
-            return self.error(data, RCODE.FORMERR if q is None else RCODE.NOTIMP, q)
+            return self.error(data, RCODE.FORMERR if q is None else RCODE.NOTIMP, q, proto)
         qend, qkey, qtype, qclass = q
         size = edns_size(data, qend, ar)
         if ar and size is None and not (ar == 1 and data[qend:qend + 1] == b"\x00"):
             try:
                 DNSRecord.parse(data)  # something else in additional: check it parses at all
             except Exception:  # noqa: BLE001 - dnslib raises many types on garbage
-                return self.error(data, RCODE.FORMERR, q)
+                return self.error(data, RCODE.FORMERR, q, proto)
         key = (qkey, qtype, qclass, size is not None)
-        pair = self.ready.get(key)
-        if pair is None:
+        cache = self.ready  # (a reload may replace it meanwhile)
+        generation = cache.generation
+        hit = cache.get(key)
+        if hit is None:
             self.metrics.cache_misses += 1
             try:
                 pair = self.build(qkey, qtype, qclass, size is not None)
             except (ValueError, UnicodeError):
-                return self.error(data, RCODE.FORMERR, q)
+                return self.error(data, RCODE.FORMERR, q, proto)
+            except Exception as e:  # noqa: BLE001 - a query the records cannot answer: SERVFAIL, said once
+                limited.error("cannot answer %s: %s: %s", _labels(qkey), type(e).__name__, e)
+                return self.error(data, RCODE.SERVFAIL, q, proto)
             if pair is None:
                 if self.forward is not None:
                     return self.forward(data, proto)
-                return self.error(data, RCODE.SERVFAIL, q)
-            self.ready[key] = pair
+                return self.error(data, RCODE.SERVFAIL, q, proto)
+            whole, trunc = pair
+            # success: NOERROR with answers; denial: NXDOMAIN, NODATA and the rest kept (REFUSED)
+            kind = "success" if whole.rcode == RCODE.NOERROR and whole.counts[2:4] != b"\0\0" else "denial"
+            cache.put(key, (whole, trunc, kind), kind, whole.min_ttl(), _labels(qkey), generation)
+            age = 0
         else:
-            self.metrics.cache_hits += 1
-        whole, trunc = pair
-        rest = whole.rest()
+            (whole, trunc, kind), age = hit
+            self.metrics.cache_hits[kind] += 1
+        rest = whole.rest(age)
         limit = 65535 if proto == "tcp" else (size or 512)
         r = whole
         if qend + len(rest) > limit:
@@ -212,12 +287,12 @@ class Engine:
         self.metrics.observe(proto, qtype, r.rcode, time.perf_counter() - t)
         return out
 
-    def error(self, data: bytes, rcode: int, q) -> bytes:
+    def error(self, data: bytes, rcode: int, q, proto: str = "udp") -> bytes:
         """A header-only answer (with the question when there is one), e.g. FORMERR."""
         flags = struct.unpack_from("!H", data, 2)[0]
         out_flags = 0x8000 | (flags & 0x7900) | 0x0080 | rcode
         question = data[12:q[0]] if q else b""
-        self.metrics.observe("udp", q[2] if q else 0, rcode, 0.0)
+        self.metrics.observe(proto, q[2] if q else 0, rcode, 0.0)
         return data[:2] + struct.pack("!HHHHH", out_flags, 1 if q else 0, 0, 0, 0) + question
 
 

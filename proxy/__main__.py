@@ -20,8 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from proxy import iptables, nftables
-from proxy.model import service_ports
+from netlab.kit import logs
+from proxy import modes
+from proxy.config import Config
 
 log = logging.getLogger("netlab.proxy")
 
@@ -34,30 +35,13 @@ def load_state(path: str) -> tuple[list[dict], list[dict]]:
     return [o for o in objs if o["kind"] == "Service"], [o for o in objs if o["kind"] == "EndpointSlice"]
 
 
-def config(args: argparse.Namespace) -> iptables.Config:
-    return iptables.Config(node_name=args.hostname_override or "", cluster_cidr=args.cluster_cidr or "",
-                           masquerade_all=args.masquerade_all, masquerade_bit=args.masquerade_bit,
-                           nodeport_addresses=[a for a in (args.nodeport_addresses or "").split(",") if a
-                                               and a != "primary"],
-                           localhost_nodeports=args.iptables_localhost_nodeports != "false",
-                           node_ips=list(getattr(args, "node_ip", None) or []),
-                           service_cidrs=[c for c in (args.service_cidr or "").split(",") if c])
-
-
-def render_text(mode: str, services: list[dict], slices: list[dict], cfg: iptables.Config) -> str:
-    ports = service_ports(services, slices)
-    if mode == "iptables":
-        rs = iptables.render(ports, cfg)
-        jumps = "".join(f"# ensured: iptables -t {t} -C {c} {r} || iptables -t {t} -I {c} 1 {r}\n"
-                        for t, c, r in iptables.JUMPS)
-        return jumps + iptables.restore_text(rs, "filter") + iptables.restore_text(rs, "nat")
-    if mode == "nftables":
-        return nftables.transaction(nftables.render(ports, cfg), None).text
-    if mode == "ipvs":
-        from proxy import ipvs
-
-        return ipvs.describe(ports, cfg)
-    raise SystemExit(f"netlab-proxy: --mode {mode!r} is not one of iptables, nftables, ipvs")
+def config(args: argparse.Namespace) -> Config:
+    return Config(node_name=args.hostname_override or "", cluster_cidr=args.cluster_cidr or "",
+                  masquerade_all=args.masquerade_all, masquerade_bit=args.masquerade_bit,
+                  nodeport_addresses=[a for a in (args.nodeport_addresses or "").split(",") if a and a != "primary"],
+                  localhost_nodeports=args.iptables_localhost_nodeports != "false",
+                  node_ips=list(getattr(args, "node_ip", None) or []),
+                  service_cidrs=[c for c in (args.service_cidr or "").split(",") if c])
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -66,14 +50,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not a manifest
         print(f"netlab-proxy: cannot read --state {args.state}: {e}", file=sys.stderr)
         return 1
-    sys.stdout.write(render_text(args.mode, services, slices, config(args)))
+    sys.stdout.write(modes.render_text(args.mode, services, slices, config(args)))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from proxy.daemon import Proxy
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     try:
         asyncio.run(Proxy(args, config(args)).run())
     except KeyboardInterrupt:
@@ -82,9 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from proxy import sync
-
-    sync.cleanup_all()
+    modes.cleanup_all()
     return 0
 
 

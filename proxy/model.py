@@ -9,7 +9,7 @@ import functools
 import hashlib
 from dataclasses import dataclass, field
 
-SERVICE_NAME = "kubernetes.io/service-name"
+from netlab.api.endpointslices import EndpointSlice, service_of, view
 
 
 @dataclass(frozen=True)
@@ -177,11 +177,11 @@ class ServiceMap:
             if not self.slices[was]:
                 del self.slices[was]
             self.changed.add(was)
-        owner = (meta.get("labels") or {}).get(SERVICE_NAME)
+        owner = service_of(s)
         if deleted or not owner or s.get("addressType", "IPv4") != "IPv4":
             return
         key = (ns, owner)
-        self.slices.setdefault(key, {})[name] = _endpoints(s)
+        self.slices.setdefault(key, {})[name] = _endpoints(view(s))
         self.owner[(ns, name)] = key
         self.changed.add(key)
 
@@ -226,22 +226,17 @@ def _ports(svc: dict) -> list[ServicePort]:
     return out
 
 
-def _endpoints(s: dict) -> dict[tuple[str, str], list[Endpoint]]:
+def _endpoints(s: EndpointSlice) -> dict[tuple[str, str], list[Endpoint]]:
     """An EndpointSlice's endpoints for each of its ports, by (port name, protocol)."""
     out: dict[tuple[str, str], list[Endpoint]] = {}
-    for x in s.get("ports") or []:
-        k, port = (x.get("name", ""), x.get("protocol", "TCP")), x.get("port")
-        if k in out or not port:
-            continue
-        out[k] = eps = {}  # address -> its endpoint, each address once
-        for e in s.get("endpoints") or []:
-            cond = e.get("conditions") or {}
-            ready = cond.get("ready") is not False
-            serving, terminating, node = cond.get("serving", ready) is not False, bool(cond.get("terminating")), \
-                e.get("nodeName", "")
-            for a in e.get("addresses") or []:
-                eps.setdefault(a, Endpoint(a, port, ready, serving, terminating, node))
-    return {k: list(eps.values()) for k, eps in out.items()}
+    for k, port in s.ports_by_name().items():
+        eps: dict[str, Endpoint] = {}  # address -> its endpoint, each address once
+        for e in s.endpoints:
+            for a in e.addresses:
+                if a not in eps:
+                    eps[a] = Endpoint(a, port, e.ready, e.serving, e.terminating, e.node_name)
+        out[k] = list(eps.values())
+    return out
 
 
 def _joined(sp: ServicePort, slices) -> ServicePort:

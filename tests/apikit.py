@@ -4,6 +4,7 @@ optionally the controller manager and scheduler, as separate processes on 127.0.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +114,26 @@ class ControlPlane:
         if check and p.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {p.stderr}")
         return p
+
+    def raw(self, method: str, path: str, data: bytes | None = None,
+            content_type: str = "application/json") -> tuple[int, bytes]:
+        """One request with the lab's token: (status, the body's bytes)."""
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": content_type})
+        ctx = ssl.create_default_context(cafile=str(self.cluster.state_dir / "pki" / "ca.crt"))
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def api(self, method: str, path: str, body=None, content_type: str = "application/json") -> tuple[int, dict | str]:
+        """One request with a JSON body: (status, the body as JSON, or text)."""
+        status, raw = self.raw(method, path, None if body is None else json.dumps(body).encode(), content_type)
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode()
 
     def log(self, name: str) -> str:
         return (self.cluster.state_dir / f"{name}.log").read_text()

@@ -94,3 +94,36 @@ def test_join_ca_hash_is_kubeadms(tmp_path):
                          "openssl dgst -sha256 -hex", shell=True, cwd=tmp_path, capture_output=True, text=True,
                          check=True).stdout.split()[-1]
     assert ca_cert_hash((tmp_path / "ca.crt").read_bytes()) == f"sha256:{der}"
+
+
+def test_free_subnets_beside_the_labs_that_are_up():
+    first = Cluster.default(name="a")
+    assert Cluster.default(name="z").beside([]) == Cluster.default(name="z")
+    second = Cluster.default(name="b").beside([first])
+    assert (second.node_subnet, second.pod_subnet, second.service_subnet) == \
+        ("172.19.0.0/24", "10.245.0.0/16", "10.112.0.0/12")
+    assert (second.nodes[1].ip, second.nodes[1].pod_cidr, second.dns_service_ip) == \
+        ("172.19.0.3", "10.245.1.0/24", "10.112.0.10")
+    third = Cluster.default(name="c").beside([first, second])
+    assert (third.node_subnet, third.pod_subnet, third.service_subnet) == \
+        ("172.20.0.0/24", "10.246.0.0/16", "10.128.0.0/12")
+    # what the cluster file names is kept, the rest picked around it
+    named = Cluster.from_dict({"networking": {"podSubnet": "10.245.0.0/16"}}, name="d")
+    assert named.fixed == {"pod_subnet"}
+    beside = named.beside([first])
+    assert (beside.node_subnet, beside.pod_subnet, beside.service_subnet) == \
+        ("172.19.0.0/24", "10.245.0.0/16", "10.112.0.0/12")
+    # a named node or pod subnet another lab holds: refused in one line naming both
+    with pytest.raises(ClusterError, match=r"^networking.podSubnet 10.245.0.0/16 overlaps lab 'b' "
+                                           r"\(its podSubnet 10.245.0.0/16\); name another"):
+        named.beside([first, second])
+    with pytest.raises(ClusterError, match=r"^networking.nodeSubnet 10.244.7.0/24 overlaps lab 'a' \(its podSubnet"):
+        Cluster.from_dict({"networking": {"nodeSubnet": "10.244.7.0/24", "podSubnet": "10.250.0.0/16"}},
+                          name="e").beside([first])
+    with pytest.raises(ClusterError, match="a lab named 'a' is already up"):
+        Cluster.default(name="a").beside([second, first])
+    # ClusterIPs never leave a lab's nodes: a named service subnet may be another lab's too
+    assert Cluster.from_dict({"networking": {"serviceSubnet": "10.96.0.0/12"}}, name="f").beside(
+        [first]).service_subnet == "10.96.0.0/12"
+    # the resolved file names every subnet: a lab read back from its state keeps them
+    assert Cluster.from_dict(second.to_dict()).fixed == {"node_subnet", "pod_subnet", "service_subnet"}

@@ -18,6 +18,7 @@ import pytest
 
 from netlab.kit import net
 from netlab.kit.cluster import state_dir
+from netlab.kit.layout import Layout
 
 pytestmark = pytest.mark.lab
 
@@ -63,7 +64,7 @@ def on(machine: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return on(VM1, ["kubectl", "--kubeconfig", str(state_dir("nltcp") / "kubeconfig"), *args], input=input)
+    return on(VM1, ["kubectl", "--kubeconfig", str(Layout("nltcp").kubeconfig), *args], input=input)
 
 
 @pytest.fixture
@@ -102,8 +103,7 @@ def pod_exec(pod: str, argv: list[str]) -> subprocess.CompletedProcess:
     """Like `kubectl exec`: in the container's network, hostname and /etc (the node's state has its pid)."""
     p = json.loads(kubectl("get", "pod", pod, "-o", "json").stdout)
     lab_of = {"vm1": "nltcp", "vm2": "nltw1"}[p["spec"]["nodeName"]]
-    st = json.loads((state_dir(lab_of) / "nodes" / p["spec"]["nodeName"] / "pods" / p["metadata"]["uid"]
-                     / "state.json").read_text())
+    st = json.loads(Layout(lab_of).node(p["spec"]["nodeName"]).pod(p["metadata"]["uid"]).state.read_text())
     pid = st["containers"][p["spec"]["containers"][0]["name"]]["proc"]["pid"]
     return subprocess.run(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *argv],
                           capture_output=True, text=True, timeout=30)

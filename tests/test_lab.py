@@ -3,6 +3,7 @@ overlay, labs side by side, the host left untouched, and `down` that leaves noth
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import signal
@@ -12,13 +13,14 @@ import time
 
 import pytest
 from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from netlab.lab import build as lab, supervisor
 from netlab.kit import net
-from netlab.kit.cluster import Cluster, state_dir
+from netlab.kit.cluster import SUBNETS, Cluster, state_dir
+from netlab.lab import build as lab, supervisor
 from netlab.tools.packets import Sniffer, send
-from tests.labkit import hand_pod, running_lab
+from tests.labkit import hand_pod, host_sysctl, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -41,6 +43,23 @@ def test_nodes_reach_each_other_and_nothing_else():
         assert not [r for r in net.route_list(c.netns) if r["dst"] == "default"]
         assert net.run(c.netns, ["ip", "route", "get", "192.0.2.1"], check=False).returncode != 0  # unreachable
         assert net.read_sysctl(c.netns, "net.ipv4.ip_forward") == "0"
+
+
+def test_the_router_forwards_nothing_on_a_host_that_forwards():
+    """A new namespace takes the host's ip_forward (1 on a host with Docker): the lab sets its own."""
+    with host_sysctl("net.ipv4.ip_forward", "1"), running_lab("nlta-fw", nodes=2) as c:
+        a, b = c.nodes
+        assert net.read_sysctl(c.netns, "net.ipv4.ip_forward") == "0"
+        assert [net.read_sysctl(n.netns, "net.ipv4.ip_forward") for n in c.nodes] == ["1", "1"]
+        router = net.link_mac(c.netns, "br-nodes")
+        probe = IP(src=a.ip, dst=b.ip) / UDP(sport=4000, dport=9999) / b"via-the-router"
+        with Sniffer(b.netns, "eth0", "udp port 9999", timeout=1.5) as at_b:
+            send(a.netns, Ether(dst=router, src=net.link_mac(a.netns, "eth0")) / probe, iface="eth0")
+        assert not at_b.packets, "the lab's router forwarded a frame to another node"
+        with Sniffer(b.netns, "eth0", "udp port 9999", timeout=1.5) as at_b:  # the same, sent to b itself
+            send(a.netns, Ether(dst=net.link_mac(b.netns, "eth0"), src=net.link_mac(a.netns, "eth0")) / probe,
+                 iface="eth0")
+        assert at_b.packets
 
 
 @pytest.mark.parametrize("backend", ["host-gw", "vxlan"])
@@ -86,6 +105,41 @@ def test_two_labs_side_by_side():
         with pytest.raises(lab.LabError, match="a lab named 'nlta-one' is already up"):
             lab.up(Cluster.default(name="nlta-one"))
     assert not net.ns_exists("nlta-three")
+
+
+def test_two_labs_with_the_default_subnets(tmp_path):
+    """The second lab up with the defaults gets free subnets and says which; a subnet a cluster
+    file names that another lab holds is refused in one line, and nothing is made."""
+    def netlab(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "netlab.tools.cli", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    with running_lab("nlta-d1", nodes=2) as one:
+        try:
+            r = netlab("up", "--name", "nlta-d2", "--nodes", "1")
+            assert r.returncode == 0, r.stderr
+            two = Cluster.from_state("nlta-d2")
+            mine = [ipaddress.ip_network(getattr(one, f)) for f in SUBNETS]
+            for field, key in SUBNETS.items():
+                theirs = ipaddress.ip_network(getattr(two, field))
+                assert not any(theirs.overlaps(m) for m in mine), (key, theirs, mine)
+            assert (f"subnets: nodeSubnet {two.node_subnet}, podSubnet {two.pod_subnet}, serviceSubnet "
+                    f"{two.service_subnet} (nodeSubnet, podSubnet, serviceSubnet picked") in r.stdout, r.stdout
+            # each reachable: the first's pods across its nodes, the second's API and node network
+            pod, _ = hand_pod(one, one.nodes[1], 5)
+            assert ping(pod, one.nodes[0].gateway)
+            assert ping(two.nodes[0].netns, two.node_gateway)
+            nodes = lab_wait(lambda: "control-plane" in netlab("get", "nodes", "--name", "nlta-d2").stdout)
+            assert nodes, "the second lab's API server does not answer"
+            assert not ping(two.nodes[0].netns, one.nodes[0].ip)
+            f = tmp_path / "cluster.yaml"
+            f.write_text(f"kind: Cluster\nnetworking: {{podSubnet: {two.pod_subnet}}}\n")
+            r = netlab("up", "-f", str(f), "--name", "nlta-d3")
+            assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+            assert r.stderr.startswith(f"netlab: networking.podSubnet {two.pod_subnet} overlaps lab 'nlta-d2'")
+            assert not net.ns_exists("nlta-d3") and not state_dir("nlta-d3").exists()
+        finally:
+            lab.down("nlta-d2")
 
 
 def host_snapshot() -> dict[str, str]:

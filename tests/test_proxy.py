@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from netlab.kit import net
-from proxy import iptables, nftables, sync
+from proxy import iptables_render as iptables
+from proxy import nftables_render as nftables
+from proxy.config import Config
+from proxy.iptables_sync import IptablesSyncer, detect_backend
+from proxy.nftables_sync import NftablesSyncer
+from proxy.syncer import Runner
 from proxy.__main__ import load_state
 from proxy.model import ServiceMap, service_ports
 
@@ -40,7 +45,7 @@ def upstream_ports():
 
 
 def test_iptables_rules_match_upstreams_overall_test():
-    cfg = iptables.Config(node_name="test-node", cluster_cidr="10.0.0.0/8", random_fully=False, nfacct=True)
+    cfg = Config(node_name="test-node", cluster_cidr="10.0.0.0/8", random_fully=False, nfacct=True)
     rs = iptables.render(upstream_ports(), cfg)
     ours = chains(iptables.restore_text(rs, "filter") + iptables.restore_text(rs, "nat"))
     want = chains((UPSTREAM / "overall.iptables").read_text())
@@ -57,7 +62,7 @@ def test_probabilities_and_affinity():
     eps = {"metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
            "endpoints": [{"addresses": [f"10.244.1.{i}"]} for i in range(2, 6)]}
-    rs = iptables.render(service_ports([svc], [eps]), iptables.Config(cluster_cidr="10.244.0.0/16"))
+    rs = iptables.render(service_ports([svc], [eps]), Config(cluster_cidr="10.244.0.0/16"))
     svc_chain = next(c for c in rs.nat.chains if c.startswith("KUBE-SVC-"))
     rules = rs.nat.chains[svc_chain]
     # the masquerade rule, 4 affinity checks (default 3 hours), then 1/4, 1/3, 1/2 and the rest
@@ -136,28 +141,32 @@ def node():
         net.ns_delete(ns)
 
 
+def run(argv: list[str], stdin: str | None = None) -> str:
+    return Runner().run(argv, stdin)
+
+
 def _in(ns: str, fn, *args):
     return net.call_in(ns, fn, *args)
 
 
 @pytest.mark.lab
 def test_iptables_full_then_partial_syncs(node):
-    cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16")
-    backend = sync.detect_backend()
+    cfg = Config(node_name="n1", cluster_cidr="10.244.0.0/16")
+    backend = detect_backend()
 
     def steps():
-        s = sync.IptablesSyncer(cfg, backend)
+        s = IptablesSyncer(cfg, backend)
         kinds = [s.sync(_state(("a", "10.96.0.11", ["10.244.1.2"]), ("b", "10.96.0.12", ["10.244.1.3"])))]
         # b gains an endpoint, a goes: only b's chains are rewritten, a's are deleted
         final = _state(("b", "10.96.0.12", ["10.244.1.3", "10.244.2.4"]))
         kinds.append(s.sync(final))
-        after_partial = sync.run([s.tool("iptables-save")])
+        after_partial = run([s.tool("iptables-save")])
         s.cleanup()
-        fresh = sync.IptablesSyncer(cfg, backend)  # the same state written from scratch
+        fresh = IptablesSyncer(cfg, backend)  # the same state written from scratch
         fresh.sync(final)
-        after_full = sync.run([fresh.tool("iptables-save")])
+        after_full = run([fresh.tool("iptables-save")])
         fresh.cleanup()
-        return kinds, after_partial, after_full, sync.run([s.tool("iptables-save")])
+        return kinds, after_partial, after_full, run([s.tool("iptables-save")])
     kinds, after_partial, after_full, after_cleanup = _in(node, steps)
     assert kinds == ["full", "partial"]
     assert chains(after_partial) == chains(after_full)
@@ -168,15 +177,15 @@ def test_iptables_full_then_partial_syncs(node):
 
 @pytest.mark.lab
 def test_iptables_first_sync_removes_the_chains_an_earlier_kube_proxy_left(node):
-    cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16")
-    backend = sync.detect_backend()
+    cfg = Config(node_name="n1", cluster_cidr="10.244.0.0/16")
+    backend = detect_backend()
 
     def steps():
-        sync.IptablesSyncer(cfg, backend).sync(_state(("a", "10.96.0.11", ["10.244.1.2"]),
+        IptablesSyncer(cfg, backend).sync(_state(("a", "10.96.0.11", ["10.244.1.2"]),
                                                       ("b", "10.96.0.12", ["10.244.1.3"])))
-        s = sync.IptablesSyncer(cfg, backend)  # started again, after Service a went
+        s = IptablesSyncer(cfg, backend)  # started again, after Service a went
         s.sync(_state(("b", "10.96.0.12", ["10.244.1.3"])))
-        saved = sync.run([s.tool("iptables-save"), "-t", "nat"])
+        saved = run([s.tool("iptables-save"), "-t", "nat"])
         s.cleanup()
         return saved
     saved = _in(node, steps)
@@ -188,17 +197,17 @@ def test_iptables_first_sync_removes_the_chains_an_earlier_kube_proxy_left(node)
 @pytest.mark.lab
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
 def test_full_syncs_put_back_a_missing_jump_and_never_add_one_twice(node, backend):
-    cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16")
+    cfg = Config(node_name="n1", cluster_cidr="10.244.0.0/16")
 
     def steps():
-        s = sync.IptablesSyncer(cfg, backend)
+        s = IptablesSyncer(cfg, backend)
         state = _state(("a", "10.96.0.11", ["10.244.1.2"]))
         s.sync(state)
         s.sync(state, full=True)
-        twice = sync.run([s.tool("iptables-save")])
-        sync.run([s.tool("iptables"), "-t", "nat", "-D", "PREROUTING", *shlex.split(iptables.JUMPS[-3][2])])
+        twice = run([s.tool("iptables-save")])
+        run([s.tool("iptables"), "-t", "nat", "-D", "PREROUTING", *shlex.split(iptables.JUMPS[-3][2])])
         s.sync(state, full=True)
-        repaired = sync.run([s.tool("iptables-save")])
+        repaired = run([s.tool("iptables-save")])
         s.cleanup()
         return twice, repaired
     twice, repaired = _in(node, steps)
@@ -209,13 +218,13 @@ def test_full_syncs_put_back_a_missing_jump_and_never_add_one_twice(node, backen
 
 @pytest.mark.lab
 def test_nftables_full_then_partial_syncs(node):
-    cfg = iptables.Config(node_name="n1", cluster_cidr="10.244.0.0/16", node_ips=["172.18.0.2"])
+    cfg = Config(node_name="n1", cluster_cidr="10.244.0.0/16", node_ips=["172.18.0.2"])
     a = ("a", "10.96.0.11", ["10.244.1.2"])
 
     def steps():
         def listed():
-            return sync.run(["nft", "list", "table", "ip", nftables.TABLE])
-        s = sync.NftablesSyncer(cfg)
+            return run(["nft", "list", "table", "ip", nftables.TABLE])
+        s = NftablesSyncer(cfg)
         kinds = [s.sync(_state(a, ("b", "10.96.0.12", ["10.244.1.3"])))]
         kinds.append(s.sync(_state(("b", "10.96.0.12", ["10.244.1.3", "10.244.2.4"]), ("c", "10.96.0.13", []))))
         partial = listed()
@@ -231,7 +240,7 @@ def test_nftables_full_then_partial_syncs(node):
         s.delete_stale()
         back = listed()
         s.cleanup()
-        return kinds, partial, cleaned, back, sync.run(["nft", "list", "ruleset"])
+        return kinds, partial, cleaned, back, run(["nft", "list", "ruleset"])
     kinds, partial, cleaned, back, after = _in(node, steps)
     assert kinds == ["full", "partial"]
     assert "10.96.0.12 . tcp . 80 : goto service-" in partial and "10.96.0.11" not in partial
@@ -267,7 +276,7 @@ def nft_items(text: str) -> dict[str, object]:
 
 
 def test_nftables_rules_match_upstreams_overall_test():
-    cfg = iptables.Config(node_name="test-node", cluster_cidr="10.0.0.0/8", service_cidrs=["172.30.0.0/16"],
+    cfg = Config(node_name="test-node", cluster_cidr="10.0.0.0/8", service_cidrs=["172.30.0.0/16"],
                           node_ips=["192.168.0.2"])
     ours = nft_items(nftables.transaction(nftables.render(upstream_ports(), cfg), None).text)
     want = nft_items((UPSTREAM / "overall.nft").read_text())

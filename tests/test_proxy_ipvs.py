@@ -12,8 +12,8 @@ import pytest
 from netlab.kit import net
 from netlab.lab.build import LabError
 from netlab.tools.testing import Lab
-from proxy import ipvs
-from proxy.iptables import Config
+from proxy import ipvs_render as ipvs
+from proxy.config import Config
 from tests.test_proxy import upstream_ports
 
 CFG = Config(node_name="test-node", cluster_cidr="10.0.0.0/8", node_ips=["192.168.0.2"])

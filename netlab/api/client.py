@@ -10,7 +10,10 @@
 
 Objects are plain dicts in Kubernetes JSON, never trimmed. The informer lists, then watches from
 the list's resourceVersion, relists on 410 Gone or a broken stream (with backoff), keeps an
-indexed cache, and calls the handlers in order.
+indexed cache, and calls the handlers in order. A watch event of any size the API server may send
+is read (no line limit below MAX_EVENT_BYTES, far above the API's 3 MiB request limit); anything
+the informer cannot read or parse breaks only that watch, never the informer: it relists with
+backoff, and `healthy` says whether its cache is in step meanwhile.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from netlab.api import resources as _served
 from netlab.kit import clock
 
 log = logging.getLogger("netlab.client")
+MAX_EVENT_BYTES = 64 << 20  # one watch event (a line): objects are at most 3 MiB, as the API server takes them
 
 # plural -> (group, version, namespaced), kind -> plural: what the API server serves (core events)
 _PLAIN = [r for r in _served.RESOURCES if r.group != "events.k8s.io" and r.plural != "bindings"]
@@ -239,9 +243,32 @@ class Client:
             if resp.status >= 400:
                 st = json.loads(await resp.read() or b"{}")
                 raise ApiError(resp.status, st.get("reason", ""), st.get("message", ""), st)
-            async for line in resp.content:
+            async for line in lines(resp.content, MAX_EVENT_BYTES):
                 if line.strip():
                     yield json.loads(line)
+
+
+class EventTooLarge(ValueError):
+    pass
+
+
+async def lines(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    """The newline-separated lines of a stream, each up to `limit` bytes. (aiohttp's own line
+    iterator stops at its buffer's high-water mark, 128 KiB to 512 KiB: a ConfigMap of 600 KB is
+    one longer line.)"""
+    buf = bytearray()
+    start = 0  # where to look for the next newline: the bytes before it hold none
+    async for chunk in content.iter_any():
+        buf += chunk
+        while (i := buf.find(b"\n", start)) >= 0:
+            yield bytes(buf[:i + 1])
+            del buf[:i + 1]
+            start = 0
+        start = len(buf)
+        if len(buf) > limit:
+            raise EventTooLarge(f"a watch event longer than {limit} bytes")
+    if buf:
+        yield bytes(buf)
 
 
 Handler = Callable[..., Any]
@@ -260,6 +287,8 @@ class Informer:
         self.indices: dict[str, dict[str, set[tuple[str | None, str]]]] = {}
         self._synced = asyncio.Event()
         self.resource_version = ""
+        self.healthy = False  # the cache is in step: listed, and the watch since has not broken
+        self.last_error = ""
 
     def add_handler(self, on_add: Handler | None = None, on_update: Handler | None = None,
                     on_delete: Handler | None = None) -> None:
@@ -343,6 +372,9 @@ class Informer:
         self._synced.set()
 
     async def run(self) -> None:
+        """List and watch until cancelled. Whatever breaks a watch (an error from the server, a
+        broken or unreadable stream, an event that does not parse) leads to a relist after a
+        backoff; the informer itself never stops."""
         backoff = 0.2
         need_list = True
         while True:
@@ -350,6 +382,7 @@ class Informer:
                 if need_list:
                     await self.relist()
                     need_list = False
+                    self.healthy, self.last_error = True, ""
                 async for ev in self.client.watch(self.resource, self.namespace, self.resource_version,
                                                   self.label_selector, self.field_selector, timeout_seconds=300):
                     kind, obj = ev["type"], ev["object"]
@@ -365,18 +398,26 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except ApiError as e:
-                if e.status == 410:
-                    need_list = True
-                else:
-                    log.warning("%s watch failed: %s", self.resource, e)
-                    need_list = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as e:
-                log.info("%s watch broke (%s); relisting", self.resource, e)
+                if e.status != 410:
+                    self._broke("failed", e)
                 need_list = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as e:
+                self._broke("broke", e, logging.INFO)
+                need_list = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5)
+            except Exception as e:  # noqa: BLE001 - an event it cannot read must not end the informer
+                self._broke("broke", e)
+                need_list = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5)
+
+    def _broke(self, how: str, e: BaseException, level: int = logging.WARNING) -> None:
+        self.healthy = False
+        self.last_error = f"{type(e).__name__}: {e}"
+        log.log(level, "%s watch %s (%s); relisting", self.resource, how, self.last_error)
 
 
 def event(obj: dict, reason: str, message: str, type_: str = "Normal", component: str = "",

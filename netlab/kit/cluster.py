@@ -16,6 +16,9 @@
       dnsDomain: cluster.local
     store: sqlite               # or etcd://HOST:PORT
 
+A subnet the file does not name is the default's, unless another lab that is up holds it: then
+`up` picks the next free one (`beside`), as kind picks a free network for a second cluster.
+
 `netlab init` and `netlab join` (one machine per node, as kubeadm sets a cluster up) save a
 resolved file with `host:` instead of a node list: the machine's own namespace is the lab's one node.
 
@@ -42,6 +45,12 @@ PROXY_MODES = ("iptables", "nftables", "ipvs")
 ROLES = ("control-plane", "worker")
 # Lab names become namespace and link name prefixes: keep them short DNS labels.
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
+
+
+SUBNETS = {"node_subnet": "nodeSubnet", "pod_subnet": "podSubnet", "service_subnet": "serviceSubnet"}
+# Where `beside` looks for a free subnet in place of a default: the block size it steps by (the
+# second lab gets 172.19.0.0/24, 10.245.0.0/16, 10.112.0.0/12) and the private range it stays in.
+_PICK = {"node_subnet": (16, "172.16.0.0/12"), "pod_subnet": (16, "10.0.0.0/8"), "service_subnet": (12, "10.0.0.0/8")}
 
 
 class ClusterError(ValueError):
@@ -92,12 +101,14 @@ class Cluster:
     dns_domain: str = "cluster.local"
     store: str = "sqlite"
     host: Host | None = None
+    # the subnets (SUBNETS' keys) the cluster file named; the others may be picked by `beside`
+    fixed: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
 
     # --- derived plan ---
     @property
     def netns(self) -> str:
         """The lab's own namespace, holding the node network's bridge."""
-        return self.name
+        return self.layout.netns
 
     @property
     def layout(self) -> Layout:
@@ -155,7 +166,7 @@ class Cluster:
         } | ({"host": self.host.to_dict()} if self.host else {})
 
     def save(self) -> Path:
-        path = self.state_dir / "cluster.yaml"
+        path = self.layout.cluster_file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
@@ -163,7 +174,7 @@ class Cluster:
     @classmethod
     def from_state(cls, lab: str) -> Cluster:
         """The resolved cluster file of a lab that is up (components read their plan from here)."""
-        path = state_dir(lab) / "cluster.yaml"
+        path = Layout(lab).cluster_file
         if not path.exists():
             raise ClusterError(f"lab {lab!r} is not up (no {path}); start it with: sudo netlab up --name {lab}")
         return cls.load(path)
@@ -215,6 +226,7 @@ class Cluster:
             dns_domain=net.get("dnsDomain", d.dns_domain),
             store=str(doc.get("store", d.store)),
             host=_host(doc["host"]) if doc.get("host") else None,
+            fixed=frozenset(f for f, key in SUBNETS.items() if key in net),
         )
         c.validate()
         return c
@@ -270,15 +282,67 @@ class Cluster:
             raise ClusterError(f"store: {self.store!r} is not 'sqlite' or 'etcd://HOST:PORT'")
 
     def clashes_with(self, other: Cluster) -> str | None:
-        """Why this lab cannot run beside `other`, or None."""
+        """Why this lab cannot run beside `other`, or None. Node and pod subnets must not overlap
+        another lab's (an address names one thing on the machine); ClusterIPs never leave a lab's
+        nodes, so service subnets may."""
         if self.name == other.name:
             return f"a lab named {self.name!r} is already up"
-        for field in ("node_subnet", "pod_subnet", "service_subnet"):
+        for field in ("node_subnet", "pod_subnet"):
             a, b = ipaddress.ip_network(getattr(self, field)), ipaddress.ip_network(getattr(other, field))
-            if a.overlaps(b) and field != "service_subnet":
-                return (f"networking.{_camel(field)} {a} overlaps lab {other.name!r}'s {b}; "
+            if a.overlaps(b):
+                return (f"networking.{SUBNETS[field]} {a} overlaps lab {other.name!r}'s {b}; "
                         "choose another subnet in the cluster file")
         return None
+
+    def beside(self, others: list[Cluster]) -> Cluster:
+        """This cluster as it can run beside `others` (the labs that are up): each subnet the
+        cluster file did not name moved, where another lab holds it, to the next free one (free of
+        every subnet of theirs and of this lab's own). A node or pod subnet the file named that
+        overlaps another lab's is refused (ClusterError, one line naming the field), as is a name
+        in use."""
+        for other in others:
+            if other.name == self.name:
+                raise ClusterError(f"a lab named {self.name!r} is already up")
+        for field in ("node_subnet", "pod_subnet"):
+            mine = ipaddress.ip_network(getattr(self, field))
+            for other in others if field in self.fixed else ():
+                for theirs_field in ("node_subnet", "pod_subnet"):
+                    theirs = ipaddress.ip_network(getattr(other, theirs_field))
+                    if mine.overlaps(theirs):
+                        raise ClusterError(
+                            f"networking.{SUBNETS[field]} {mine} overlaps lab {other.name!r} (its "
+                            f"{SUBNETS[theirs_field]} {theirs}); name another, or leave it out to have a free one picked")
+        taken = [ipaddress.ip_network(getattr(o, f)) for o in others for f in SUBNETS]
+        taken += [ipaddress.ip_network(getattr(self, f)) for f in self.fixed]
+        picked: dict[str, str] = {}
+        for field in SUBNETS:
+            if field in self.fixed:
+                continue
+            net = ipaddress.ip_network(getattr(self, field))
+            if any(net.overlaps(t) for t in taken):
+                net = next((c for c in _candidates(net, *_PICK[field]) if not any(c.overlaps(t) for t in taken)), None)
+                if net is None:
+                    raise ClusterError(f"networking.{SUBNETS[field]}: no free subnet beside the labs that are up; "
+                                       "name one in the cluster file")
+                picked[field] = str(net)
+            taken.append(net)
+        if not picked:
+            return self
+        c = dataclasses.replace(self, **picked)
+        c.validate()
+        return c
+
+
+def _candidates(net: ipaddress.IPv4Network, block: int, within: str) -> list[ipaddress.IPv4Network]:
+    """`net`'s place in each `block`-sized block of `within`, from the block after `net`'s on,
+    wrapping around."""
+    block = min(block, net.prefixlen)
+    home = net.supernet(new_prefix=block)
+    offset = int(net.network_address) - int(home.network_address)
+    blocks = list(ipaddress.ip_network(within).subnets(new_prefix=block))
+    start = blocks.index(home) if home in blocks else -1
+    return [ipaddress.ip_network(f"{b.network_address + offset}/{net.prefixlen}")
+            for b in blocks[start + 1:] + blocks[:max(start, 0)]]
 
 
 def _host(doc: Any) -> Host:
@@ -317,8 +381,3 @@ def _node_names(roles: tuple[str, ...]) -> list[str]:
 
 def _snake(camel: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), camel)
-
-
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(w.title() for w in rest)

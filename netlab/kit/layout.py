@@ -8,7 +8,10 @@ component or a tool derives from a lab's name. Nothing else spells them out.
       apiserver.port, apiserver.ready  the loopback port chosen at up; written once the API server serves
       store.db                         the SQLite store
       components.json, status.json     what the supervisor runs, and how each component is doing
-      supervisor.pid, logs/<c>.log     the supervisor, and each component's log
+                                       (pid and start time of each running process)
+      supervisor.pid, logs/<c>.log     the supervisor (pid and start time; it holds a lock on the
+                                       file while it runs), and each component's log
+      going-down                       written by `down` first: no supervisor starts again
       host-netns, join-command         on a machine made a node by init/join
       cni/bin/                         the CNI plugin launchers
       nodes/<node>/
@@ -162,6 +165,11 @@ class Layout:
     @property
     def supervisor_pid(self) -> Path:
         return self.state / "supervisor.pid"
+
+    @property
+    def going_down(self) -> Path:
+        """Written by `down` before it kills anything: the supervisor's watchdog starts none again."""
+        return self.state / "going-down"
 
     @property
     def logs(self) -> Path:

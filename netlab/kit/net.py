@@ -67,10 +67,11 @@ def _netns_dir() -> None:
     _netns_dir_ready = True
 
 
-def ns_create(name: str) -> None:
-    """Create a named network namespace (idempotent), with its loopback up. The calling thread
-    steps into a new namespace, binds it at /run/netns/<name> and steps back: no helper process
-    (pyroute2 forks one, which costs a pod more CPU than the rest of its network set-up)."""
+def ns_create(name: str, sysctls: dict[str, str | int] | None = None) -> None:
+    """Create a named network namespace (idempotent), with its loopback up and `sysctls` (e.g. one
+    of the *_SYSCTLS below) set before anything is made in it. The calling thread steps into a new
+    namespace, binds it at /run/netns/<name> and steps back: no helper process (pyroute2 forks one,
+    which costs a pod more CPU than the rest of its network set-up)."""
     if ns_exists(name):
         return
     _netns_dir()
@@ -88,6 +89,8 @@ def ns_create(name: str) -> None:
                 raise NetError(f"bind {path}: {os.strerror(ctypes.get_errno())}")
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # lo up
                 _ifreq(sock, SIOCSIFFLAGS, "lo", _ifreq(sock, SIOCGIFFLAGS, "lo") | IFF_UP)
+            if sysctls:  # /proc/sys/net shows the namespace of the thread that opens it: this one
+                _write_sysctls({k: str(v) for k, v in sysctls.items()})
         finally:
             if _libc.setns(here, CLONE_NEWNET) != 0:
                 raise NetError("cannot return to the caller's network namespace")
@@ -140,6 +143,26 @@ def setns(name: str | None) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def entered(ns: str | None) -> Iterator[None]:
+    """The calling thread inside namespace `ns` for the block (None: where it is), and back in its
+    own afterwards, also on error. What a socket made in the block is bound to: a socket stays in
+    the namespace it was made in."""
+    if not ns:
+        yield
+        return
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        setns(ns)
+        yield
+    finally:
+        try:
+            if _libc.setns(here, CLONE_NEWNET) != 0:
+                raise NetError("cannot return to the caller's network namespace")
+        finally:
+            os.close(here)
+
+
 _local = threading.local()  # netlink sockets held open by `held`, per thread (a socket is not thread-safe)
 
 
@@ -168,21 +191,10 @@ def _open(ns: str | None) -> Any:
     """An IPRoute socket bound to namespace `ns`: the thread steps into the namespace just to
     create the socket (a socket stays in the namespace it was made in), which is far cheaper
     than pyroute2's own way of forking a helper process."""
-    if not ns:
-        return _new_ipr()
-    path = ns_path(ns)
-    if not os.path.exists(path):
+    if ns and not os.path.exists(ns_path(ns)):
         raise NetError(f"no network namespace {ns}")
-    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        setns(ns)
-        try:
-            return _new_ipr()
-        finally:
-            if _libc.setns(here, CLONE_NEWNET) != 0:
-                raise NetError("cannot return to the caller's network namespace")
-    finally:
-        os.close(here)
+    with entered(ns):
+        return _new_ipr()
 
 
 @contextlib.contextmanager
@@ -271,10 +283,32 @@ def call_in(ns: str | None, fn: Callable[..., Any], *args: Any, **kwargs: Any) -
 
 # --- sysctls -----------------------------------------------------------------------------------
 
+# What each kind of namespace netlab makes is set to, whatever the host's values: a new namespace
+# starts with the host's IPv4 `all` and `default` settings (net.core.devconf_inherit_init_net=0),
+# so on a host with Docker (ip_forward=1) the lab's router and every pod would forward packets.
+# IPv6 is off everywhere (the lab is IPv4); its keys are skipped on a kernel without IPv6.
+_NO_IPV6_FORWARDING = {"net.ipv6.conf.all.forwarding": 0, "net.ipv6.conf.default.forwarding": 0}
+ROUTER_SYSCTLS = {"net.ipv4.ip_forward": 0, **_NO_IPV6_FORWARDING}   # the lab's namespace: forwards nothing
+NODE_SYSCTLS = {                                                      # a node: routes its pods' traffic
+    "net.ipv4.ip_forward": 1, **_NO_IPV6_FORWARDING,
+    # loose paths are normal on a node (DNAT to another node's pod, vxlan): no reverse-path drop;
+    # `default` before any link is made, so every link takes it
+    "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0,
+    "net.bridge.bridge-nf-call-iptables": 1,  # bridged pod traffic through kube-proxy's rules
+}
+POD_SYSCTLS = {"net.ipv4.ip_forward": 0, **_NO_IPV6_FORWARDING}      # a pod: an end host
+
+
 def _write_sysctls(values: dict[str, str]) -> None:
     for key, value in values.items():
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(str(value))
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(str(value))
+        except FileNotFoundError:
+            if key.startswith("net.ipv6.") and not os.path.exists("/proc/sys/net/ipv6"):
+                continue  # no IPv6 in this kernel: nothing to forward
+            raise NetError(f"sysctl {key}: not in this kernel" + (
+                " (load br_netfilter: modprobe br_netfilter)" if key.startswith("net.bridge.") else "")) from None
 
 
 def sysctl(ns: str | None, values: dict[str, str | int]) -> None:
@@ -550,14 +584,8 @@ def ipvs_apply(ns: str | None, services: dict[tuple, tuple[str, int, list[tuple[
     from pyroute2 import IPVS, IPVSDest, IPVSService
 
     protos = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
-    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        if ns:
-            setns(ns)
+    with entered(ns):
         ipvs = IPVS()
-    finally:
-        _libc.setns(here, CLONE_NEWNET)
-        os.close(here)
     with ipvs:
         current = {}
         for msg in ipvs.service("dump"):

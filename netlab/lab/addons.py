@@ -15,31 +15,9 @@ import yaml
 
 from netlab.api.client import ApiError, Client
 from netlab.kit.cluster import Cluster
+from netlab.kit.kubeadm import corefile as kubeadm_corefile
 
 COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
-
-
-def kubeadm_corefile(domain: str = "cluster.local") -> str:
-    """The Corefile kubeadm installs, less `forward . /etc/resolv.conf`: nothing leaves a lab."""
-    return f"""\
-.:53 {{
-    errors
-    health {{
-       lameduck 5s
-    }}
-    ready
-    kubernetes {domain} in-addr.arpa ip6.arpa {{
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }}
-    prometheus :9153
-    cache 30
-    loop
-    reload
-    loadbalance
-}}
-"""
 
 
 def coredns(cluster: Cluster) -> list[tuple[str, dict]]:
@@ -90,7 +68,7 @@ def coredns(cluster: Cluster) -> list[tuple[str, dict]]:
 
 
 def cluster_info(cluster: Cluster) -> tuple[str, dict]:
-    ca = base64.b64encode((cluster.state_dir / "pki" / "ca.crt").read_bytes()).decode()
+    ca = base64.b64encode(cluster.layout.ca_cert.read_bytes()).decode()
     kubeconfig = {"apiVersion": "v1", "kind": "Config", "preferences": {}, "users": None, "contexts": None,
                   "current-context": "", "clusters": [{"name": "", "cluster": {
                       "server": f"https://{cluster.nodes[0].ip}:6443", "certificate-authority-data": ca}}]}

@@ -1,12 +1,16 @@
 """A lab's network: `up` builds the namespaces and links of the cluster's plan, `down` removes them.
 
     lab namespace <lab>           br-nodes 172.18.0.1/24 ── one veth per node (named after the node)
+                                  forwarding off (net.ROUTER_SYSCTLS)
     node namespace <lab>-<node>   eth0 172.18.0.(i+2)/24, cni0 10.244.i.1/24, forwarding on
-                                  default route via the lab namespace (which forwards nothing)
+                                  (net.NODE_SYSCTLS), default route via the lab namespace
                                   host-gw: a route per other node's pod CIDR via that node's eth0 address
                                   vxlan:   flannel.1 (VNI 1, UDP 8472, MTU 1450) with FDB + neighbour
                                            entries per other node, as flannel programs them
-Nothing is added to the host's root namespace.
+Nothing is added to the host's root namespace. Every namespace's forwarding is set when it is
+made, whatever the host's (which a new namespace would take). A lab takes the default subnets
+unless another lab holds them: then free ones (Cluster.beside), under a lock, so that two `up`s
+at once cannot pick the same.
 
 `netlab init` and `netlab join` (netlab.lab.join) make the machine's own namespace the lab's one node
 instead (cluster.host): cni0 and the node's components there, nothing else; `down` removes them.
@@ -15,6 +19,7 @@ instead (cluster.host): cni0 and the node's components there, nothing else; `dow
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import ipaddress
 import json
@@ -24,12 +29,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from netlab.kit import net
-from netlab.kit.cluster import Cluster, ClusterError, state_dir
-from netlab.kit.layout import state_root
+from netlab.kit.cluster import Cluster, ClusterError
+from netlab.kit.layout import Layout, state_root
 from netlab.lab import kubeconfig, supervisor
+from netlab.lab.components import components as lab_components
 from netlab.lab.supervisor import LAB_ENV
 
 NODE_BRIDGE = "br-nodes"
@@ -53,60 +60,77 @@ def running_labs() -> list[Cluster]:
     if root.is_dir():
         for d in sorted(root.iterdir()):
             with contextlib.suppress(ClusterError, OSError):
-                if (d / "cluster.yaml").exists() and (net.ns_exists(d.name) or is_running(d.name)):
+                layout = Layout(d.name)
+                if layout.cluster_file.exists() and (net.ns_exists(layout.netns) or is_running(d.name)):
                     labs.append(Cluster.from_state(d.name))
     return labs
 
 
 def is_running(lab: str) -> bool:
     """The lab's supervisor runs, and its namespace exists (unless its node is this machine)."""
-    return supervisor.supervisor_pid(lab) is not None and (
-        net.ns_exists(lab) or (state_dir(lab) / HOST_NETNS).exists())
+    layout = Layout(lab)
+    return supervisor.supervisor_pid(lab) is not None and (net.ns_exists(layout.netns) or layout.host_netns.exists())
 
 
-HOST_NETNS = "host-netns"  # state file: the namespace (inode) a machine node was made in
+@contextlib.contextmanager
+def _claiming() -> Iterator[None]:
+    """One `up` at a time between seeing which subnets the labs hold and holding its own."""
+    root = state_root()
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)  # a lock on the directory: no file left behind
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def up(cluster: Cluster, components: list[supervisor.Component] | None = None, token: str | None = None,
        ca: bytes | None = None) -> Cluster:
     """Build the lab's network and start its supervisor with `components` (default: the lab's own,
     from netlab.lab.components). `token`: the API token to use instead of a new one; with `ca`, the
-    control plane's CA, for a node that joins one elsewhere (netlab.lab.join). On any failure, what was
-    made is removed."""
+    control plane's CA, for a node that joins one elsewhere (netlab.lab.join). Returns the cluster
+    as it is up: with the subnets it was given free ones in place of defaults another lab holds
+    (Cluster.beside). On any failure, what was made is removed."""
     require_root()
     if cluster.proxy_mode == "ipvs" and not net.ipvs_available():
         raise LabError(f"networking.proxyMode ipvs: {net.IPVS_MISSING}")
     if cluster.host:
         check_host(cluster)
-    else:
-        for other in running_labs():
-            why = cluster.clashes_with(other)
-            if why:
-                raise LabError(why)
-        if net.ns_exists(cluster.netns) or any(net.ns_exists(n.netns) for n in cluster.nodes):
-            raise LabError(f"namespaces of lab {cluster.name!r} exist from an earlier run; "
-                           f"remove them with: sudo netlab down --name {cluster.name}")
     control_plane = cluster.nodes[0].role == "control-plane"
+    made = False
     try:
-        cluster.save()
         if cluster.host:
+            cluster.save()
+            made = True
             build_host_node(cluster)
         else:
-            build_network(cluster)
+            with _claiming():
+                try:
+                    cluster = cluster.beside(running_labs())
+                except ClusterError as e:
+                    raise LabError(str(e)) from None
+                if net.ns_exists(cluster.netns) or any(net.ns_exists(n.netns) for n in cluster.nodes):
+                    raise LabError(f"namespaces of lab {cluster.name!r} exist from an earlier run; "
+                                   f"remove them with: sudo netlab down --name {cluster.name}")
+                cluster.save()
+                made = True
+                build_network(cluster)
         write_node_files(cluster)
         if control_plane:
             kubeconfig.bootstrap(cluster, token=token)
             kubeconfig.in_lab(cluster)
         else:  # a joined worker: the control plane's token and CA
             kubeconfig.joined(cluster, token, ca)
-        supervisor.start(cluster, components)
+        supervisor.start(cluster, lab_components(cluster) if components is None else components)
         if components is None and control_plane:  # wait for the control plane, as `kind create` does
             wait_for_api(cluster)
-            from netlab.lab import addons  # the API client is only needed here
+            from netlab.lab import addons  # the API client is only needed here (it imports aiohttp)
 
             addons.install(cluster)
     except BaseException:
-        down(cluster.name)
+        if made:  # not another lab's namespaces, nor its state
+            down(cluster.name)
         raise
     return cluster
 
@@ -114,20 +138,14 @@ def up(cluster: Cluster, components: list[supervisor.Component] | None = None, t
 def build_network(cluster: Cluster) -> None:
     lab, nodes = cluster.netns, cluster.nodes
     prefix = cluster.node_subnet.split("/")[1]
-    net.ns_create(lab)
+    net.ns_create(lab, net.ROUTER_SYSCTLS)
     with net.held(lab):  # one netlink socket per namespace: opening one costs milliseconds
         net.bridge(lab, NODE_BRIDGE)
         net.addr_add(lab, NODE_BRIDGE, f"{cluster.node_gateway}/{prefix}")
         for node in nodes:
-            net.ns_create(node.netns)
+            net.ns_create(node.netns, net.NODE_SYSCTLS)
             net.veth(lab, node.name[:15], node.netns, "eth0", master=NODE_BRIDGE)
     for node in nodes:
-        net.sysctl(node.netns, {
-            "net.ipv4.ip_forward": 1,
-            "net.ipv4.conf.all.rp_filter": 0,
-            "net.ipv4.conf.default.rp_filter": 0,
-            "net.bridge.bridge-nf-call-iptables": 1,
-        })
         with net.held(node.netns):
             net.addr_add(node.netns, "eth0", f"{node.ip}/{prefix}")
             # a node's default route goes to the node network's router, the lab namespace, which
@@ -170,7 +188,7 @@ def check_host(cluster: Cluster) -> None:
 def build_host_node(cluster: Cluster) -> None:
     """This namespace as the cluster's node: forwarding, bridged traffic through netfilter (what
     kube-proxy needs, as kubeadm's preflight requires it), and cni0 with the node's pod gateway."""
-    (cluster.state_dir / HOST_NETNS).write_text(f"{os.stat('/proc/self/ns/net').st_ino}\n")
+    cluster.layout.host_netns.write_text(f"{os.stat('/proc/self/ns/net').st_ino}\n")
     with contextlib.suppress(FileNotFoundError):  # bridge-nf-call-iptables lives in br_netfilter
         subprocess.run(["modprobe", "br_netfilter"], capture_output=True)
     node = cluster.nodes[0]
@@ -208,32 +226,20 @@ def write_cni_launchers(bin_dir: Path) -> None:
         exe.chmod(0o755)
 
 
-def cni_path(cluster: Cluster) -> str:
-    return f"{cluster.state_dir / 'cni' / 'bin'}:/usr/lib/cni"
-
-
-def cni_agent_socket(cluster: Cluster, node: str) -> Path:
-    return cluster.state_dir / "nodes" / node / "cni" / "agent.sock"
-
-
-def runtime_socket(cluster: Cluster, node: str) -> Path:
-    """Where the node's spawner (its container runtime) takes requests from the kubelet."""
-    return cluster.state_dir / "nodes" / node / "runtime.sock"
-
-
 def write_node_files(cluster: Cluster) -> None:
     """Per-node files the kubelet reads: the CNI conflist and the IPAM data directory."""
-    write_cni_launchers(cluster.state_dir / "cni" / "bin")
+    layout = cluster.layout
+    write_cni_launchers(layout.cni_bin)
     for node in cluster.nodes:
-        d = cluster.state_dir / "nodes" / node.name / "cni"
-        (d / "net.d").mkdir(parents=True, exist_ok=True)
+        files = layout.node(node.name)
+        files.cni_conflist.parent.mkdir(parents=True, exist_ok=True)
         conf = {
             "cniVersion": "1.0.0",  # what Debian's reference portmap (1.1.1) speaks
             "name": "netlab",
             "plugins": [
                 {
                     "type": "netlab-bridge",
-                    "agent": str(cni_agent_socket(cluster, node.name)),
+                    "agent": str(files.cni_agent_socket),
                     "bridge": "cni0",
                     "isGateway": True,
                     "isDefaultGateway": True,
@@ -242,13 +248,13 @@ def write_node_files(cluster: Cluster) -> None:
                     "ipam": {
                         "type": "netlab-ipam",
                         "ranges": [[{"subnet": node.pod_cidr, "gateway": node.gateway}]],
-                        "dataDir": str(d / "ipam"),
+                        "dataDir": str(files.ipam),
                     },
                 },
                 {"type": "portmap", "capabilities": {"portMappings": True}},
             ],
         }
-        (d / "net.d" / "10-netlab.conflist").write_text(json.dumps(conf, indent=2) + "\n")
+        files.cni_conflist.write_text(json.dumps(conf, indent=2) + "\n")
 
 
 def wait_for_api(cluster: Cluster, timeout: float = 30) -> None:
@@ -257,8 +263,8 @@ def wait_for_api(cluster: Cluster, timeout: float = 30) -> None:
     import time
     import urllib.request
 
-    port = (cluster.state_dir / "apiserver.port").read_text().strip()
-    ctx = ssl.create_default_context(cafile=str(cluster.state_dir / "pki" / "ca.crt"))
+    port = cluster.layout.apiserver_port.read_text().strip()
+    ctx = ssl.create_default_context(cafile=str(cluster.layout.ca_cert))
     end = time.monotonic() + timeout
     while True:
         try:
@@ -286,13 +292,14 @@ def lab_processes(lab: str) -> list[int]:
 
 def lab_namespaces(lab: str) -> list[str]:
     """The lab's namespace, its nodes' and its pods' (also when the state directory is gone)."""
+    layout = Layout(lab)
     try:
         nodes = {n.netns for n in Cluster.from_state(lab).nodes}
         def ours(ns):
-            return ns == lab or ns in nodes or ns.startswith(f"{lab}-pod-")
+            return ns == layout.netns or ns in nodes or layout.is_pod_netns(ns)
     except ClusterError:
-        def ours(ns):
-            return ns == lab or ns.startswith(f"{lab}-")
+        def ours(ns):  # every node namespace is <lab>-<node>
+            return ns == layout.netns or ns.startswith(layout.node_netns(""))
     return [ns for ns in net.ns_list() if ours(ns)]
 
 
@@ -300,9 +307,13 @@ def down(lab: str) -> bool:
     """Remove everything the lab made; safe after SIGKILL of every lab process and with stale
     namespace files. Returns whether there was anything to remove."""
     require_root()
-    made_in = state_dir(lab) / HOST_NETNS  # a machine's node: only its own namespace can undo it
+    layout = Layout(lab)
+    made_in = layout.host_netns  # a machine's node: only its own namespace can undo it
     if made_in.exists() and made_in.read_text().strip() != str(os.stat("/proc/self/ns/net").st_ino):
         raise LabError(f"lab {lab!r} made a node of another network namespace; run netlab down there")
+    if layout.state.is_dir():  # first: the supervisor's watchdog starts no new supervisor now
+        with contextlib.suppress(OSError):
+            layout.going_down.touch()
     # everything goes, state included: no component needs a graceful stop, and 150 Python
     # processes each finalizing on SIGTERM cost seconds
     sup = supervisor.supervisor_pid(lab)
@@ -317,7 +328,7 @@ def down(lab: str) -> bool:
     if made_in.exists():
         with contextlib.suppress(ClusterError):
             remove_host_node(Cluster.from_state(lab))
-    d = state_dir(lab)
+    d = layout.state
     if d.exists():
         found = True
         for _ in range(20):  # a process killed mid-write may still land one file as it dies
@@ -361,15 +372,20 @@ def exec_in_node(lab: str, node: str, argv: list[str]) -> int:
 
 
 def status(lab: str) -> dict:
+    """The lab's plan, and what runs: its supervisor's pid (None: not running) and its components
+    as their processes show them (supervisor.read_status)."""
     cluster = Cluster.from_state(lab)
+    join_command = cluster.layout.join_command  # on a machine made a control plane by init
     return {
         "name": cluster.name,
         "backend": cluster.backend,
         "proxyMode": cluster.proxy_mode,
+        "subnets": {"nodeSubnet": cluster.node_subnet, "podSubnet": cluster.pod_subnet,
+                    "serviceSubnet": cluster.service_subnet},
         "nodes": [{"name": n.name, "role": n.role, "ip": n.ip, "podCIDR": n.pod_cidr,
                    "namespace": n.netns or "(this machine's)",
                    "up": n.netns is None or net.ns_exists(n.netns)} for n in cluster.nodes],
+        "supervisor": supervisor.supervisor_pid(lab),
         "components": supervisor.read_status(lab),
-        "joinCommand": (cluster.state_dir / "join-command").read_text().strip()
-        if (cluster.state_dir / "join-command").exists() else None,  # on a machine made a control plane by init
+        "joinCommand": join_command.read_text().strip() if join_command.exists() else None,
     }

@@ -10,6 +10,9 @@ On a machine made a node by `netlab init` or `netlab join` (cluster.host), every
 the machine's own namespace; a joined worker runs only the node's components, talking to the
 control plane's API server over the machine's network, and its CNI agent routes to the other
 nodes' pods.
+
+First of all runs the supervisor's watchdog (netlab.lab.supervisor), which starts a new
+supervisor if the lab's dies: the components keep running, and the new one adopts them.
 """
 
 from __future__ import annotations
@@ -17,17 +20,16 @@ from __future__ import annotations
 import sys
 
 from netlab.kit.cluster import Cluster
-from netlab.lab.supervisor import Component
+from netlab.lab.supervisor import Component, watchdog
 
 
 def components(cluster: Cluster) -> list[Component]:
-    from netlab.lab.build import cni_agent_socket, runtime_socket
-
-    py, state, cp = sys.executable, str(cluster.state_dir), cluster.nodes[0]
-    in_lab = str(cluster.state_dir / "kubeconfig-node")
+    layout = cluster.layout
+    py, state, cp = sys.executable, str(layout.state), cluster.nodes[0]
+    in_lab = str(layout.kubeconfig_node)
     # what talks to the API server starts once it serves (so it is not starved of CPU at `up`)
-    api = str(cluster.api_ready_file)
-    out = []
+    api = str(layout.apiserver_ready)
+    out = [watchdog(cluster.name)]
     if cp.role == "control-plane":
         out += [
             Component("kube-apiserver", [py, "-m", "netlab.control.apiserver", "--state-dir", state]
@@ -43,10 +45,10 @@ def components(cluster: Cluster) -> list[Component]:
         routes = ["--routes", "--kubeconfig", in_lab, "--node", node.name, "--cluster-cidr", cluster.pod_subnet] \
             if cluster.host else []
         out.append(Component(f"cni-agent-{node.name}",
-                             [py, "-m", "cni.agent", "--socket", str(cni_agent_socket(cluster, node.name)), *routes],
+                             [py, "-m", "cni.agent", "--socket", str(layout.node(node.name).cni_agent_socket), *routes],
                              node.netns, after=api))  # needed once pods come, which is after the API
         out.append(Component(f"runtime-{node.name}", [py, "-m", "netlab.node.kubelet.spawner", "--socket",
-                                                      str(runtime_socket(cluster, node.name))], node.netns, after=api))
+                                                      str(layout.node(node.name).runtime_socket)], node.netns, after=api))
         out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.node.kubelet", "--lab", cluster.name,
                                                       "--node", node.name, "--kubeconfig", in_lab], node.netns,
                              after=api))

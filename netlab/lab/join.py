@@ -92,9 +92,9 @@ def init(base: Cluster, node_name: str | None = None, advertise: str | None = No
                                                   f"https://{ip}:{API_PORT}"))
     cluster.validate()
     lab.up(cluster, token=token)
-    ca = ca_cert_hash((cluster.state_dir / "pki" / "ca.crt").read_bytes())
+    ca = ca_cert_hash(cluster.layout.ca_cert.read_bytes())
     command = f"netlab join {ip}:{API_PORT} --token {token} --discovery-token-ca-cert-hash {ca}"
-    (cluster.state_dir / "join-command").write_text(command + "\n")
+    cluster.layout.join_command.write_text(command + "\n")
     return cluster, command
 
 

@@ -37,9 +37,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster = Cluster.from_state(cluster.name)
         print(f"lab {cluster.name!r} is already up")
     else:
-        lab.up(cluster)
+        asked, cluster = cluster, lab.up(cluster)
         print(f"lab {cluster.name!r} is up: {len(cluster.nodes)} nodes, backend {cluster.backend}, "
               f"proxy mode {cluster.proxy_mode}")
+        print(subnets_line(asked, cluster))
     print(table(["NODE", "ROLE", "IP", "POD CIDR", "NAMESPACE"],
                 ((n.name, n.role, n.ip, n.pod_cidr, n.netns) for n in cluster.nodes)))
     if args.demo:
@@ -47,6 +48,17 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         return demo.run(cluster)
     return 0
+
+
+def subnets_line(asked: Cluster, made: Cluster) -> str:
+    """The lab's subnets, saying which were picked because another lab holds the defaults."""
+    from netlab.kit.cluster import SUBNETS
+
+    picked = [key for field, key in SUBNETS.items() if getattr(asked, field) != getattr(made, field)]
+    line = "subnets: " + ", ".join(f"{key} {getattr(made, field)}" for field, key in SUBNETS.items())
+    if picked:
+        line += f" ({', '.join(picked)} picked: other labs that are up hold the defaults)"
+    return line
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -90,17 +102,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     from netlab.lab import build as lab
 
     st = lab.status(args.name)
-    print(f"lab {st['name']}: backend {st['backend']}, proxy mode {st['proxyMode']}\n")
+    print(f"lab {st['name']}: backend {st['backend']}, proxy mode {st['proxyMode']}")
+    print("subnets: " + ", ".join(f"{k} {v}" for k, v in st["subnets"].items()) + "\n")
     print(table(["NODE", "ROLE", "IP", "POD CIDR", "NAMESPACE", "UP"],
                 ((n["name"], n["role"], n["ip"], n["podCIDR"], n["namespace"], "yes" if n["up"] else "NO")
                  for n in st["nodes"])))
     comps = st["components"]
     print()
-    if comps is None:
-        print("the lab's supervisor is not running: its components are stopped")
+    running = [c for c in comps or [] if c["pid"]]
+    if st["supervisor"] is None:  # what runs is what the processes say, not the last record
+        print("the lab's supervisor is not running: " + (
+            f"{len(running)} of its {len(comps)} components still run, and none is restarted if it stops"
+            if running else "its components are stopped"))
     elif not comps:
         print("no components")
-    else:
+    if comps:
         print(table(["COMPONENT", "PID", "STATE", "RESTARTS", "NAMESPACE"],
                     ((c["name"], c["pid"], c["state"], c["restarts"], c["netns"] or "host") for c in comps)))
     if st.get("joinCommand"):
@@ -128,9 +144,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from netlab.lab.supervisor import logs_dir
+    from netlab.kit.layout import Layout
 
-    path = logs_dir(args.name) / f"{args.component}.log"
+    path = Layout(args.name).log(args.component)
     if not path.exists():
         logs = sorted(p.stem for p in path.parent.glob("*.log"))
         raise ClusterError(f"no log for component {args.component!r} in lab {args.name!r}; "
@@ -143,9 +159,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
-    from netlab.kit.cluster import state_dir
+    from netlab.kit.layout import Layout
 
-    path = state_dir(args.name) / "kubeconfig"
+    path = Layout(args.name).kubeconfig
     if not path.exists():
         raise ClusterError(f"lab {args.name!r} has no kubeconfig (is it up?): sudo netlab up --name {args.name}")
     print(path)

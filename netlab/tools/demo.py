@@ -15,7 +15,7 @@ from netlab.kit.cluster import Cluster
 from netlab.lab.build import LabError
 from netlab.tools.testing import Lab
 
-WEB = Path(__file__).resolve().parent.parent / "examples" / "web.yaml"
+WEB = Path(__file__).resolve().parents[2] / "examples" / "web.yaml"  # the project's examples/
 CLIENT = """
 apiVersion: v1
 kind: Pod

@@ -4,7 +4,8 @@ Fixtures:
 - `netlab_lab`: a session-wide running lab (netlab.tools.testing.Lab), torn down at the end of the
   session even when tests fail. Its size and name come from `--netlab-nodes` (default 3) and
   `--netlab-name` (default `nltplug`), its subnets from `--netlab-node-subnet` and
-  `--netlab-pod-subnet` (so it can run beside other labs); it needs root, and is skipped without it.
+  `--netlab-pod-subnet` (default: the defaults, or free ones where another lab that is up holds
+  them); it needs root, and is skipped without it.
 
     def test_service_answers(netlab_lab):
         netlab_lab.apply("examples/web.yaml")
@@ -23,8 +24,8 @@ def pytest_addoption(parser):
     group = parser.getgroup("netlab")
     group.addoption("--netlab-nodes", type=int, default=3, help="nodes in the netlab_lab fixture's lab")
     group.addoption("--netlab-name", default="nltplug", help="name of the netlab_lab fixture's lab")
-    group.addoption("--netlab-node-subnet", default=None, help="its node subnet (default 172.18.0.0/24)")
-    group.addoption("--netlab-pod-subnet", default=None, help="its pod subnet (default 10.244.0.0/16)")
+    group.addoption("--netlab-node-subnet", default=None, help="its node subnet (default 172.18.0.0/24, or a free one)")
+    group.addoption("--netlab-pod-subnet", default=None, help="its pod subnet (default 10.244.0.0/16, or a free one)")
 
 
 @pytest.fixture(scope="session")

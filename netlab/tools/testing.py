@@ -27,7 +27,6 @@ from netlab.api.client import Client, apply, manifest_objects, resource_for
 from netlab.kit import net
 from netlab.kit.cluster import Cluster
 from netlab.lab import build as lab_mod
-from netlab.lab import supervisor
 from netlab.tools.packets import Sniffer, send
 
 
@@ -41,7 +40,7 @@ class Lab:
     # --- life ------------------------------------------------------------------------------
 
     def up(self) -> Lab:
-        lab_mod.up(self.cluster)
+        self.cluster = lab_mod.up(self.cluster)  # with free subnets where another lab holds the defaults
         self.wait(lambda: len([n for n in self.items("nodes") if _ready(n)]) == len(self.cluster.nodes),
                   timeout=60, what="all nodes Ready")
         # cluster DNS: its readiness probe passes on its second try, 10 s in (kubeadm's period)
@@ -63,7 +62,7 @@ class Lab:
 
     @property
     def kubeconfig(self) -> Path:
-        return self.cluster.state_dir / "kubeconfig"
+        return self.cluster.layout.kubeconfig
 
     # --- the API through kubectl -----------------------------------------------------------
 
@@ -124,7 +123,7 @@ class Lab:
     def log_marks(self) -> dict[Path, int]:
         """How long each component's log is now, for `logs_since`."""
         marks = {}
-        for path in supervisor.logs_dir(self.name).glob("*.log"):
+        for path in self.cluster.layout.logs.glob("*.log"):
             with contextlib.suppress(OSError):
                 marks[path] = path.stat().st_size
         return marks
@@ -132,7 +131,7 @@ class Lab:
     def logs_since(self, marks: dict[Path, int], lines: int = 40) -> str:
         """What each component logged since `marks` (its last `lines` lines): what a failed test shows."""
         out = []
-        for path in sorted(supervisor.logs_dir(self.name).glob("*.log")):
+        for path in sorted(self.cluster.layout.logs.glob("*.log")):
             try:
                 with open(path, "rb") as f:
                     f.seek(marks.get(path, 0))
@@ -149,13 +148,12 @@ class Lab:
         return self.get("pods", pod, namespace) if isinstance(pod, str) else pod
 
     def pod_netns(self, pod: dict | str, namespace: str = "default") -> str:
-        p = self._pod(pod, namespace)
-        return f"{self.name}-pod-{p['metadata']['uid'].replace('-', '')[:12]}"
+        return self.cluster.layout.pod_netns(self._pod(pod, namespace)["metadata"]["uid"])
 
     def container_pid(self, pod: dict | str, container: str | None = None, namespace: str = "default") -> int:
         p = self._pod(pod, namespace)
-        state = json.loads((self.cluster.state_dir / "nodes" / p["spec"]["nodeName"] / "pods" / p["metadata"]["uid"]
-                            / "state.json").read_text())
+        files = self.cluster.layout.node(p["spec"]["nodeName"]).pod(p["metadata"]["uid"])
+        state = json.loads(files.state.read_text())
         name = container or p["spec"]["containers"][0]["name"]
         return state["containers"][name]["proc"]["pid"]
 

@@ -41,7 +41,7 @@ def read(cluster: Cluster) -> list[NodeView]:
         v = NodeView(node.name, node.netns, uplink, ", ".join(_v4(node.netns, uplink)),
                      ", ".join(_v4(node.netns, "cni0")),
                      ", ".join(_v4(node.netns, VXLAN_DEV)) if VXLAN_DEV in links else None)
-        for state in sorted((cluster.state_dir / "nodes" / node.name / "pods").glob("*/state.json")):
+        for state in sorted(cluster.layout.node(node.name).pods.glob("*/state.json")):
             try:
                 st = json.loads(state.read_text())
                 veth = st["cni"]["interfaces"][1]["name"]

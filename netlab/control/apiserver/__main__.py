@@ -22,31 +22,19 @@ from aiohttp import web
 
 from netlab.control.apiserver.server import APIServer, load_token
 from netlab.control.apiserver.store import open_store
+from netlab.kit import net
 from netlab.kit.cluster import Cluster
 
 
 def listener(host: str, port: int, netns: str | None = None) -> socket.socket:
-    def make() -> socket.socket:
+    """A listening socket in namespace `netns` (None: this process's), served from here."""
+    with net.entered(netns):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port))
-        s.listen(1024)
-        s.setblocking(False)
-        return s
-
-    if netns is None:
-        return make()
-    import os
-
-    from netlab.kit import net
-
-    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        net.setns(netns)
-        return make()
-    finally:
-        net._libc.setns(here, net.CLONE_NEWNET)
-        os.close(here)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(1024)
+    s.setblocking(False)
+    return s
 
 
 async def serve(args: argparse.Namespace) -> None:

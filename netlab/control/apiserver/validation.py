@@ -42,6 +42,10 @@ def forbidden(path: str, detail: str) -> FieldError:
     return FieldError(path, "FieldValueForbidden", f"Forbidden: {detail}")
 
 
+def too_long(path: str, limit: int) -> FieldError:
+    return FieldError(path, "FieldValueTooLong", f"Too long: must have at most {limit} bytes")
+
+
 def duplicate(path: str, value: Any) -> FieldError:
     return FieldError(path, "FieldValueDuplicate", f"Duplicate value: {_go(value)}")
 
@@ -72,21 +76,53 @@ def dns1035_msg() -> str:
             "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
 
 
-def check_name(value: Any, kind: str, path: str = "metadata.name") -> list[FieldError]:
-    """Names by kind: Services and Namespaces are DNS labels, the rest DNS subdomains."""
+def check_name(value: Any, rule: str = "subdomain", path: str = "metadata.name") -> list[FieldError]:
+    """A name by its kind's rule: `subdomain` (DNS-1123 subdomain, most kinds), `label` (DNS-1123
+    label: Namespaces) or `dns1035` (DNS-1035 label: Services)."""
     if not value:
         return [required(path)]
     if not isinstance(value, str):
         return [invalid(path, value, "must be a string")]
-    if kind == "Service":
+    if rule == "dns1035":
         if len(value) > 63 or not DNS1035_LABEL.match(value):
             return [invalid(path, value, dns1035_msg())]
-    elif kind == "Namespace":
+    elif rule == "label":
         if len(value) > 63 or not DNS1123_LABEL.match(value):
             return [invalid(path, value, label_msg())]
     elif len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
         return [invalid(path, value, subdomain_msg())]
     return []
+
+
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+\Z")
+
+
+def check_config_key(key: str, path: str) -> list[FieldError]:
+    """A key of a ConfigMap's or Secret's data (upstream's IsConfigMapKey): it names a file."""
+    problems = []
+    if len(key) > 253:
+        problems.append("must be no more than 253 characters")
+    if not CONFIG_KEY.match(key):
+        problems.append("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. "
+                        "'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+    if key in (".", ".."):
+        problems.append(f"must not be '{key}'")
+    elif key.startswith(".."):
+        problems.append("must not start with '..'")
+    return [invalid(f"{path}[{key}]", key, p) for p in problems]
+
+
+def check_immutable(obj: dict, old: dict, fields: tuple[str, ...]) -> list[FieldError]:
+    """`immutable: true` (ConfigMaps, Secrets): it stays, and so do the fields it protects."""
+    if old.get("immutable") is not True:
+        return []
+    errs = []
+    if obj.get("immutable") is not True:
+        errs.append(forbidden("immutable", "field is immutable when `immutable` is set"))
+    for f in fields:
+        if (obj.get(f) or None) != (old.get(f) or None):
+            errs.append(forbidden(f, "field is immutable when `immutable` is set"))
+    return errs
 
 
 def check_labels(labels: Any, path: str) -> list[FieldError]:
@@ -106,6 +142,16 @@ def check_labels(labels: Any, path: str) -> list[FieldError]:
     return errs
 
 
+ANNOTATIONS_LIMIT = 256 * 1024  # upstream's TotalAnnotationSizeLimitB
+
+
+def check_annotations(annotations: Any, path: str = "metadata.annotations") -> list[FieldError]:
+    if not isinstance(annotations, dict):
+        return []
+    size = sum(len(str(k).encode()) + len(str(val).encode()) for k, val in annotations.items())
+    return [too_long(path, ANNOTATIONS_LIMIT)] if size > ANNOTATIONS_LIMIT else []
+
+
 def check_port(value: Any, path: str) -> list[FieldError]:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
         return [invalid(path, value, "must be between 1 and 65535, inclusive")]
@@ -116,76 +162,3 @@ def check_protocol(value: Any, path: str) -> list[FieldError]:
     if value not in ("TCP", "UDP", "SCTP"):
         return [not_supported(path, value, ["SCTP", "TCP", "UDP"])]
     return []
-
-
-def check_containers(spec: dict, path: str) -> list[FieldError]:
-    errs: list[FieldError] = []
-    containers = spec.get("containers")
-    if not containers:
-        return [required(f"{path}.containers")]
-    names: set[str] = set()
-    for field in ("initContainers", "containers"):
-        for i, c in enumerate(spec.get(field) or []):
-            p = f"{path}.{field}[{i}]"
-            if not isinstance(c, dict):
-                errs.append(invalid(p, c, "must be an object"))
-                continue
-            name = c.get("name")
-            if not name:
-                errs.append(required(f"{p}.name"))
-            elif not isinstance(name, str) or len(name) > 63 or not DNS1123_LABEL.match(name):
-                errs.append(invalid(f"{p}.name", name, label_msg()))
-            elif name in names:
-                errs.append(duplicate(f"{p}.name", name))
-            else:
-                names.add(name)
-            if not c.get("image"):
-                errs.append(required(f"{p}.image"))
-            port_names: set[str] = set()
-            for j, port in enumerate(c.get("ports") or []):
-                pp = f"{p}.ports[{j}]"
-                errs += check_port(port.get("containerPort"), f"{pp}.containerPort")
-                if "hostPort" in port and port["hostPort"]:
-                    errs += check_port(port["hostPort"], f"{pp}.hostPort")
-                errs += check_protocol(port.get("protocol", "TCP"), f"{pp}.protocol")
-                pn = port.get("name")
-                if pn:
-                    if not IANA_SVC_NAME.match(pn) or not re.search("[a-z]", pn):
-                        errs.append(invalid(f"{pp}.name", pn, "must be no more than 15 characters and contain only "
-                                            "lowercase alphanumeric characters and '-'"))
-                    elif pn in port_names:
-                        errs.append(duplicate(f"{pp}.name", pn))
-                    port_names.add(pn)
-            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-                pr = c.get(probe)
-                if pr is not None:
-                    handlers = [h for h in ("httpGet", "tcpSocket", "exec", "grpc") if h in pr]
-                    if len(handlers) != 1:
-                        errs.append(required(f"{p}.{probe}") if not handlers else
-                                    forbidden(f"{p}.{probe}", "may not specify more than 1 handler type"))
-    policy = spec.get("restartPolicy", "Always")
-    if policy not in ("Always", "OnFailure", "Never"):
-        errs.append(not_supported(f"{path}.restartPolicy", policy, ["Always", "OnFailure", "Never"]))
-    dns = spec.get("dnsPolicy", "ClusterFirst")
-    if dns not in ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"):
-        errs.append(not_supported(f"{path}.dnsPolicy", dns, ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]))
-    if dns == "None" and not (spec.get("dnsConfig") or {}).get("nameservers"):
-        errs.append(required(f"{path}.dnsConfig.nameservers"))
-    return errs
-
-
-def selector_matches(selector: dict, labels: dict) -> bool:
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and labels.get(key) in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True

@@ -9,6 +9,7 @@ import random
 from typing import Any
 
 from netlab.api.client import ApiError, Client, Informer
+from netlab.api.selectors import selector_matches
 
 log = logging.getLogger("netlab.controllers")
 
@@ -117,8 +118,6 @@ def pod_active(pod: dict) -> bool:
 
 
 def matches(selector: dict | None, labels: dict | None) -> bool:
-    from netlab.control.apiserver.validation import selector_matches
-
     if not selector:
         return False
     return selector_matches(selector, labels or {})

@@ -36,10 +36,8 @@ class Kubelet:
         node_dir = self.cluster.state_dir / "nodes" / node
         self.pods_dir = node_dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)
-        from netlab.lab.build import cni_path, runtime_socket
-
-        self.cni = CNI(node_dir / "cni" / "net.d" / "10-netlab.conflist", cni_path(self.cluster))
-        self.runtime = runtime_socket(self.cluster, node)
+        self.cni = CNI(self.cluster.layout.node(node).cni_conflist, self.cluster.layout.cni_path)
+        self.runtime = self.cluster.layout.node(node).runtime_socket
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={node}")
         self.svcs = Informer(self.client, "services")
         self.cms = Informer(self.client, "configmaps")

@@ -161,7 +161,7 @@ class PodWorker:
         try:
             if self.netns:
                 fresh = not net.ns_exists(self.netns)
-                await asyncio.to_thread(net.ns_create, self.netns)
+                await asyncio.to_thread(net.ns_create, self.netns, net.POD_SYSCTLS)  # a pod forwards nothing
                 if fresh or self.cni_result is None:
                     if self.cni_result is not None:  # the namespace vanished: give back the old attachment
                         await self.cni_del()

@@ -1,11 +1,5 @@
-"""The API server's store: one interface, two engines (SQLite embedded, etcd v3).
-
-Keys are `/registry/<resource>/<namespace>/<name>` (cluster-scoped: no namespace) as upstream's
-etcd3 store lays them out. Every write gets the next revision of the whole store, which is the
-object's resourceVersion; a list's resourceVersion is the store's revision when it was read.
-create/update/delete are revision-checked compare-and-swap operations; watch returns every change
-after a revision, or `Gone` (410) when that revision has been compacted away.
-"""
+"""The store on SQLite, embedded in the API server: kine's idea, the current objects plus a log
+of changes for watches, in one file with WAL."""
 
 from __future__ import annotations
 
@@ -14,68 +8,18 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from netlab.control.apiserver.store.base import Conflict, Event, Exists, Gone, NotFound, Store, encode, with_rv
 
 # Changes kept for watches that resume from an older revision (upstream's etcd default is 5 min).
 HISTORY_SECONDS = 300
 MIN_HISTORY = 1000
 
 
-class StoreError(Exception):
-    pass
-
-
-class NotFound(StoreError):
-    pass
-
-
-class Exists(StoreError):
-    pass
-
-
-class Conflict(StoreError):
-    pass
-
-
-class Gone(StoreError):
-    """The requested revision is older than the oldest change kept."""
-
-
-@dataclass
-class Event:
-    type: str  # ADDED, MODIFIED, DELETED
-    key: str
-    obj: dict[str, Any]  # for DELETED: the object as it was, with the deletion's revision
-    rev: int
-    # the object before this change (None: it did not exist), so that a filtered watch can tell
-    # an object entering its selection from one leaving it, as upstream's watch cache does
-    prev: dict[str, Any] | None = None
-
-
-def with_rv(obj: dict[str, Any], rev: int) -> dict[str, Any]:
-    obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
-    return obj
-
-
-class Store:
-    """The interface both engines implement."""
-
-    def revision(self) -> int: ...
-    def get(self, key: str) -> dict[str, Any] | None: ...
-    def list(self, prefix: str) -> tuple[list[dict[str, Any]], int]: ...
-    def create(self, key: str, obj: dict[str, Any]) -> dict[str, Any]: ...
-    def update(self, key: str, obj: dict[str, Any], expect: int | None = None) -> dict[str, Any]: ...
-    def delete(self, key: str, expect: int | None = None) -> dict[str, Any]: ...
-    def watch(self, prefix: str, since: int) -> AsyncIterator[Event]: ...
-    def compact(self) -> None: ...
-    def close(self) -> None: ...
-
-
 class SQLiteStore(Store):
-    """kine's idea on SQLite: the current objects plus a log of changes for watches, in one file
-    with WAL; watchers in this process are woken directly by the writes."""
+    """Watchers in this process are woken directly by the writes."""
 
     def __init__(self, path: str | Path):
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -129,7 +73,7 @@ class SQLiteStore(Store):
                                   (key, kind, time.time()))
             rev = cur.lastrowid
             with_rv(obj, rev)
-            value = json.dumps(obj, separators=(",", ":"))
+            value = encode(obj) if kind != "DELETED" else json.dumps(obj, separators=(",", ":"))
             self.db.execute("UPDATE log SET value=? WHERE rev=?", (value, rev))
             if kind == "DELETED":
                 self.db.execute("DELETE FROM objects WHERE key=?", (key,))
@@ -201,12 +145,3 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self.db.close()
-
-
-def open_store(url: str, state_dir: str | Path) -> Store:
-    """`sqlite` (the embedded default, in the state directory) or `etcd://HOST:PORT`."""
-    if url.startswith("etcd://"):
-        from netlab.control.apiserver.store_etcd import EtcdStore
-
-        return EtcdStore(url)
-    return SQLiteStore(Path(state_dir) / "store.db")

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from proxy.iptables import Config
+from proxy.config import Config
 from proxy.model import Endpoint, ServicePort, plan
 
 TABLE = "kube-proxy"

@@ -2,23 +2,16 @@
 (pkg/proxy/ipvs) sets it up: every Service IP on the dummy interface kube-ipvs0, one virtual
 server per IP and port with the round-robin scheduler (persistent for ClientIP affinity), one
 real server per endpoint, and the few iptables rules around it matching ipsets (KUBE-CLUSTER-IP,
-KUBE-NODE-PORT-TCP, ...) for masquerading. Needs the kernel's ip_vs module."""
+KUBE-NODE-PORT-TCP, ...) for masquerading. Needs the kernel's ip_vs module.
+
+What IPVS mode programs, as pure functions of (service ports, config); ipvs_sync programs it."""
 
 from __future__ import annotations
 
-from netlab.kit import net
-from proxy import sync
-from proxy.iptables import Config
+from proxy.config import Config
 from proxy.model import ServicePort
 
 DUMMY = "kube-ipvs0"
-MISSING = net.IPVS_MISSING
-
-
-def require_kernel() -> None:
-    if not net.ipvs_available():
-        raise SystemExit(f"netlab-proxy: {MISSING}")
-
 
 def virtual_servers(ports: list[ServicePort], cfg: Config) -> dict:
     out = {}
@@ -95,32 +88,3 @@ def describe(ports: list[ServicePort], cfg: Config) -> str:
     lines.append("# iptables-save -t nat (ipvs mode)")
     lines += iptables_rules(cfg)
     return "\n".join(lines) + "\n"
-
-
-class IpvsSyncer(sync.Syncer):
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-        self.nat = sync.IptablesSyncer(cfg, sync.detect_backend())  # the chains and jumps around IPVS
-        self.stats = {"syncs": 0, "partial": 0, "failures": 0}
-
-    def sync(self, ports: list[ServicePort], full: bool = False) -> str:
-        import subprocess
-
-        net.dummy(None, DUMMY)
-        want = {f"{sp.cluster_ip}/32" for sp in ports} | {f"{ip}/32" for sp in ports for ip in sp.external_ips}
-        have = set(net.addr_list(None, DUMMY))
-        for a in want - have:
-            net.addr_add(None, DUMMY, a)
-        for a in have - want:
-            net.addr_del(None, DUMMY, a)
-        net.ipvs_apply(None, virtual_servers(ports, self.cfg))
-        restore = []
-        for name, members in ipsets(ports).items():
-            kind = "hash:ip,port,ip" if name == "KUBE-LOOP-BACK" else (
-                "bitmap:port range 0-65535" if name.startswith("KUBE-NODE-PORT") else "hash:ip,port")
-            restore += [f"create {name} {kind} -exist", f"flush {name}"] + [f"add {name} {m}" for m in members]
-        subprocess.run(["ipset", "restore"], input="\n".join(restore) + "\n", text=True, check=True)
-        self.nat.ensure_jumps()
-        sync.run([self.nat.tool("iptables-restore"), "-w", "5", "--noflush"], nat_text(self.cfg))
-        self.stats["syncs"] += 1
-        return "full"

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
-from netlab.control.apiserver.store import Conflict, Event, Exists, Gone, NotFound, Store, with_rv
+import etcd3gw
+
+from netlab.control.apiserver.store.base import Conflict, Event, Exists, Gone, NotFound, Store, encode, with_rv
 
 
 def _b64(s: str | bytes) -> str:
@@ -28,8 +30,6 @@ def _range_end(prefix: str) -> str:
 
 class EtcdStore(Store):
     def __init__(self, url: str):
-        import etcd3gw
-
         u = urlparse(url)
         self.client = etcd3gw.client(host=u.hostname, port=u.port or 2379)
         self.compacted = 0
@@ -56,7 +56,7 @@ class EtcdStore(Store):
 
     def _put(self, key: str, obj: dict[str, Any], compare: dict) -> dict[str, Any]:
         obj.get("metadata", {}).pop("resourceVersion", None)
-        value = json.dumps(obj, separators=(",", ":"))
+        value = encode(obj)
         r = self._txn([compare], [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
                       [{"request_range": {"key": _b64(key)}}])
         if not r.get("succeeded"):

@@ -1,0 +1,39 @@
+"""Decoding a request's JSON into an object of the kind it is sent to, as upstream's decoder
+does: the apiVersion and kind must match, field types must match the kind's schema, unknown
+fields are refused under `fieldValidation=Strict`, then the kind's own decoding (its strategy's)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from netlab.api.resources import Resource
+from netlab.control.apiserver import schema
+from netlab.control.apiserver.errors import bad_request, cannot_decode
+from netlab.control.apiserver.strategies.base import Strategy
+
+
+def loads(raw: bytes | str) -> Any:
+    """A request body's JSON; a non-integer number keeps the text it was written as."""
+    return json.loads(raw, parse_float=schema.Number)
+
+
+def decode(r: Resource, strategy: Strategy, obj: Any, strict: bool) -> dict:
+    kind = r.kind
+    if not isinstance(obj, dict):
+        raise bad_request(f"the body of the request was not a {kind} object")
+    if obj.get("apiVersion") and obj.get("kind") and (obj["apiVersion"], obj["kind"]) != (r.group_version, kind):
+        raise bad_request(f"the API version in the data ({obj['apiVersion']}) does not match the expected API "
+                          f"version ({r.group_version})" if obj["kind"] == kind else
+                          f"the kind in the data ({obj['kind']}) does not match the expected kind ({kind})")
+    obj.setdefault("apiVersion", r.group_version)
+    obj.setdefault("kind", kind)
+    problems = schema.check(r.model, obj, strict)
+    type_errors = [p for p in problems if not p.startswith("unknown field")]
+    unknown = [p for p in problems if p.startswith("unknown field")]
+    if type_errors:
+        raise cannot_decode(r, kind, type_errors[0])
+    if unknown:
+        raise cannot_decode(r, kind, f"strict decoding error: {', '.join(unknown)}")
+    strategy.decode(obj)
+    return obj

@@ -1,0 +1,434 @@
+"""The object operations every kind has, as upstream's generic registry does them: get, list,
+create, update, patch, delete (grace periods, finalizers, propagation), deletecollection and
+watch, and the subresources status, scale, binding and finalize. What differs by kind is asked of
+the kind's strategy; the objects live in the store."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from netlab.api.resources import Resource, lookup
+from netlab.api.selectors import field_value, parse_selector
+from netlab.control.apiserver import codec, kinds, patch, tables
+from netlab.control.apiserver import validation as v
+from netlab.control.apiserver.errors import (APIError, Invalid, already_exists, bad_request, conflict, invalid,
+                                             not_found)
+from netlab.control.apiserver.store import Conflict, Exists, Gone, NotFound, Store, TooLarge, key
+from netlab.control.apiserver.strategies import base
+from netlab.kit import clock
+
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's utilrand alphabet (no vowels, no 0/1/3)
+# metadata the server owns: an update keeps what the stored object has
+OWNED_METADATA = ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds",
+                  "generation")
+
+
+@dataclass
+class ListOptions:
+    label_selector: str = ""
+    field_selector: str = ""
+    limit: int = 0
+    continue_: str = ""
+    resource_version: str = ""
+
+
+def too_large(e: TooLarge) -> APIError:
+    return APIError(413, "RequestEntityTooLarge", f"Request entity too large: {e}")
+
+
+def random_suffix(n: int = 5) -> str:
+    return "".join(random.choice(NAME_ALPHABET) for _ in range(n))
+
+
+class Objects:
+    def __init__(self, store: Store, service_subnet: str):
+        self.store = store
+        self.strategies = kinds.strategies_for(base.Context(store, service_subnet))
+        self.namespaces = lookup("", "v1", "namespaces")
+        self.pods = lookup("", "v1", "pods")
+
+    def strategy(self, r: Resource) -> base.Strategy:
+        return self.strategies[r]
+
+    def key(self, r: Resource, namespace: str | None, name: str = "") -> str:
+        return key(r.plural, namespace if r.namespaced else None, name)
+
+    def revision(self) -> int:
+        return self.store.revision()
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def get(self, r: Resource, namespace: str | None, name: str) -> dict:
+        obj = self.store.get(self.key(r, namespace, name))
+        if obj is None:
+            raise not_found(r, name)
+        return self.strategies[r].present(obj)
+
+    def matcher(self, r: Resource, opts: ListOptions) -> Callable[[dict], bool]:
+        try:
+            labels = parse_selector(opts.label_selector)
+            fields = parse_selector(opts.field_selector, field_selector=True)
+        except ValueError as e:
+            raise bad_request(str(e)) from None
+        for label, _, _ in fields.requirements:
+            if (problem := self.strategies[r].field_label_error(label)) is not None:
+                raise bad_request(problem)
+
+        def match(obj: dict) -> bool:
+            obj_labels = obj.get("metadata", {}).get("labels") or {}
+            return labels.matches(obj_labels.get) and fields.matches(lambda k: field_value(obj, k))
+        return match
+
+    def list(self, r: Resource, namespace: str | None, opts: ListOptions) -> dict:
+        items, rev = self.store.list(self.key(r, namespace))
+        match = self.matcher(r, opts)
+        present = self.strategies[r].present
+        items = [present(o) for o in items if match(o)]
+        meta: dict[str, Any] = {"resourceVersion": str(rev)}
+        start = 0
+        if opts.continue_:
+            try:
+                start = int(json.loads(base64.b64decode(opts.continue_))["start"])
+            except (ValueError, KeyError, TypeError):
+                raise bad_request("invalid continue token") from None
+        if opts.limit and start + opts.limit < len(items):
+            meta["continue"] = base64.b64encode(json.dumps({"start": start + opts.limit}).encode()).decode()
+            meta["remainingItemCount"] = len(items) - start - opts.limit
+            items = items[start:start + opts.limit]
+        elif start:
+            items = items[start:]
+        return {"kind": f"{r.kind}List", "apiVersion": r.group_version, "metadata": meta, "items": items}
+
+    def table(self, r: Resource, objects: list[dict], resource_version: str, include_object: str = "Metadata",
+              headers: bool = True) -> dict:
+        """The objects as a meta.k8s.io/v1 Table with the kind's columns."""
+        s = self.strategies[r]
+        return tables.table(s.columns, s.row, objects, resource_version, include_object, headers)
+
+    def watch(self, r: Resource, namespace: str | None, opts: ListOptions) -> AsyncIterator[tuple[str, dict]]:
+        """(type, object) for each change after the options' resourceVersion (from "" or "0": the
+        current objects first, as ADDED). Bad options are refused here, before the stream starts;
+        a compacted resourceVersion ends the stream with a 410 APIError."""
+        match = self.matcher(r, opts)
+        rv = opts.resource_version
+        if rv not in ("", "0") and not rv.isdigit():
+            raise bad_request(f"invalid resourceVersion {rv!r}")
+        return self._watch(r, namespace, match, rv)
+
+    async def _watch(self, r: Resource, namespace: str | None, match, rv: str) -> AsyncIterator[tuple[str, dict]]:
+        present = self.strategies[r].present
+        prefix = self.key(r, namespace)
+        if rv in ("", "0"):
+            current, since = self.store.list(prefix)
+            for o in current:
+                if match(o):
+                    yield "ADDED", present(o)
+        else:
+            since = int(rv)
+        try:
+            async for ev in self.store.watch(prefix, since):
+                if namespace is None and r.namespaced is False and ev.key.count("/") > 3:
+                    continue
+                # a change into the selection is ADDED for this watch, one out of it DELETED, as
+                # upstream's filtered watch has it (a deleted object: as it was)
+                now = match(ev.obj)
+                if ev.type == "DELETED":
+                    kind = "DELETED" if now else None
+                else:
+                    was = ev.prev is not None and match(ev.prev)
+                    kind = ("MODIFIED" if was else "ADDED") if now else "DELETED" if was else None
+                if kind:
+                    yield kind, present(ev.obj)
+        except Gone:
+            raise APIError(410, "Expired", f"too old resource version: {rv} ({self.store.revision()})") from None
+
+    # --- create ----------------------------------------------------------------------------
+
+    def create(self, r: Resource, namespace: str | None, body: Any, strict: bool = False,
+               dry_run: bool = False) -> dict:
+        s = self.strategies[r]
+        obj = codec.decode(r, s, body, strict)
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if r.namespaced:
+            if meta.get("namespace") and namespace and meta["namespace"] != namespace:
+                raise bad_request("the namespace of the provided object does not match the namespace sent on the "
+                                  "request")
+            namespace = namespace or meta.get("namespace")
+            if not namespace:
+                raise bad_request("a namespace must be specified")
+        if not meta.get("name") and not meta.get("generateName"):
+            raise invalid(r, "", [v.required("metadata.name")])
+        self._check_namespace(r, namespace)
+        self.prepare_create(r, obj, namespace)
+        self._validate(r, obj)
+        self._allocate(r, obj, None)
+        if dry_run:
+            return obj
+        try:
+            out = self.store.create(self.key(r, namespace, meta["name"]), obj)
+        except Exists:
+            raise already_exists(r, meta["name"]) from None
+        except TooLarge as e:
+            raise too_large(e) from None
+        return s.present(out)
+
+    def prepare_create(self, r: Resource, obj: dict, namespace: str | None) -> None:
+        """The metadata the server owns, then the kind's own fields and defaults."""
+        s = self.strategies[r]
+        meta = obj.setdefault("metadata", {})
+        if r.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{random_suffix()}"
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = clock.now()
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(k, None)
+        if s.generation:
+            meta["generation"] = 1
+        s.prepare_create(obj)
+        s.defaults(obj)
+
+    def _check_namespace(self, r: Resource, namespace: str | None) -> None:
+        if not r.namespaced:
+            return
+        ns = self.store.get(self.key(self.namespaces, None, namespace or ""))
+        if ns is None:
+            raise APIError(404, "NotFound", f'namespaces "{namespace}" not found',
+                           {"name": namespace, "kind": "namespaces"})
+        if ns["metadata"].get("deletionTimestamp") and not self.strategies[r].in_terminating_namespace:
+            raise APIError(403, "Forbidden", f"{r.plural} is forbidden: unable to create new content in namespace "
+                           f"{namespace} because it is being terminated")
+
+    def _validate(self, r: Resource, obj: dict, old: dict | None = None) -> None:
+        s = self.strategies[r]
+        meta = obj.get("metadata") or {}
+        # as upstream's ValidateXUpdate: what may not change first, then the object as it is
+        errs = s.validate_update(obj, old) if old is not None else []
+        errs += v.check_name(meta.get("name"), s.name_rule)
+        errs += v.check_labels(meta.get("labels"), "metadata.labels")
+        errs += v.check_annotations(meta.get("annotations"))
+        errs += s.validate(obj)
+        if errs:
+            raise invalid(r, meta.get("name", ""), errs)
+
+    def _allocate(self, r: Resource, obj: dict, old: dict | None) -> None:
+        try:
+            self.strategies[r].allocate(obj, old)
+        except Invalid as e:
+            raise invalid(r, obj["metadata"].get("name", ""), e.errors) from None
+
+    # --- update and patch ------------------------------------------------------------------
+
+    def update(self, r: Resource, namespace: str | None, name: str, body: Any, sub: str | None = None,
+               strict: bool = False) -> dict:
+        new = codec.decode(r, self.strategies[r], body, strict)
+        if (new.get("metadata") or {}).get("name", name) != name:
+            raise bad_request(f"the name of the object ({new['metadata']['name']}) does not match the name on the "
+                              f"URL ({name})")
+        old = self.get(r, namespace, name)
+        return self.strategies[r].present(self._store_update(r, namespace, name, new, old, sub, check_rv=True))
+
+    def patch(self, r: Resource, namespace: str | None, name: str, content_type: str, body: Any,
+              sub: str | None = None, strict: bool = False) -> dict:
+        for _ in range(5):  # retried on conflicts with other writers, as upstream's GuaranteedUpdate
+            old = self.get(r, namespace, name)
+            new = self._patched(content_type, copy.deepcopy(old), body)
+            new = codec.decode(r, self.strategies[r], new, strict)
+            explicit_rv = isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")
+            if not explicit_rv:
+                new.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
+            try:
+                out = self._store_update(r, namespace, name, new, old, sub, check_rv=True)
+                return self.strategies[r].present(out)
+            except APIError as e:
+                if e.reason != "Conflict" or explicit_rv:
+                    raise
+        raise conflict(r, name)
+
+    @staticmethod
+    def _patched(content_type: str, target: dict, body: Any) -> dict:
+        try:
+            return patch.apply(content_type, target, body)
+        except patch.PatchError as e:
+            if "unsupported patch type" in str(e):
+                raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
+                               f"accepted media types include: {patch.JSON_PATCH}, {patch.MERGE_PATCH}, "
+                               f"{patch.STRATEGIC}") from None
+            raise APIError(422 if "test" in str(e) else 400, "BadRequest", str(e)) from None
+
+    def prepare_update(self, r: Resource, new: dict, old: dict, sub: str | None) -> dict:
+        """The object to store: a status update changes only status; a main update keeps the
+        status (for kinds with a status subresource) and bumps the generation when the spec
+        changes; finalize changes only the namespace's finalizers."""
+        s = self.strategies[r]
+        if sub == "finalize":
+            out = copy.deepcopy(old)
+            out.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
+            return out
+        if sub == "status":
+            out = copy.deepcopy(old)
+            out["status"] = new.get("status", {})
+            # conditions and the like; labels and annotations may change along with status, as upstream allows
+            for k in ("labels", "annotations"):
+                if k in (new.get("metadata") or {}):
+                    out["metadata"][k] = new["metadata"][k]
+            return out
+        meta_old = old["metadata"]
+        out = copy.deepcopy(new)
+        meta = out.setdefault("metadata", {})
+        for k in OWNED_METADATA:
+            if k in meta_old:
+                meta[k] = meta_old[k]
+            else:
+                meta.pop(k, None)
+        if s.status_subresource and "status" in old:
+            out["status"] = copy.deepcopy(old["status"])
+        s.defaults(out)
+        if s.generation and out.get("spec") != old.get("spec"):
+            meta["generation"] = meta_old.get("generation", 1) + 1
+        return out
+
+    def _store_update(self, r: Resource, namespace: str | None, name: str, new: dict, old: dict,
+                      sub: str | None, check_rv: bool) -> dict:
+        rv = (new.get("metadata") or {}).get("resourceVersion")
+        cur_rv = old["metadata"]["resourceVersion"]
+        if check_rv and rv and rv != cur_rv:
+            raise conflict(r, name)
+        out = self.prepare_update(r, new, old, sub)
+        self._validate(r, out, old)
+        if sub is None:
+            self._allocate(r, out, old)
+        out.setdefault("metadata", {})["resourceVersion"] = cur_rv
+        if out == old:
+            return old  # a no-op: no write, no new resourceVersion, no watch event (as upstream)
+        k = self.key(r, namespace, name)
+        if out["metadata"].get("deletionTimestamp") and self.strategies[r].deletion_done(out):
+            try:
+                return self.store.delete(k, int(cur_rv))
+            except Conflict:
+                raise conflict(r, name) from None
+        try:
+            return self.store.update(k, out, int(cur_rv))
+        except Conflict:
+            raise conflict(r, name) from None
+        except NotFound:
+            raise not_found(r, name) from None
+        except TooLarge as e:
+            raise too_large(e) from None
+
+    def _write(self, r: Resource, obj: dict, rev: int) -> dict:
+        """Store `obj` as it is, over the revision it was read at."""
+        name = obj["metadata"]["name"]
+        try:
+            return self.store.update(self.key(r, obj["metadata"].get("namespace"), name), obj, rev)
+        except Conflict:
+            raise conflict(r, name) from None
+        except TooLarge as e:
+            raise too_large(e) from None
+
+    # --- delete ----------------------------------------------------------------------------
+
+    def delete(self, r: Resource, namespace: str | None, name: str, grace: int | None, policy: str | None) -> dict:
+        obj = self.get(r, namespace, name)
+        meta = obj["metadata"]
+        rev = int(meta["resourceVersion"])
+        finalizers = list(meta.get("finalizers") or [])
+        if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        elif policy == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        action, obj = self.strategies[r].delete(obj, grace, finalizers)
+        if action == base.UPDATE:
+            return self._write(r, obj, rev)
+        if action == base.KEEP:
+            return obj
+        try:
+            return self.store.delete(self.key(r, namespace, name), rev)
+        except NotFound:
+            raise not_found(r, name) from None
+        except Conflict:
+            return self.delete(r, namespace, name, grace, policy)
+
+    def delete_collection(self, r: Resource, namespace: str | None, opts: ListOptions, grace: int | None,
+                          policy: str | None) -> dict:
+        items, _ = self.store.list(self.key(r, namespace))
+        match = self.matcher(r, opts)
+        out = []
+        for o in items:
+            if match(o):
+                try:
+                    out.append(self.delete(r, o["metadata"].get("namespace"), o["metadata"]["name"], grace, policy))
+                except APIError as e:
+                    if e.code != 404:
+                        raise
+        return {"kind": f"{r.kind}List", "apiVersion": r.group_version,
+                "metadata": {"resourceVersion": str(self.store.revision())}, "items": out}
+
+    # --- subresources ----------------------------------------------------------------------
+
+    def scale(self, r: Resource, namespace: str | None, name: str) -> dict:
+        return as_scale(self.get(r, namespace, name))
+
+    def update_scale(self, r: Resource, namespace: str | None, name: str, content_type: str | None,
+                     body: Any) -> dict:
+        """PUT (content_type None) or PATCH of the scale subresource: a new spec.replicas."""
+        obj = self.get(r, namespace, name)
+        if content_type is not None:
+            try:
+                new_scale = patch.apply(content_type, as_scale(obj), body)
+            except patch.PatchError as e:
+                raise bad_request(str(e)) from None
+        else:
+            new_scale = body
+        replicas = (new_scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise invalid(r, name, [v.invalid("spec.replicas", replicas, "must be greater than or equal to 0")])
+        rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != obj["metadata"]["resourceVersion"]:
+            raise conflict(r, name)
+        new = copy.deepcopy(obj)
+        new["spec"]["replicas"] = replicas
+        return as_scale(self._store_update(r, namespace, name, new, obj, None, check_rv=False))
+
+    def bind(self, namespace: str | None, name: str | None, body: Any) -> None:
+        """pods/binding: the scheduler's choice of node."""
+        name = name or (body.get("metadata") or {}).get("name")
+        node = (body.get("target") or {}).get("name")
+        if not node:
+            raise invalid(self.pods, name or "", [v.required("target.name")])
+        pod = self.get(self.pods, namespace, name)
+        if (pod.get("spec") or {}).get("nodeName"):
+            raise APIError(409, "Conflict", f"Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is "
+                           f"already assigned to node \"{pod['spec']['nodeName']}\"")
+        if pod["metadata"].get("deletionTimestamp"):
+            raise APIError(409, "Conflict", f"pod {name} is being deleted, cannot be assigned to a host")
+        pod["spec"]["nodeName"] = node
+        conds = [c for c in (pod.setdefault("status", {}).get("conditions") or []) if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                      "lastTransitionTime": clock.now()})
+        pod["status"]["conditions"] = conds
+        self._write(self.pods, pod, int(pod["metadata"]["resourceVersion"]))
+
+
+def as_scale(o: dict) -> dict:
+    """An object with spec.replicas as an autoscaling/v1 Scale."""
+    sel = (o.get("spec") or {}).get("selector") or {}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: o["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                                       "creationTimestamp") if k in o["metadata"]},
+            "spec": {"replicas": (o.get("spec") or {}).get("replicas", 1)},
+            "status": {"replicas": (o.get("status") or {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in (sel.get("matchLabels") or {}).items())}}
+
