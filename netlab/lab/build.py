@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from netlab.kit import net
+from netlab.kit import net, pace
 from netlab.kit.cluster import Cluster, ClusterError
 from netlab.kit.layout import Layout, state_root
 from netlab.lab import kubeconfig, supervisor
@@ -265,6 +265,7 @@ def wait_for_api(cluster: Cluster, timeout: float = 30) -> None:
 
     port = cluster.layout.apiserver_port.read_text().strip()
     ctx = ssl.create_default_context(cafile=str(cluster.layout.ca_cert))
+    timeout = pace.scaled(timeout)
     end = time.monotonic() + timeout
     while True:
         try:

@@ -263,9 +263,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
     if args.raw:
         sys.stdout.write(raw(node.netns, cluster.proxy_mode))
         return 0
-    rs = routes(node.netns, cluster.proxy_mode)
+    names = None
+    if cluster.proxy_mode == "ipvs":  # the kernel's virtual servers have no names: the Services give them
+        from netlab.tools.rules import service_names
+
+        names = service_names(_lab(args.name).items("services", None), [n.ip for n in cluster.nodes])
+    rs = routes(node.netns, cluster.proxy_mode, names)
     print(f"node {node.name} ({cluster.proxy_mode} mode)")
-    sys.stdout.write(rs if isinstance(rs, str) else format_routes(rs, args.service))
+    sys.stdout.write(format_routes(rs, args.service))
     return 0
 
 

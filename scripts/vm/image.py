@@ -4,10 +4,12 @@ Debian's packages only, with a virtualenv at /opt/netlab/venv holding the projec
 dependencies (wheels downloaded on the host, installed with no index) and the project installed
 editable from /src, where every boot puts a fresh copy of the checkout.
 
-Cached in the cache directory (NETLAB_VM_CACHE, default /var/cache/netlab-vm) as image-<hash>/, the
-hash taken over the recipe: the package lists (scripts/vm/packages.txt and vagrant/provision.sh's),
-the suite, the VM's init and pyproject.toml. So it is built once (about 2 minutes) and again only
-when one of those changes; a build of another recipe replaces it.
+Cached in the cache directory (NETLAB_VM_CACHE, default /var/cache/netlab-vm) in two layers, each
+named by a hash of what goes into it:
+  base-<hash>/   the Debian tree, kernel and initrd: the package lists (scripts/vm/packages.txt and
+                 vagrant/provision.sh's), the suite and the VM's init. About 2-5 minutes to build.
+  image-<hash>/  rootfs.img: the base plus the Python layer (pyproject.toml). Some 30 seconds.
+A build of another recipe replaces the older one.
 
     python3 scripts/vm/image.py [--cache DIR] [--rebuild]   # builds if needed, prints the image's directory
 """
@@ -32,10 +34,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DEFAULT_CACHE = Path(os.environ.get("NETLAB_VM_CACHE", "/var/cache/netlab-vm"))
 SUITE = os.environ.get("NETLAB_VM_SUITE", "bookworm")
-SIZE = "4G"  # sparse; about 1 GiB of it is used
+SIZE = "4G"  # sparse; about 1.2 GiB of it is used
 VENV = "/opt/netlab/venv"
 # Bumped when the build procedure changes in a way the recipe's other parts do not show.
-PROCEDURE = 1
+PROCEDURE = 2
 # The modules the initrd loads to find the root filesystem (no udev in the initrd, so they are listed).
 INITRD_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
 # What the checkout's copy leaves out (the host's virtualenv, git, caches).
@@ -77,55 +79,67 @@ def debian_packages(repo: Path = REPO) -> list[str]:
     return sorted({p for p in own + m.group(1).split() if p})
 
 
-def recipe(repo: Path = REPO) -> dict:
+def base_recipe(repo: Path = REPO) -> dict:
     return {
         "procedure": PROCEDURE,
         "suite": SUITE,
-        "size": SIZE,
         "packages": debian_packages(repo),
         "initrd_modules": list(INITRD_MODULES),
-        "init": hashlib.sha256((HERE / "init").read_bytes()).hexdigest(),
-        "pyproject": hashlib.sha256((repo / "pyproject.toml").read_bytes()).hexdigest(),
+        "init": _sha((HERE / "init").read_bytes()),
     }
 
 
+def recipe(repo: Path = REPO) -> dict:
+    return {"base": recipe_key(base_recipe(repo)), "size": SIZE, "pyproject": _sha((repo / "pyproject.toml").read_bytes())}
+
+
 def recipe_key(r: dict) -> str:
-    return hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:12]
+    return _sha(json.dumps(r, sort_keys=True).encode())[:12]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def build(repo: Path = REPO, cache: Path = DEFAULT_CACHE, rebuild: bool = False, log=print) -> Image:
     """The image for this checkout's recipe, built first if the cache lacks it. Builds are serialised
     by a lock in the cache, so two runs at once build it once."""
-    for tool in ("mmdebstrap", "mkfs.ext4"):
+    for tool in ("mmdebstrap", "mkfs.ext4", "unshare"):
         if not shutil.which(tool):
-            raise ImageError(f"{tool} is not installed (apt-get install mmdebstrap e2fsprogs)")
+            raise ImageError(f"{tool} is not installed (apt-get install mmdebstrap e2fsprogs util-linux)")
     cache.mkdir(parents=True, exist_ok=True)
-    r = recipe(repo)
-    key = recipe_key(r)
-    image = Image(cache / f"image-{key}")
+    br, r = base_recipe(repo), recipe(repo)
+    base, image = Image(cache / f"base-{recipe_key(br)}"), Image(cache / f"image-{recipe_key(r)}")
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if image.ready and not rebuild:
-            if not image.vmlinux.exists():
-                _uncompress_kernel(image.kernel, image.vmlinux)
             return image
         started = time.monotonic()
-        log(f"netlab-vm: building the image {image.dir.name} ({len(r['packages'])} Debian packages, {SUITE})")
-        _build(repo, r, image, cache / f"build-{key}")
-        for old in cache.glob("image-*"):
-            if old != image.dir:
-                shutil.rmtree(old, ignore_errors=True)
+        if not (base.dir / "recipe.json").exists() or rebuild:
+            log(f"netlab-vm: building the base {base.dir.name} ({len(br['packages'])} Debian packages, {SUITE})")
+            _build_base(br, base)
+            _prune(cache, "base-*", base.dir)
+        log(f"netlab-vm: building the image {image.dir.name} (the base and the project's Python packages)")
+        _build_image(repo, r, base, image, cache / "wheels")
+        _prune(cache, "image-*", image.dir)
         log(f"netlab-vm: image built in {time.monotonic() - started:.0f}s: {image.dir}")
     return image
 
 
-def _build(repo: Path, r: dict, image: Image, work: Path) -> None:
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(image.dir, ignore_errors=True)
-    work.mkdir(parents=True)
-    root, wheels = work / "root", work / "wheels"
+def _prune(cache: Path, pattern: str, keep: Path) -> None:
+    for old in cache.glob(pattern):
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_base(r: dict, base: Image) -> None:
+    tmp = base.dir.with_name(base.dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(base.dir, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    root = tmp / "root"
     modules = "\\n".join(INITRD_MODULES)
-    cmd = [
+    _run([
         "mmdebstrap", "--mode=root", "--variant=minbase", "--quiet",
         "--include=" + ",".join(r["packages"]),
         "--dpkgopt=path-exclude=/usr/share/man/*",
@@ -141,26 +155,45 @@ def _build(repo: Path, r: dict, image: Image, work: Path) -> None:
         " && echo MODULES=list > \"$1/etc/initramfs-tools/conf.d/netlab-vm.conf\""
         f" && printf '{modules}\\n' > \"$1/usr/share/initramfs-tools/modules.d/netlab-vm\"",
         f"--customize-hook=install -m 0755 {HERE / 'init'} \"$1/usr/sbin/netlab-vm-init\"",
-        f"--customize-hook={sys.executable} {Path(__file__).resolve()} venv \"$1\" --repo {repo} --wheels {wheels}",
         "--customize-hook=echo netlab-vm > \"$1/etc/hostname\"; printf '127.0.0.1 localhost\\n::1 localhost\\n'"
-        " > \"$1/etc/hosts\"; : > \"$1/etc/resolv.conf\"",
+        " > \"$1/etc/hosts\"; : > \"$1/etc/resolv.conf\"; mkdir -p \"$1/src\"",
         r["suite"], str(root),
-    ]
-    _run(cmd, "mmdebstrap")
+    ], "mmdebstrap")
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     initrds = sorted((root / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:
         raise ImageError(f"the image has no kernel or initrd in /boot: {os.listdir(root / 'boot')}")
-    tmp = image.dir.with_name(image.dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     shutil.copy(kernels[-1], tmp / "vmlinuz")
     shutil.copy(initrds[-1], tmp / "initrd.img")
     _uncompress_kernel(tmp / "vmlinuz", tmp / "vmlinux")
-    _run(["mkfs.ext4", "-q", "-F", "-L", "netlab-root", "-d", str(root), str(tmp / "rootfs.img"), SIZE], "mkfs.ext4")
     (tmp / "recipe.json").write_text(json.dumps({**r, "kernel": kernels[-1].name}, indent=1) + "\n")
+    tmp.rename(base.dir)
+
+
+def _build_image(repo: Path, r: dict, base: Image, image: Image, wheels: Path) -> None:
+    tmp = image.dir.with_name(image.dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(image.dir, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    root = base.dir / "root"
+    try:
+        _python_layer(root, repo, wheels)
+        _run(["mkfs.ext4", "-q", "-F", "-L", "netlab-root", "-d", str(root), str(tmp / "rootfs.img"), SIZE], "mkfs.ext4")
+    finally:
+        _clean_tree(root)  # the base tree stays as mmdebstrap made it
+    for name in ("vmlinuz", "vmlinux", "initrd.img"):
+        if (base.dir / name).exists():
+            os.link(base.dir / name, tmp / name)
+    (tmp / "recipe.json").write_text(json.dumps(r, indent=1) + "\n")
     tmp.rename(image.dir)
-    shutil.rmtree(work, ignore_errors=True)
+
+
+def _clean_tree(root: Path) -> None:
+    for d in (root / "opt" / "netlab", root / "src", root / "tmp"):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True, exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    (root / "opt" / "netlab").rmdir()
 
 
 def _uncompress_kernel(bzimage: Path, vmlinux: Path) -> None:
@@ -176,36 +209,36 @@ def _uncompress_kernel(bzimage: Path, vmlinux: Path) -> None:
         except (lzma.LZMAError, zlib.error):
             continue
         if elf.startswith(b"\x7fELF"):
-            tmp = vmlinux.with_suffix(".tmp")
-            tmp.write_bytes(elf)
-            tmp.rename(vmlinux)
+            vmlinux.write_bytes(elf)
             return
 
 
-def venv(root: Path, repo: Path, wheels: Path) -> None:
-    """mmdebstrap's customize hook: in the finished tree at `root`, a virtualenv with the project
-    (editable, from /src) and its test extras, from wheels downloaded here on the host for the
-    image's Python and C library. Nothing in the tree ever reaches an index."""
+def _python_layer(root: Path, repo: Path, wheels: Path) -> None:
+    """In the base tree at `root`, a virtualenv with the project (editable, from /src) and its test
+    extras, from wheels downloaded here on the host for the tree's Python and C library. Nothing in
+    the tree ever reaches an index."""
+    _clean_tree(root)
     info = _chroot(root, "python3", "-c",
                    "import platform, sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}', platform.libc_ver()[1])")
     pyver, libc = info.split()
     glibc_minor = int(libc.split(".")[1])
-    src = root / "src"
-    _copy_checkout(repo, src)
-    reqs = _chroot(root, "python3", "-c", _REQUIREMENTS).split("\n")
+    _copy_checkout(repo, root / "src")
+    reqs = [q for q in _chroot(root, "python3", "-c", _REQUIREMENTS).split("\n") if q]
     platforms = [f"manylinux_2_{m}_x86_64" for m in range(5, glibc_minor + 1)]
     platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
-    wheels.mkdir(parents=True, exist_ok=True)
+    wheels.mkdir(parents=True, exist_ok=True)  # kept between builds: pip downloads only what is new
     _run([*_host_pip(repo), "download", "-q", "--disable-pip-version-check", "-d", str(wheels), "--only-binary=:all:",
           "--python-version", pyver, "--implementation", "cp", *[a for p in platforms for a in ("--platform", p)],
-          *[q for q in reqs if q]], "pip download (on the host)")
+          *reqs], "pip download (on the host)")
     shutil.copytree(wheels, root / "tmp" / "wheels")
     _chroot(root, "python3", "-m", "venv", VENV)
     _chroot(root, f"{VENV}/bin/pip", "install", "-q", "--disable-pip-version-check", "--no-index",
             "--find-links", "/tmp/wheels", "-e", "/src[test]")
-    shutil.rmtree(root / "tmp" / "wheels")
-    shutil.rmtree(src)  # every boot copies the checkout here afresh
-    src.mkdir()
+    # every boot copies the checkout to /src afresh; the wheels are not needed any more
+    for d in (root / "src", root / "tmp"):
+        shutil.rmtree(d)
+        d.mkdir()
+    (root / "tmp").chmod(0o1777)
 
 
 # Run by the image's python3: the project's requirements (dependencies, test extras, build system).
@@ -234,9 +267,13 @@ def _host_pip(repo: Path) -> list[str]:
 
 
 def _chroot(root: Path, *argv: str) -> str:
+    """`argv` run in the tree, with /dev and /proc there for it, in a mount namespace of its own (so
+    nothing stays mounted in the tree whatever happens)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
     env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
-    r = subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, env=env)
+    script = 'mount --rbind /dev "$0/dev" && mount -t proc proc "$0/proc" && exec chroot "$0" "$@"'
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), *argv],
+                       capture_output=True, text=True, env=env)
     if r.returncode:
         raise ImageError(f"in the image: {' '.join(argv)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
     return r.stdout.strip()
@@ -250,18 +287,10 @@ def _run(cmd: list[str], what: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd")
-    hook = sub.add_parser("venv", help="(mmdebstrap's customize hook)")
-    hook.add_argument("root", type=Path)
-    hook.add_argument("--repo", type=Path, required=True)
-    hook.add_argument("--wheels", type=Path, required=True)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    p.add_argument("--rebuild", action="store_true", help="build even if the cache has this recipe's image")
+    p.add_argument("--rebuild", action="store_true", help="build both layers even if the cache has them")
     a = p.parse_args(argv)
     try:
-        if a.cmd == "venv":
-            venv(a.root, a.repo, a.wheels)
-            return 0
         print(build(REPO, a.cache, a.rebuild, log=lambda m: print(m, file=sys.stderr)).dir)
         return 0
     except ImageError as e:

@@ -38,6 +38,8 @@ CMDLINE = ("console=ttyS0 root=/dev/vda rw init=/usr/sbin/netlab-vm-init quiet l
 STARTED = "netlab-vm: job starting"
 # Terminal control sequences (the firmware clears the screen) are left out of the streamed console.
 CONTROL = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|[@-~])")
+# How much slower the lab runs under TCG than on a machine (netlab.kit.pace stretches its waits by it).
+TCG_SLOWDOWN = 5
 # The guest's own timeout is this much shorter than the hard one, so the job's end is still reported.
 MARGIN = 30
 
@@ -66,14 +68,19 @@ def qemu_missing() -> str | None:
 
 def run(image: vmimage.Image, job: str, results: Path, *, timeout: float = 1800, accel: str = "tcg",
         memory: str = "3G", cpus: int = 2, extra: list[str] | None = None, repo: Path = vmimage.REPO,
-        stream: TextIO | None = sys.stdout, nice: int = 10, name: str = "netlab-vm") -> Result:
+        stream: TextIO | None = sys.stdout, nice: int = 10, name: str = "netlab-vm",
+        env: dict[str, str] | None = None) -> Result:
     """Boot, run `job` (bash) as root in the VM, power off. `extra` is more qemu arguments (a
-    private network device, say). Returns when the VM is gone, after at most `timeout` seconds."""
+    private network device, say); `env` more environment for the job. Returns when the VM is gone,
+    after at most `timeout` seconds."""
     results.mkdir(parents=True, exist_ok=True)
     for stale in ("rc", "output.log", "console.log", "qemu.log"):
         (results / stale).unlink(missing_ok=True)
+    shutil.rmtree(results / "state", ignore_errors=True)
     (results / "job.sh").write_text(job if job.endswith("\n") else job + "\n")
     (results / "timeout").write_text(f"{max(int(timeout) - MARGIN, 10)}\n")
+    env = {"NETLAB_VM_ACCEL": accel, "NETLAB_SLOWDOWN": "1" if accel == "kvm" else str(TCG_SLOWDOWN), **(env or {})}
+    (results / "env").write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     console = results / "console.log"
     console.touch()
     argv = ["nice", "-n", str(nice), QEMU, "-name", name, "-nodefaults", "-no-user-config", "-nographic",
@@ -149,7 +156,8 @@ def accelerator(image: vmimage.Image, cache: Path, choice: str = "auto") -> str:
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
     version = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    key = hashlib.sha256(f"{os.uname().release} {version} {image.dir.name}".encode()).hexdigest()[:12]
+    kernel = hashlib.sha256(image.kernel.read_bytes()).hexdigest()
+    key = hashlib.sha256(f"{os.uname().release} {version} {kernel}".encode()).hexdigest()[:12]
     memo = cache / f"accel-{key}"
     if memo.exists():
         return memo.read_text().strip()
