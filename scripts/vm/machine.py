@@ -39,7 +39,7 @@ STARTED = "netlab-vm: job starting"
 # Terminal control sequences (the firmware clears the screen) are left out of the streamed console.
 CONTROL = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|[@-~])")
 # How much slower the lab runs under TCG than on a machine (netlab.kit.pace stretches its waits by it).
-TCG_SLOWDOWN = 5
+TCG_SLOWDOWN = 10
 # The guest's own timeout is this much shorter than the hard one, so the job's end is still reported.
 MARGIN = 30
 
