@@ -568,6 +568,61 @@ def route_list(ns: str | None = None) -> list[dict[str, Any]]:
         return out
 
 
+# --- link impairments (tc: netem for delay, jitter and loss; tbf for a rate) ----------------------
+
+QDISC_MODULES = {"netem": ("sch_netem", "CONFIG_NET_SCH_NETEM"), "tbf": ("sch_tbf", "CONFIG_NET_SCH_TBF")}
+
+
+def _tc(ns: str | None, argv: list[str], qdisc: str) -> None:
+    r = run(ns, ["tc", *argv], check=False)
+    if r.returncode:
+        err = (r.stderr or r.stdout).strip().splitlines()
+        if any(s in r.stderr for s in ("qdisc kind is unknown", "No such file or directory", "Unknown qdisc")):
+            module, option = QDISC_MODULES[qdisc]
+            raise NetError(f"link impairments need the kernel's {qdisc} queueing discipline (the {module} module, "
+                           f"{option}), which this kernel lacks")
+        raise NetError(f"tc {' '.join(argv)}: {err[-1] if err else 'exit ' + str(r.returncode)}")
+
+
+def link_impair(ns: str | None, ifname: str, imp: Any) -> None:
+    """Make what `ifname` sends in `ns` exactly `imp` (a netlab.kit.impair.Impairment): netem as the
+    root qdisc for delay, jitter and loss, with tbf under it (or alone) for a rate; none: the
+    kernel's default qdisc again."""
+    run(ns, ["tc", "qdisc", "del", "dev", ifname, "root"], check=False)  # none there: nothing to delete
+    if imp.none:
+        return
+    netem = []
+    if imp.delay_ms:
+        netem += ["delay", f"{imp.delay_ms:g}ms"] + ([f"{imp.jitter_ms:g}ms"] if imp.jitter_ms else [])
+    if imp.loss_pct:
+        netem += ["loss", f"{imp.loss_pct:g}%"]
+    tbf = ["tbf", "rate", imp.rate, "burst", "32kb", "latency", "400ms"] if imp.rate else []
+    if netem:
+        load_modules("sch_netem")
+        _tc(ns, ["qdisc", "add", "dev", ifname, "root", "handle", "1:", "netem", *netem], "netem")
+    if tbf:
+        load_modules("sch_tbf")
+        where = ["parent", "1:1", "handle", "10:"] if netem else ["root", "handle", "1:"]
+        _tc(ns, ["qdisc", "add", "dev", ifname, *where, *tbf], "tbf")
+
+
+def qdisc_available(kind: str) -> bool:
+    """Whether the kernel has the netem or tbf qdisc (loaded if a module): tried on the loopback of a
+    namespace made for the question and gone with it."""
+    load_modules(QDISC_MODULES[kind][0])
+    args = ["delay", "1ms"] if kind == "netem" else ["rate", "1mbit", "burst", "32kb", "latency", "50ms"]
+    try:
+        return subprocess.run(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", kind, *args],
+                              capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def link_qdiscs(ns: str | None, ifname: str) -> str:
+    """`tc qdisc show` of the link: what its impairments are in the kernel."""
+    return run(ns, ["tc", "qdisc", "show", "dev", ifname], check=False).stdout
+
+
 # --- IPVS (kube-proxy's ipvs mode) -------------------------------------------------------------
 
 IPVS_MISSING = ("IPVS mode needs the kernel's IP Virtual Server (the ip_vs module, CONFIG_IP_VS), which this kernel "

@@ -158,6 +158,11 @@ def build_network(cluster: Cluster) -> None:
                 net.vxlan(node.netns, VXLAN_DEV, vni=VXLAN_VNI, local=node.ip, dev="eth0", port=VXLAN_PORT,
                           mtu=VXLAN_MTU)
                 net.addr_add(node.netns, VXLAN_DEV, f"{node.pod_cidr.split('/')[0]}/32")
+            if not cluster.impairment(node.name).none:  # the cluster file's nodes[i].link
+                try:
+                    net.link_impair(node.netns, "eth0", cluster.impairment(node.name))
+                except net.NetError as e:
+                    raise LabError(f"nodes[{node.index}].link: {e}") from None
     macs = {n.name: next(link["mac"] for link in net.link_list(n.netns) if link["name"] == VXLAN_DEV)
             for n in nodes} if cluster.backend == "vxlan" else {}
     for node in nodes:

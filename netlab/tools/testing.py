@@ -166,6 +166,18 @@ class Lab:
         return subprocess.run(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *argv],
                               capture_output=True, text=True, timeout=pace.scaled(timeout), check=check)
 
+    def link(self, node: str, delay: float | str | None = None, jitter: float | str | None = None,
+             loss: float | str | None = None, rate: str | None = None) -> str:
+        """Impair `node`'s uplink (what it sends to the node network): delay and jitter in ms, loss in
+        percent, a rate as tc writes it (10mbit); none of them: the link as it was. Netem and tbf do
+        it (netlab.kit.net.NetError names the module where the kernel lacks one). Returns what the
+        kernel now has on the link (`tc qdisc show`)."""
+        from netlab.kit import impair
+
+        ns = self.cluster.node(node).netns
+        net.link_impair(ns, "eth0", impair.impairment(delay, jitter, loss, rate))
+        return net.link_qdiscs(ns, "eth0")
+
     def node_exec(self, node: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
         return net.run(self.cluster.node(node).netns, argv, check=False, **kwargs)
 
