@@ -43,6 +43,39 @@ def test_ipsets_and_nat_rules():
     assert "--match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE" in text and text.endswith("COMMIT\n")
 
 
+IPVSADM = """IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.96.0.20:80 rr
+  -> 10.244.1.2:8080              Masq    1      0          0
+  -> 10.244.2.2:8080              Masq    1      0          3
+TCP  10.96.0.21:80 rr persistent 10800
+  -> 10.244.1.2:8080              Masq    1      0          0
+TCP  172.18.0.3:30080 rr
+UDP  10.96.0.10:53 rr
+  -> 10.244.0.3:53                Masq    1      0          0
+"""
+
+
+def test_rules_group_and_name_the_ipvs_table():
+    from netlab.tools.rules import format_routes, ipvs_routes, service_names
+
+    services = [{"metadata": {"name": "web", "namespace": "default"},
+                 "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}},
+                {"metadata": {"name": "sticky", "namespace": "default"},
+                 "spec": {"clusterIP": "10.96.0.21", "ports": [{"port": 80}]}}]
+    names = service_names(services, ["172.18.0.3"])
+    rs = ipvs_routes(IPVSADM, names)
+    assert [(r.service, r.frontend, r.chain) for r in rs] == [
+        ("default/web:http", "10.96.0.20:80/tcp (cluster IP)", "IPVS rr"),
+        ("default/sticky", "10.96.0.21:80/tcp (cluster IP)", "IPVS rr persistent 10800s"),
+        ("default/web:http", "172.18.0.3:30080/tcp (NodePort)", "IPVS rr"),
+        ("?", "10.96.0.10:53/udp (virtual server)", "IPVS rr")]
+    assert rs[0].endpoints == [("10.244.1.2:8080", "50%", "Masq"), ("10.244.2.2:8080", "50%", "Masq")]
+    out = format_routes(rs, "default/web")
+    assert "default/sticky" not in out and "(nothing to send to: IPVS rr)" in out and out.count("default/web:http") == 2
+
+
 needs_ipvs = pytest.mark.skipif(not net.ipvs_available(), reason=net.IPVS_MISSING)
 
 

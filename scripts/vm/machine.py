@@ -83,14 +83,8 @@ def run(image: vmimage.Image, job: str, results: Path, *, timeout: float = 1800,
     (results / "env").write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
     console = results / "console.log"
     console.touch()
-    argv = ["nice", "-n", str(nice), QEMU, "-name", name, "-nodefaults", "-no-user-config", "-nographic",
-            "-no-reboot", "-monitor", "none", "-serial", f"file:{console}",
-            "-accel", accel, "-cpu", "host" if accel == "kvm" else "max", "-smp", str(cpus), "-m", memory,
-            "-kernel", str(image.boot_kernel), "-initrd", str(image.initrd), "-append", CMDLINE,
-            "-drive", f"file={image.rootfs},if=virtio,format=raw,snapshot=on,cache=unsafe",
-            "-virtfs", f"local,path={repo},mount_tag=src,security_model=none,readonly=on,id=src",
-            "-virtfs", f"local,path={results},mount_tag=results,security_model=none,id=results",
-            "-device", "virtio-rng-pci", *(extra or [])]
+    argv = ["nice", "-n", str(nice), *qemu_argv(image, results, accel=accel, memory=memory, cpus=cpus, repo=repo,
+                                                  extra=extra, name=name)]
     started = time.monotonic()
     boot: list[float] = []
     with open(results / "qemu.log", "w") as qlog:
@@ -121,6 +115,21 @@ def run(image: vmimage.Image, job: str, results: Path, *, timeout: float = 1800,
         output += (f"\nnetlab-vm: the VM stopped without the job's exit code (qemu exit {proc.returncode}"
                    f"{': ' + qemu_said if qemu_said else ''}; its console is in {console})\n")
     return Result(rc, output, seconds, boot[0] - started if boot else None, accel, results)
+
+
+def qemu_argv(image: vmimage.Image, results: Path, *, accel: str, memory: str = "3G", cpus: int = 2,
+              repo: Path = vmimage.REPO, extra: list[str] | None = None, name: str = "netlab-vm") -> list[str]:
+    """qemu's command line: no network device (-nodefaults) unless `extra` adds one, the serial
+    console to results/console.log, the root filesystem copy-on-write (snapshot=on: the image never
+    changes), the checkout read-only and the results directory writable over 9p."""
+    return [QEMU, "-name", name, "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-monitor", "none",
+            "-serial", f"file:{results / 'console.log'}",
+            "-accel", accel, "-cpu", "host" if accel == "kvm" else "max", "-smp", str(cpus), "-m", memory,
+            "-kernel", str(image.boot_kernel), "-initrd", str(image.initrd), "-append", CMDLINE,
+            "-drive", f"file={image.rootfs},if=virtio,format=raw,snapshot=on,cache=unsafe",
+            "-virtfs", f"local,path={repo},mount_tag=src,security_model=none,readonly=on,id=src",
+            "-virtfs", f"local,path={results},mount_tag=results,security_model=none,id=results",
+            "-device", "virtio-rng-pci", *(extra or [])]
 
 
 def _tail(path: Path, stream: TextIO | None, done: threading.Event, on_start) -> None:
