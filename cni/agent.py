@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.routes:
         import asyncio
-        import logging
         import threading
 
         from cni import routes
+        from netlab.kit import logs
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.setup()
         threading.Thread(target=asyncio.run, args=(routes.run(args.kubeconfig, args.node, args.cluster_cidr),),
                          daemon=True).start()
     from netlab.kit import net  # load the netlink library once, before the first call

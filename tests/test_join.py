@@ -155,6 +155,12 @@ def test_join_makes_a_second_machine_a_node_whose_pods_reach_the_first(machines)
     assert r.stdout == web["metadata"]["name"], r.stderr
     r = pod_exec("client", ["curl", "-s", "--max-time", "5", "http://web/clientip"])
     assert r.returncode == 0 and r.stdout.startswith("10.244.1."), r.stderr  # the pod's own address, not NATed
+    # kubectl logs and exec for the pod on the joined machine: the API server asks its kubelet (:10250)
+    assert kubectl("logs", "client").stdout == "Paused\n"
+    r = kubectl("exec", "client", "--", "hostname")
+    assert r.returncode == 0 and r.stdout == "client\n", r.stderr
+    r = kubectl("exec", "-i", "client", "--", "cat", input="from vm1\n")
+    assert r.returncode == 0 and r.stdout == "from vm1\n", r.stderr
 
     # `down` must run on the machine that was made a node, and then undoes what netlab made there
     r = subprocess.run([*NETLAB, "down", "--name", "nltw1"], capture_output=True, text=True)

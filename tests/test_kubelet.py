@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -237,3 +238,39 @@ def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab, tmp_path)
     assert not lease.exists()
     lab.kubectl("delete", "-f", str(EXAMPLES / "run-my-nginx.yaml"))
     lab.wait(lambda: not lab.items("pods", selector="run=my-nginx"), 30, "pods gone")
+
+
+def test_logs_and_exec_come_through_the_pods_kubelet(netlab_lab):
+    lab = netlab_lab
+    lab.kubectl("apply", "-f", "-", input=pod_spec("talker", [
+        {"name": "web", "image": AGNHOST, "args": ["netexec", "--http-port=8090", "--udp-port=-1"],
+         "env": [{"name": "GREETING", "value": "hello from the spec"}]},
+        {"name": "sh", "image": "busybox", "command": ["sh", "-c", "echo one; echo two >&2; sleep 1; echo three; exit 0"]}],
+        restartPolicy="Never"))
+
+    def started() -> dict | None:
+        p = lab.get("pods", "talker")
+        statuses = p["status"].get("containerStatuses") or []
+        return p if len(statuses) == 2 and all("waiting" not in cs["state"] for cs in statuses) else None
+    pod = lab.wait(started, 30, "talker's containers started")
+    node, cp = lab.cluster.node(pod["spec"]["nodeName"]), lab.cluster.nodes[0]
+    # the kubelet's port on its node's address: the lab's token needed, its certificate the lab CA's
+    url, ca = f"https://{node.ip}:10250/healthz", str(lab.cluster.layout.ca_cert)
+    curl = ["curl", "-s", "--max-time", "5", "--cacert", ca]
+    assert lab.node_exec(cp.name, [*curl, "-o", "/dev/null", "-w", "%{http_code}", url]).stdout == "401"
+    token = lab.cluster.layout.token.read_text().strip()
+    assert lab.node_exec(cp.name, [*curl, "-H", f"Authorization: Bearer {token}", url]).stdout == "ok"
+    # a follow ends with the container's log: once the container is done
+    follow = lab.kubectl("logs", "-f", "talker", "-c", "sh", timeout=30)
+    assert follow.stdout == "one\ntwo\nthree\n"
+    stamped = lab.kubectl("logs", "talker", "-c", "sh", "--timestamps", "--tail=2").stdout.splitlines()
+    assert [ln.split(" ", 1)[1] for ln in stamped] == ["two", "three"]
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ", ln) for ln in stamped), stamped
+    # exec: in the container, with the container's environment (a built-in program's too)
+    assert lab.kubectl("exec", "talker", "-c", "web", "--", "printenv", "GREETING").stdout == "hello from the spec\n"
+    assert lab.kubectl("exec", "talker", "-c", "web", "--", "hostname").stdout == "talker\n"
+    r = lab.kubectl("exec", "-i", "talker", "-c", "web", "--", "sh", "-c", "cat; exit 4", input="in\n", check=False)
+    assert (r.returncode, r.stdout) == (4, "in\n"), r.stderr
+    r = lab.kubectl("exec", "talker", "-c", "sh", "--", "true", check=False)
+    assert r.returncode == 1 and 'container not found ("sh")' in r.stderr, r.stderr
+    lab.kubectl("delete", "pod", "talker", "--grace-period=1")

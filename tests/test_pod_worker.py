@@ -7,6 +7,7 @@ import asyncio
 from types import SimpleNamespace
 
 from netlab.api.client import Client
+from netlab.kit.layout import Layout, NodeLayout
 from netlab.node.kubelet.pods import PodWorker
 from tests.apikit import ControlPlane
 
@@ -19,8 +20,8 @@ def test_a_status_answer_older_than_the_watch_does_not_undo_a_deletion(tmp_path)
         async def go():
             async with Client.from_kubeconfig(cp.kubeconfig) as client:
                 pod = await client.create("pods", POD)
-                kubelet = SimpleNamespace(lab="nltpw", pods_dir=tmp_path, node_ip="172.18.0.9", client=client,
-                                          forget=lambda uid: None)
+                kubelet = SimpleNamespace(lab="nltpw", layout=Layout("nltpw"), node_layout=NodeLayout(tmp_path),
+                                          node_ip="172.18.0.9", client=client, forget=lambda uid: None)
                 worker = PodWorker(kubelet, pod)
                 write_status = client.update
 

@@ -1,7 +1,7 @@
-"""Objects far larger than a watch line once could be (a 600 KB ConfigMap, a Service with 600 KB
-of annotations), created and then changed in a running lab: the controller manager, the kubelets,
-kube-proxy and CoreDNS keep running and keep watching, so a Service made afterwards resolves by
-name and routes to its pods."""
+"""Objects far larger than a watch line once could be (a 600 KB ConfigMap, a Service of 550 KB:
+annotations to just under the API's 256 KiB limit, and labels), created and then changed in a
+running lab: the controller manager, the kubelets, kube-proxy and CoreDNS keep running and keep
+watching, so a Service made afterwards resolves by name and routes to its pods."""
 
 from __future__ import annotations
 
@@ -58,11 +58,12 @@ def test_big_objects_leave_every_watcher_working(netlab_lab, tmp_path):
         lab.kubectl("create", "configmap", "big", f"--from-file={big}", "-n", NS)
         fat = {"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": "fat", "namespace": NS,
-                            "annotations": {f"example.com/note-{i}": "y" * 60_000 for i in range(10)}},
+                            "annotations": {f"example.com/note-{i}": "y" * 60_000 for i in range(4)},
+                            "labels": {f"example.com/l-{i:04d}": "v" * 63 for i in range(3500)}},
                "spec": {"ports": [{"port": 80}]}}
         lab.api(lambda c: c.create("services", fat))
         # and changed: a watcher that died on the first event died again on each later one
-        lab.api(lambda c: c.patch("configmaps", "big", {"data": {"more": "z" * 600_000}}, NS))
+        lab.api(lambda c: c.patch("configmaps", "big", {"data": {"big.txt": "z" * 600_000}}, NS))
         lab.api(lambda c: c.patch("services", "fat", {"metadata": {"annotations": {"example.com/note-0": "w" * 60_000}}},
                                   NS))
         lab.apply(APP, namespace=NS)

@@ -14,6 +14,13 @@ indexed cache, and calls the handlers in order. A watch event of any size the AP
 is read (no line limit below MAX_EVENT_BYTES, far above the API's 3 MiB request limit); anything
 the informer cannot read or parse breaks only that watch, never the informer: it relists with
 backoff, and `healthy` says whether its cache is in step meanwhile.
+
+Custom resources are addressed as "<group>/<version>/<plural>" (namespaced when a namespace is
+given), or, after `await c.discover()`, by "<plural>.<group>" (or any name kubectl would take),
+as the API server's discovery documents name them:
+
+    await c.list("stable.example.com/v1/crontabs", namespace="default")
+    await c.discover(); await c.get("crontabs.stable.example.com", "my-cron", namespace="default")
 """
 
 from __future__ import annotations
@@ -55,8 +62,12 @@ def resource_for(name: str) -> str:
 
 
 def type_name(resource: str) -> str:
-    """`deployment.apps`, `endpoints`: a resource type as kubectl names it in its messages."""
-    r = next(x for x in _PLAIN if x.plural == resource)
+    """`deployment.apps`, `endpoints`: a resource type as kubectl names it in its messages (a
+    custom resource by its plural and group: `crontabs.stable.example.com`)."""
+    r = next((x for x in _PLAIN if x.plural == resource), None)
+    if r is None:
+        gvr = parse_gvr(resource)
+        return f"{gvr[2]}.{gvr[0]}" if gvr else resource
     return f"{r.singular}{'.' + r.group if r.group else ''}"
 
 
@@ -78,21 +89,33 @@ def manifest_objects(text: str, namespace: str | None = None) -> list[dict]:
     return out
 
 
+def _group_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
 async def apply(client: Client, obj: dict) -> str:
     """Create `obj`, or merge the fields it sets into the existing object (what `kubectl apply`
-    does for a manifest's fields). Returns kubectl's line: `deployment.apps/web created`."""
-    resource = KINDS[obj["kind"]]
+    does for a manifest's fields). Returns kubectl's line: `deployment.apps/web created`. A kind
+    that is not built in (a custom resource) is looked up in the server's discovery."""
+    resource = await client.resource_for_kind(obj.get("apiVersion", ""), obj["kind"])
     meta = obj.setdefault("metadata", {})
+    kind_name = type_name(resource)
+    if resource not in RESOURCES:
+        group, _, namespaced = client.resources[resource]
+        kind_name = f"{client.singulars.get(resource) or obj['kind'].lower()}.{group}"
+        if namespaced:
+            meta.setdefault("namespace", "default")  # as kubectl puts a custom resource without one
     try:
         await client.create(resource, obj)
-        return f"{type_name(resource)}/{meta['name']} created"
+        return f"{kind_name}/{meta['name']} created"
     except ApiError as e:
         if e.status != 409:
             raise
     cur = await client.get(resource, meta["name"], meta.get("namespace"))
     new = await client.patch(resource, meta["name"], obj, meta.get("namespace"), "merge")
     same = new["metadata"].get("resourceVersion") == cur["metadata"].get("resourceVersion")
-    return f"{type_name(resource)}/{meta['name']} {'unchanged' if same else 'configured'}"
+    return f"{kind_name}/{meta['name']} {'unchanged' if same else 'configured'}"
 
 
 PATCH_TYPES = {"merge": "application/merge-patch+json", "strategic": "application/strategic-merge-patch+json",
@@ -105,12 +128,30 @@ class ApiError(Exception):
         self.status, self.reason, self.message, self.body = status, reason, message, body or {}
 
 
+def parse_gvr(resource: str) -> tuple[str, str, str] | None:
+    """(group, version, plural) of "<group>/<version>/<plural>" (core: "v1/<plural>"), else None."""
+    parts = resource.split("/")
+    if len(parts) == 3 and all(parts):
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 2 and all(parts):
+        return "", parts[0], parts[1]
+    return None
+
+
 def path_for(resource: str, namespace: str | None = None, name: str | None = None,
-             subresource: str | None = None) -> str:
-    try:
-        group, version, namespaced = RESOURCES[resource]
-    except KeyError:
-        raise ValueError(f"unknown resource {resource!r}; known: {', '.join(RESOURCES)}") from None
+             subresource: str | None = None, known: dict[str, tuple[str, str, bool]] | None = None) -> str:
+    """The URL path of a built-in resource (`pods`), one in `known` (what a client discovered),
+    or one given as "<group>/<version>/<plural>" (namespaced if a namespace is given)."""
+    table = known if known is not None else RESOURCES
+    if resource in table:
+        group, version, namespaced = table[resource]
+        resource = gvr[2] if (gvr := parse_gvr(resource)) else resource.split(".", 1)[0]
+    elif (gvr := parse_gvr(resource)) is not None:
+        group, version, resource = gvr
+        namespaced = namespace is not None
+    else:
+        raise ValueError(f"unknown resource {resource!r}; known: {', '.join(table)} (or give <group>/<version>/"
+                         "<plural>, or discover() first)")
     p = f"/apis/{group}/{version}" if group else f"/api/{version}"
     if namespaced and namespace:
         p += f"/namespaces/{quote(namespace, safe='')}"
@@ -129,6 +170,11 @@ class Client:
         self.headers = {"Accept": "application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
+        # the resources this client can address by name: the built-ins, and what discover() finds
+        self.resources: dict[str, tuple[str, str, bool]] = dict(RESOURCES)
+        self.names: dict[str, str] = {}  # plural, singular, short name, kind (lower) -> key of self.resources
+        self.kinds: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> key of self.resources
+        self.singulars: dict[str, str] = {}  # key of self.resources -> singular name, for messages
         self.ssl: ssl.SSLContext | bool = False
         if self.server.startswith("https"):
             self.ssl = ssl.create_default_context(cafile=ca_file, cadata=ca_data.decode() if ca_data else None)
@@ -201,25 +247,75 @@ class Client:
                 return payload
             return json.loads(payload) if payload else None
 
+    def path(self, resource: str, namespace: str | None = None, name: str | None = None,
+             subresource: str | None = None) -> str:
+        return path_for(self.resources_key(resource), namespace, name, subresource, self.resources)
+
+    def resources_key(self, name: str) -> str:
+        """The key of self.resources for what a user types (as kubectl resolves it), or `name`."""
+        if name in self.resources or parse_gvr(name):
+            return name
+        return self.names.get(name.lower(), name)
+
+    async def discover(self) -> dict[str, tuple[str, str, bool]]:
+        """Every resource the server serves now (custom ones included), from its discovery
+        documents: registered as "<plural>.<group>" at the group's preferred version, and by
+        plural, singular, short names and kind where that names one resource."""
+        groups = (await self.request("GET", "/apis"))["groups"]
+        seen: dict[str, set[str]] = {}
+        for g in groups:
+            for i, ver in enumerate(g["versions"]):
+                lst = await self.request("GET", f"/apis/{ver['groupVersion']}")
+                for r in lst["resources"]:
+                    if "/" in r["name"]:
+                        continue
+                    k = f"{r['name']}.{g['name']}"
+                    exact = f"{ver['groupVersion']}/{r['name']}"
+                    self.resources[exact] = (g["name"], ver["version"], r["namespaced"])
+                    self.kinds[(ver["groupVersion"], r["kind"])] = exact
+                    self.singulars[exact] = r.get("singularName") or r["kind"].lower()
+                    if i:
+                        continue  # the preferred (first) version names the resource
+                    self.resources[k] = (g["name"], ver["version"], r["namespaced"])
+                    for alias in {r["name"], r.get("singularName") or "", r["kind"].lower(), *r.get("shortNames", [])}:
+                        if alias:
+                            seen.setdefault(alias, set()).add(k)
+        for alias, keys in seen.items():
+            if len(keys) == 1 and alias not in RESOURCES:
+                self.names.setdefault(alias, next(iter(keys)))
+        return self.resources
+
+    async def resource_for_kind(self, api_version: str, kind: str) -> str:
+        """The resource serving objects of apiVersion and kind (discovering what the server serves
+        if it is not a built-in)."""
+        if kind in KINDS and RESOURCES[KINDS[kind]][:2] == _group_version(api_version):
+            return KINDS[kind]
+        if (api_version, kind) not in self.kinds:
+            await self.discover()
+        try:
+            return self.kinds[(api_version, kind)]
+        except KeyError:
+            raise ApiError(404, "NotFound", f'no matches for kind "{kind}" in version "{api_version}"') from None
+
     async def get(self, resource: str, name: str, namespace: str | None = None, subresource: str | None = None) -> dict:
-        return await self.request("GET", path_for(resource, namespace, name, subresource))
+        return await self.request("GET", self.path(resource, namespace, name, subresource))
 
     async def list(self, resource: str, namespace: str | None = None, label_selector: str | None = None,
                    field_selector: str | None = None) -> dict:
-        return await self.request("GET", path_for(resource, namespace),
+        return await self.request("GET", self.path(resource, namespace),
                                   params={"labelSelector": label_selector, "fieldSelector": field_selector})
 
     async def create(self, resource: str, obj: dict, namespace: str | None = None) -> dict:
         ns = namespace or (obj.get("metadata") or {}).get("namespace")
-        return await self.request("POST", path_for(resource, ns), obj)
+        return await self.request("POST", self.path(resource, ns), obj)
 
     async def update(self, resource: str, obj: dict, subresource: str | None = None) -> dict:
         meta = obj["metadata"]
-        return await self.request("PUT", path_for(resource, meta.get("namespace"), meta["name"], subresource), obj)
+        return await self.request("PUT", self.path(resource, meta.get("namespace"), meta["name"], subresource), obj)
 
     async def patch(self, resource: str, name: str, patch: Any, namespace: str | None = None,
                     patch_type: str = "merge", subresource: str | None = None) -> dict:
-        return await self.request("PATCH", path_for(resource, namespace, name, subresource), patch,
+        return await self.request("PATCH", self.path(resource, namespace, name, subresource), patch,
                                   content_type=PATCH_TYPES[patch_type])
 
     async def delete(self, resource: str, name: str, namespace: str | None = None,
@@ -229,7 +325,7 @@ class Client:
             opts["gracePeriodSeconds"] = grace_period_seconds
         if propagation_policy:
             opts["propagationPolicy"] = propagation_policy
-        return await self.request("DELETE", path_for(resource, namespace, name), opts)
+        return await self.request("DELETE", self.path(resource, namespace, name), opts)
 
     async def watch(self, resource: str, namespace: str | None = None, resource_version: str | None = None,
                     label_selector: str | None = None, field_selector: str | None = None,
@@ -238,7 +334,7 @@ class Client:
                   "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
                   "allowWatchBookmarks": "true" if allow_bookmarks else None}
         params = {k: str(v) for k, v in params.items() if v is not None}
-        async with self.session.get(self.server + path_for(resource, namespace), params=params, ssl=self.ssl,
+        async with self.session.get(self.server + self.path(resource, namespace), params=params, ssl=self.ssl,
                                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
             if resp.status >= 400:
                 st = json.loads(await resp.read() or b"{}")

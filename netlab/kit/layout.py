@@ -4,7 +4,7 @@ component or a tool derives from a lab's name. Nothing else spells them out.
     <root>/<lab>/                      the lab's state directory (root: NETLAB_STATE_ROOT or /var/lib/netlab)
       cluster.yaml                     the resolved cluster file
       kubeconfig, kubeconfig-node      for the host's loopback listener, and for inside the lab
-      token, pki/                      the bearer token; CA, serving certificate and key
+      token, pki/                      the bearer token; CA (and its key, where it was made), serving certificate and key
       apiserver.port, apiserver.ready  the loopback port chosen at up; written once the API server serves
       store.db                         the SQLite store
       components.json, status.json     what the supervisor runs, and how each component is doing
@@ -18,7 +18,8 @@ component or a tool derives from a lab's name. Nothing else spells them out.
         cni/net.d/10-netlab.conflist   the node's CNI configuration
         cni/agent.sock, cni/ipam/      the CNI agent's socket, netlab-ipam's data
         runtime.sock                   the node's runtime (the spawner)
-        pods/<uid>/                    one pod: state.json, logs/, exits/, overlays and volumes
+        pki/kubelet.crt, kubelet.key   the kubelet's serving certificate (port 10250)
+        pods/<uid>/                    one pod: state.json, logs/ (CRI format), exits/, overlays and volumes
 
 Network namespaces: `<lab>` (the node network), `<lab>-<node>` (a node), `<lab>-pod-<12 hex of the
 pod's uid>` (a pod).
@@ -71,6 +72,19 @@ class PodLayout:
         """The last exit status the runtime wrote for the container."""
         return self.dir / "exits" / container
 
+    def etc_overlay(self, container: str) -> Path:
+        """The container's /etc overlay: `upper` and `work` under it."""
+        return self.dir / "overlay" / container
+
+    @property
+    def run_overlay(self) -> Path:
+        """The pod's /run overlay (its service account files): `upper` and `work` under it."""
+        return self.dir / "run"
+
+    def volume(self, name: str) -> Path:
+        """A configMap or emptyDir volume's files."""
+        return self.dir / "volumes" / name
+
 
 @dataclass(frozen=True)
 class NodeLayout:
@@ -96,6 +110,15 @@ class NodeLayout:
     def runtime_socket(self) -> Path:
         """Where the node's spawner (its container runtime) takes requests from the kubelet."""
         return self.dir / "runtime.sock"
+
+    @property
+    def kubelet_cert(self) -> Path:
+        """The kubelet's serving certificate (upstream's /var/lib/kubelet/pki/kubelet.crt)."""
+        return self.dir / "pki" / "kubelet.crt"
+
+    @property
+    def kubelet_key(self) -> Path:
+        return self.dir / "pki" / "kubelet.key"
 
     @property
     def pods(self) -> Path:
@@ -140,6 +163,11 @@ class Layout:
     @property
     def ca_cert(self) -> Path:
         return self.pki / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        """The CA's key, on the machine that made it (kubeadm's /etc/kubernetes/pki/ca.key)."""
+        return self.pki / "ca.key"
 
     @property
     def apiserver_port(self) -> Path:

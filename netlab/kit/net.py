@@ -197,6 +197,25 @@ def _open(ns: str | None) -> Any:
         return _new_ipr()
 
 
+def socket_in(ns: str | None, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM,
+              proto: int = 0) -> socket.socket:
+    """A socket made in namespace `ns` (None: the caller's own): it binds, connects and listens
+    there whatever thread or namespace uses it later, so one process can reach into a node's
+    network. The calling thread steps into `ns` just to create it."""
+    if not ns:
+        return socket.socket(family, type, proto)
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        setns(ns)
+        try:
+            return socket.socket(family, type, proto)
+        finally:
+            if _libc.setns(here, CLONE_NEWNET) != 0:
+                raise NetError("cannot return to the caller's network namespace")
+    finally:
+        os.close(here)
+
+
 @contextlib.contextmanager
 def ipr(ns: str | None = None) -> Iterator[Any]:
     """An IPRoute socket in namespace `ns`: the one `held` keeps open, or a new one closed on exit."""

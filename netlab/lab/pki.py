@@ -39,6 +39,10 @@ def make_pki(pki_dir: Path, ips: list[str], dns_names: list[str]) -> None:
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
     (pki_dir / "ca.crt").write_bytes(ca.public_bytes(pem))
+    # kept as kubeadm keeps it: the kubelets of this machine sign their serving certificates with it
+    fd = os.open(pki_dir / "ca.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as f:
+        f.write(ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (pki_dir / "apiserver.crt").write_bytes(cert.public_bytes(pem))
     keyfile = pki_dir / "apiserver.key"
     keyfile.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from netlab.control.apiserver.server import APIServer, load_token
 from netlab.control.apiserver.store import open_store
-from netlab.kit import net
+from netlab.kit import logs, net
 from netlab.kit.cluster import Cluster
 
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--node-netns", help="also serve on the control-plane node's address :6443 in this namespace "
                    "(on a machine made a node by netlab init: in this process's own)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     try:
         asyncio.run(serve(args))
     except KeyboardInterrupt:

@@ -1,16 +1,24 @@
 """Decoding a request's JSON into an object of the kind it is sent to, as upstream's decoder
 does: the apiVersion and kind must match, field types must match the kind's schema, unknown
-fields are refused under `fieldValidation=Strict`, then the kind's own decoding (its strategy's)."""
+fields are refused under `fieldValidation=Strict` (both as the kind's strategy finds them: against
+the schema of a built-in's model, or a custom resource's structural schema, which prunes them),
+then the kind's own decoding (its strategy's)."""
 
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any
 
 from netlab.api.resources import Resource
 from netlab.control.apiserver import schema
 from netlab.control.apiserver.errors import bad_request, cannot_decode
 from netlab.control.apiserver.strategies.base import Strategy
+
+
+# Under fieldValidation=Warn (the default), the unknown fields decoding finds and drops, for the
+# request's Warning headers: the HTTP layer sets a list for the request, decoding adds to it.
+WARNINGS: ContextVar[list[str] | None] = ContextVar("warnings", default=None)
 
 
 def loads(raw: bytes | str) -> Any:
@@ -28,12 +36,15 @@ def decode(r: Resource, strategy: Strategy, obj: Any, strict: bool) -> dict:
                           f"the kind in the data ({obj['kind']}) does not match the expected kind ({kind})")
     obj.setdefault("apiVersion", r.group_version)
     obj.setdefault("kind", kind)
-    problems = schema.check(r.model, obj, strict)
+    warnings = None if strict else WARNINGS.get()
+    problems = strategy.field_problems(obj, strict or warnings is not None)
     type_errors = [p for p in problems if not p.startswith("unknown field")]
     unknown = [p for p in problems if p.startswith("unknown field")]
     if type_errors:
         raise cannot_decode(r, kind, type_errors[0])
-    if unknown:
+    if unknown and strict:
         raise cannot_decode(r, kind, f"strict decoding error: {', '.join(unknown)}")
+    if unknown and warnings is not None:
+        warnings += [w for w in unknown if w not in warnings]
     strategy.decode(obj)
     return obj

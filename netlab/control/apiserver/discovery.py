@@ -1,13 +1,17 @@
 """The discovery documents kubectl and the clients read first: /version, /api, /apis, each group
-and each group-version's resource list, all made from the kinds in netlab/api/resources.py."""
+and each group-version's resource list, all made from the kinds served: those of
+netlab/api/resources.py and the custom resources of the Established CRDs (whose group versions
+come in upstream's kube-aware order, the first preferred)."""
 
 from __future__ import annotations
 
-from netlab.api.resources import GROUPS, RESOURCES
+from netlab.api.resources import RESOURCES, Resource
+from netlab.control.apiserver.customresources import version_order
 
 VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0+netlab", "gitCommit": "netlab",
            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22.0", "compiler": "gc",
            "platform": "linux/amd64"}
+BUILTIN = {(r.group, r.version) for r in RESOURCES}
 
 
 def api_versions(server_address: str) -> dict:
@@ -15,22 +19,34 @@ def api_versions(server_address: str) -> dict:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
 
 
-def group(g: str) -> dict:
-    versions = [{"groupVersion": f"{g}/{v}", "version": v} for v in GROUPS[g]]
+def groups(served: list[Resource]) -> dict[str, list[str]]:
+    """Each group's versions, the preferred first."""
+    out: dict[str, list[str]] = {}
+    for r in served:
+        if r.group and r.version not in out.setdefault(r.group, []):
+            out[r.group].append(r.version)
+    for g, versions in out.items():
+        if not any((g, ver) in BUILTIN for ver in versions):
+            versions.sort(key=version_order, reverse=True)
+    return out
+
+
+def group(g: str, served: list[Resource]) -> dict:
+    versions = [{"groupVersion": f"{g}/{v}", "version": v} for v in groups(served)[g]]
     return {"name": g, "versions": versions, "preferredVersion": versions[0]}
 
 
-def group_list() -> dict:
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group(g) for g in GROUPS]}
+def group_list(served: list[Resource]) -> dict:
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group(g, served) for g in groups(served)]}
 
 
-def serves(group: str, version: str) -> bool:
-    return any(r.group == group and r.version == version for r in RESOURCES)
+def serves(group: str, version: str, served: list[Resource]) -> bool:
+    return any(r.group == group and r.version == version for r in served)
 
 
-def resource_list(group: str, version: str) -> dict:
+def resource_list(group: str, version: str, served: list[Resource]) -> dict:
     resources = []
-    for r in RESOURCES:
+    for r in served:
         if (r.group, r.version) != (group, version):
             continue
         resources.append({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
@@ -45,6 +61,8 @@ def resource_list(group: str, version: str) -> dict:
                 entry.update(kind="Binding", verbs=["create"])
             elif sub == "log":
                 entry.update(kind="Pod", verbs=["get"])
+            elif sub == "eviction":
+                entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             elif sub == "finalize":
                 entry.update(verbs=["update"])
             resources.append(entry)

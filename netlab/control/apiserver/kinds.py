@@ -1,13 +1,15 @@
-"""Each served kind's strategy, found by convention: the module of strategies/ named for the
-kind's plural, its class `Strategy`; a kind without a module gets the base strategy. So a new
-kind is one entry in netlab/api/resources.py and, if it has rules, one module."""
+"""Each served kind's strategy. A built-in kind's is found by convention: the module of
+strategies/ named for the kind's plural, its class `Strategy`; a kind without a module gets the
+base strategy. So a new kind is one entry in netlab/api/resources.py and, if it has rules, one
+module. The custom resources of the Established CRDs come from customresources.py."""
 
 from __future__ import annotations
 
 import importlib
 
+from netlab.api import resources
 from netlab.api.resources import RESOURCES, Resource
-from netlab.control.apiserver import strategies
+from netlab.control.apiserver import customresources, strategies
 from netlab.control.apiserver.strategies import base
 
 
@@ -24,3 +26,27 @@ def strategy_class(r: Resource) -> type[base.Strategy]:
 
 def strategies_for(ctx: base.Context) -> dict[Resource, base.Strategy]:
     return {r: strategy_class(r)(r, ctx) for r in RESOURCES}
+
+
+class Kinds:
+    """The kinds served now, built-in and custom, and their strategies."""
+
+    def __init__(self, ctx: base.Context):
+        self.builtin = strategies_for(ctx)
+        self.custom = customresources.Registry(ctx)
+
+    def lookup(self, group: str, version: str, plural: str) -> Resource | None:
+        r = resources.lookup(group, version, plural)
+        return r if r is not None else self.custom.lookup(group, version, plural)
+
+    def strategy(self, r: Resource) -> base.Strategy:
+        s = self.builtin.get(r)
+        return s if s is not None else self.custom.strategy(r)
+
+    def served(self) -> list[Resource]:
+        return RESOURCES + self.custom.resources()
+
+    def changed(self, r: Resource) -> None:
+        """A write to `r`: a CRD's changes what is served."""
+        if r.group == "apiextensions.k8s.io":
+            self.custom.invalidate()

@@ -1,194 +1,222 @@
 """The one seam through which the API server reaches a pod on its node: pods/log and pods/exec
-(and later attach and port-forward), as upstream's API server asks the pod's kubelet.
+(and later attach and port-forward), as upstream's API server asks the pod's kubelet. It reads the
+pod's Node, takes its address (InternalIP, then ExternalIP, then Hostname: kubeadm's
+--kubelet-preferred-address-types) and kubelet port (status.daemonEndpoints.kubeletEndpoint), and
+calls the kubelet's API there (netlab.node.kubelet.server) over HTTPS with the lab's token: a log
+is relayed as a stream, exec WebSocket to WebSocket. Like upstream's API server without
+--kubelet-certificate-authority, it does not verify the kubelet's serving certificate (a joined
+machine's kubelet signs its own).
 
-Today it reads the kubelet's files in the lab's state directory (so it serves pods on this
-machine only). exec speaks WebSocket, the protocol kubectl speaks (v5.channel.k8s.io, or v4):
-binary messages whose first byte is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status,
-4 a terminal resize; v5's 255 closes a stream). The command runs in the container's network, UTS
-and mount namespaces with the container's environment and working directory, as the kubelet's
-runtime would start it; with tty=true on a pseudo-terminal."""
+The API server runs in the host's namespace, where the node network is not: its client sockets
+are made in the control-plane node's namespace (a socket stays in the namespace it was made in),
+as its :6443 listener is. On a machine made a node by `netlab init`, the machine's namespace is the
+node's, and node addresses are reached directly."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
-import os
-import pty
-import struct
-import termios
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
-from netlab.kit.layout import Layout, PodLayout
+from netlab.control.apiserver.errors import APIError
+from netlab.kit import net
+from netlab.kit.cluster import Cluster
+from netlab.kit.layout import Layout
 
-
-PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
+KUBELET_PORT = 10250
+LOG_OPTIONS = ("follow", "previous", "tailLines", "limitBytes", "sinceSeconds", "sinceTime", "timestamps")
+EXEC_OPTIONS = ("command", "stdin", "stdout", "stderr", "tty")
+CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+ERROR_STREAM = 3
 
 
 class NodeError(Exception):
-    """What the node answers when it cannot serve the request (a container not started, ...)."""
+    """What the node answers when it cannot serve the request (a container not started, ...);
+    `code` is the status the kubelet (or the dial) gave, which upstream passes on."""
+
+    def __init__(self, message: str, code: int = 400):
+        super().__init__(message)
+        self.code = code
 
 
 class Kubelets:
     """The pods' nodes, as the API server reaches them."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, get_node: Callable[[str], dict]):
+        """`get_node(name)`: the Node from the server's own store (raising its APIError)."""
         self.layout = Layout(state_dir.name)
+        self.get_node = get_node
+        self._dial: tuple[str | None, str] | None = None  # the namespace to dial from, and the token
 
-    def _pod(self, pod: dict) -> PodLayout | None:
-        node = (pod.get("spec") or {}).get("nodeName")
-        return self.layout.node(node).pod(pod["metadata"]["uid"]) if node else None
+    # --- where the kubelet is ----------------------------------------------------------------
+
+    def _dial_config(self) -> tuple[str | None, str]:
+        """Read once: the control-plane node's namespace (None on a machine made a node, or with
+        no such namespace), and the lab's token, the API server's credential at the kubelets."""
+        if self._dial is None:
+            cluster = Cluster.load(self.layout.cluster_file)
+            cp = None if cluster.host else cluster.nodes[0].netns
+            self._dial = (cp if cp and net.ns_exists(cp) else None, self.layout.token.read_text().strip())
+        return self._dial
+
+    async def _kubelet(self, node_name: str) -> str:
+        """https://<address>:<port> of the node's kubelet, from its Node."""
+        try:
+            node = self.get_node(node_name)
+        except APIError as e:
+            raise NodeError(e.message, e.code) from None
+        status = node.get("status") or {}
+        addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+        address = next((addresses[t] for t in ADDRESS_TYPES if addresses.get(t)), None)
+        if address is None:
+            raise NodeError(f"no preferred addresses found; known addresses: {status.get('addresses') or []}", 500)
+        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or KUBELET_PORT
+        return f"https://{address}:{port}"
+
+    def _session(self) -> aiohttp.ClientSession:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        netns, token = self._dial_config()
+        connector = aiohttp.TCPConnector(ssl=ctx, force_close=True, socket_factory=(
+            lambda ai: net.socket_in(netns, ai[0], ai[1], ai[2])))
+        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                     headers={"Authorization": f"Bearer {token}"})
+
+    @staticmethod
+    def _path(kind: str, pod: dict, container: str) -> str:
+        meta = pod["metadata"]
+        return f"/{kind}/{meta['namespace']}/{meta['name']}/{container}"
+
+    @staticmethod
+    def _dial_error(url: str, e: aiohttp.ClientConnectorError) -> NodeError:
+        why = (e.os_error.strerror or str(e.os_error)).lower() if e.os_error else str(e)
+        return NodeError(f'Get "{url}": dial tcp {e.host}:{e.port}: connect: {why}', 500)
+
+    # --- pods/log ----------------------------------------------------------------------------
 
     async def logs(self, request: web.Request, pod: dict, container: str, same_pod) -> web.StreamResponse:
-        """A container's log (`previous`, `tailLines`, `follow` as the kubelet serves them); a
-        follow ends when `same_pod()` says the pod is gone."""
-        name, previous = pod["metadata"]["name"], request.query.get("previous") in ("1", "true")
-        where = self._pod(pod)
-        path = where.log(container, previous) if where else None
-        if path is None or not path.exists():
-            raise NodeError(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
-                            if not previous else f'previous terminated container "{container}" in pod "{name}" '
-                            "not found")
-        data = path.read_bytes()
-        tail = request.query.get("tailLines")
-        if tail is not None:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail):]) if int(tail) > 0 else b""
-        if request.query.get("follow") not in ("1", "true"):
-            return web.Response(body=data, content_type="text/plain")
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await resp.prepare(request)
-        await resp.write(data)
-        pos = path.stat().st_size
-        while True:
-            await asyncio.sleep(0.2)
-            if not same_pod():
-                break
+        """The container's log from its kubelet, streamed as it comes; a follow ends when the
+        kubelet's stream does (the container's log is complete, or the pod is gone from the node),
+        when `same_pod()` says the pod is gone, or when the client goes."""
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:  # upstream: no host, no location, an empty log
+            return web.Response(body=b"", content_type="text/plain")
+        url = await self._kubelet(node) + self._path("containerLogs", pod, container)
+        params = [(k, v) for k, v in request.query.items() if k in LOG_OPTIONS]
+        async with self._session() as session:
             try:
-                with path.open("rb") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-            except FileNotFoundError:
-                break
-            if chunk:
-                pos += len(chunk)
-                await resp.write(chunk)
-        return resp
+                resp = await session.get(url, params=params)
+            except aiohttp.ClientConnectorError as e:
+                raise self._dial_error(url, e) from None
+            except aiohttp.ClientError as e:
+                raise NodeError(f'Get "{url}": {e}', 500) from None
+            async with resp:
+                if resp.status != 200:
+                    raise NodeError((await resp.text()).strip(), resp.status)
+                out = web.StreamResponse(headers={"Content-Type": resp.headers.get("Content-Type", "text/plain")})
+                await out.prepare(request)
+                read = asyncio.ensure_future(resp.content.readany())
+                try:
+                    while True:
+                        done, _ = await asyncio.wait({read}, timeout=1.0)
+                        if not done:
+                            transport = request.transport
+                            if transport is None or transport.is_closing() or not same_pod():
+                                break
+                            continue
+                        chunk = read.result()
+                        if not chunk:
+                            break
+                        await out.write(chunk)
+                        read = asyncio.ensure_future(resp.content.readany())
+                except (ConnectionError, aiohttp.ClientError):
+                    pass
+                finally:
+                    read.cancel()
+                with contextlib.suppress(ConnectionError):
+                    await out.write_eof()
+                return out
+
+    # --- pods/exec ---------------------------------------------------------------------------
 
     async def exec(self, request: web.Request, pod: dict, container: str) -> web.WebSocketResponse:
-        pid = self._container_pid(pod, container)
-        if pid is None:
-            raise NodeError(f"container {container} is not running in pod {pod['metadata']['name']}")
-        return await serve(request, pid)
-
-    def _container_pid(self, pod: dict, container: str) -> int | None:
-        """The running container's pid, from the kubelet's record of the pod (netlab.node.kubelet)."""
-        where = self._pod(pod)
-        if where is None:
-            return None
-        try:
-            pid = json.loads(where.state.read_text())["containers"][container]["proc"]["pid"]
-        except (OSError, KeyError, TypeError, ValueError):
-            return None
-        return pid if Path(f"/proc/{pid}").exists() else None
-
-def _environ(pid: int) -> dict[str, str]:
-    env = {}
-    with contextlib.suppress(OSError):
-        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-            k, sep, v = item.decode(errors="replace").partition("=")
-            if sep:
-                env[k] = v
-    return env
-
-
-def exit_status(code: int) -> dict:
-    if code == 0:
-        return {"metadata": {}, "status": "Success"}
-    return {"metadata": {}, "status": "Failure", "message": f"command terminated with non-zero exit code: {code}",
-            "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
-
-
-async def serve(request: web.Request, pid: int) -> web.WebSocketResponse:
-    q = request.query
-    command = q.getall("command", [])
-    want_stdin, tty = q.get("stdin") in ("1", "true"), q.get("tty") in ("1", "true")
-    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
-    await ws.prepare(request)
-    argv = ["nsenter", f"--target={pid}", "--net", "--uts", "--mount", f"--wd=/proc/{pid}/cwd", "--", *command]
-    env = _environ(pid)
-    loop = asyncio.get_running_loop()
-    master = None
-    if tty:
-        master, slave = pty.openpty()
-
-        def controlling_terminal():
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                                    preexec_fn=controlling_terminal)
-        os.close(slave)
-    else:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-    async def pump(reader, stream: int) -> None:
-        while chunk := await reader():
-            await ws.send_bytes(bytes([stream]) + chunk)
-
-    if master is not None:
-        out_q: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def readable():
+        """The kubelet's exec WebSocket, relayed to the client's: each message both ways as it is
+        (binary or text), and the close (with its code) from either side to the other. What stops
+        it before the kubelet's upgrade comes to a WebSocket client as the final Status on the error
+        stream (as the kubelet reports a command that cannot start), where kubectl shows it: a
+        refused upgrade would send kubectl back to SPDY, with the message lost."""
+        node = (pod.get("spec") or {}).get("nodeName")
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        async with self._session() as session:
             try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the terminal's last writer is gone
-                data = b""
-            if not data:
-                loop.remove_reader(master)
-            out_q.put_nowait(data)
-        loop.add_reader(master, readable)
-        pumps = [pump(out_q.get, STDOUT)]
-    else:
-        pumps = [pump(lambda: proc.stdout.read(65536), STDOUT), pump(lambda: proc.stderr.read(65536), STDERR)]
-    outputs = asyncio.gather(*pumps)
+                if not node:
+                    raise NodeError(f"pod {pod['metadata']['name']} does not have a host assigned")
+                kubelet = await self._exec_ws(session, await self._kubelet(node) + self._path("exec", pod, container),
+                                              [(k, v) for k, v in request.query.items() if k in EXEC_OPTIONS], protocols)
+            except NodeError as e:
+                if request.headers.get("Upgrade", "").lower() != "websocket":
+                    raise
+                client = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS)
+                await client.prepare(request)
+                await client.send_bytes(bytes([ERROR_STREAM]) + json.dumps(failure(e)).encode())
+                await client.close()
+                return client
+            client = web.WebSocketResponse(protocols=(kubelet.protocol,) if kubelet.protocol else (), max_msg_size=0)
+            try:
+                await client.prepare(request)
+                await relay(client, kubelet)
+            finally:
+                await kubelet.close()
+            return client
 
-    async def inputs() -> None:
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            stream, data = msg.data[0], msg.data[1:]
-            if stream == STDIN and data:
-                if master is not None:
-                    os.write(master, data)
-                elif proc.stdin is not None:
-                    proc.stdin.write(data)
-                    with contextlib.suppress(ConnectionError):
-                        await proc.stdin.drain()
-            elif stream == RESIZE and master is not None:
-                with contextlib.suppress(ValueError, OSError):
-                    size = json.loads(data)
-                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size["Height"], size["Width"], 0, 0))
-            elif stream == CLOSE and data[:1] == bytes([STDIN]) and proc.stdin is not None:
-                proc.stdin.close()
-        if proc.returncode is None:  # the client went away: so does the command
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+    async def _exec_ws(self, session: aiohttp.ClientSession, url: str, params: list, protocols: list[str]):
+        try:
+            return await session.ws_connect(url, params=params, protocols=protocols, max_msg_size=0)
+        except aiohttp.WSServerHandshakeError as e:
+            # refused before the upgrade: the same request without one gets the kubelet's message
+            async with session.get(url, params=params) as r:
+                raise NodeError((await r.text()).strip() or f"the kubelet answered {e.status}", e.status) from None
+        except aiohttp.ClientConnectorError as e:
+            raise self._dial_error(url, e) from None
+        except aiohttp.ClientError as e:
+            raise NodeError(f'Get "{url}": {e}', 500) from None
 
-    reading = asyncio.create_task(inputs())
+
+def failure(e: NodeError) -> dict:
+    """A Status for the error stream."""
+    reason = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}.get(e.code, "InternalError")
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": str(e),
+            "reason": reason, "code": e.code}
+
+
+async def relay(a, b) -> None:
+    """Messages from each WebSocket to the other until one closes; then the other is closed with
+    its code. The other direction's read is stopped first, so that the close waits for the peer's
+    answering close frame (a close made while a read is pending drops the connection at once)."""
+    async def pump(src, dst) -> None:
+        async for msg in src:
+            if msg.type == WSMsgType.BINARY:
+                await dst.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await dst.send_str(msg.data)
+
+    pumps = {asyncio.ensure_future(pump(a, b)): (a, b), asyncio.ensure_future(pump(b, a)): (b, a)}
     try:
-        await outputs
-        code = await proc.wait()
-        await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code)).encode())
+        done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if master is not None:
-            loop.remove_reader(master)
-            os.close(master)
-        reading.cancel()
-        await ws.close()
-    return ws
+        for p in pumps:
+            p.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+    src, dst = pumps[next(iter(done))]
+    code = src.close_code or aiohttp.WSCloseCode.OK
+    if code in (1005, 1006, 1015):  # a peer gone without a close frame: codes never sent on the wire
+        code = aiohttp.WSCloseCode.GOING_AWAY
+    with contextlib.suppress(ConnectionError):
+        await dst.close(code=code)

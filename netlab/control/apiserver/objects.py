@@ -50,15 +50,19 @@ def random_suffix(n: int = 5) -> str:
 class Objects:
     def __init__(self, store: Store, service_subnet: str):
         self.store = store
-        self.strategies = kinds.strategies_for(base.Context(store, service_subnet))
+        self.kinds = kinds.Kinds(base.Context(store, service_subnet))
         self.namespaces = lookup("", "v1", "namespaces")
         self.pods = lookup("", "v1", "pods")
 
     def strategy(self, r: Resource) -> base.Strategy:
-        return self.strategies[r]
+        return self.kinds.strategy(r)
+
+    def lookup(self, group: str, version: str, plural: str) -> Resource | None:
+        """The kind served at /apis/<group>/<version>/<plural> (built-in or custom), or None."""
+        return self.kinds.lookup(group, version, plural)
 
     def key(self, r: Resource, namespace: str | None, name: str = "") -> str:
-        return key(r.plural, namespace if r.namespaced else None, name)
+        return key(self.strategy(r).storage_resource, namespace if r.namespaced else None, name)
 
     def revision(self) -> int:
         return self.store.revision()
@@ -69,7 +73,7 @@ class Objects:
         obj = self.store.get(self.key(r, namespace, name))
         if obj is None:
             raise not_found(r, name)
-        return self.strategies[r].present(obj)
+        return self.strategy(r).present(obj)
 
     def matcher(self, r: Resource, opts: ListOptions) -> Callable[[dict], bool]:
         try:
@@ -78,7 +82,7 @@ class Objects:
         except ValueError as e:
             raise bad_request(str(e)) from None
         for label, _, _ in fields.requirements:
-            if (problem := self.strategies[r].field_label_error(label)) is not None:
+            if (problem := self.strategy(r).field_label_error(label)) is not None:
                 raise bad_request(problem)
 
         def match(obj: dict) -> bool:
@@ -89,7 +93,7 @@ class Objects:
     def list(self, r: Resource, namespace: str | None, opts: ListOptions) -> dict:
         items, rev = self.store.list(self.key(r, namespace))
         match = self.matcher(r, opts)
-        present = self.strategies[r].present
+        present = self.strategy(r).present
         items = [present(o) for o in items if match(o)]
         meta: dict[str, Any] = {"resourceVersion": str(rev)}
         start = 0
@@ -104,12 +108,12 @@ class Objects:
             items = items[start:start + opts.limit]
         elif start:
             items = items[start:]
-        return {"kind": f"{r.kind}List", "apiVersion": r.group_version, "metadata": meta, "items": items}
+        return {"kind": self.strategy(r).list_kind, "apiVersion": r.group_version, "metadata": meta, "items": items}
 
     def table(self, r: Resource, objects: list[dict], resource_version: str, include_object: str = "Metadata",
               headers: bool = True) -> dict:
         """The objects as a meta.k8s.io/v1 Table with the kind's columns."""
-        s = self.strategies[r]
+        s = self.strategy(r)
         return tables.table(s.columns, s.row, objects, resource_version, include_object, headers)
 
     def watch(self, r: Resource, namespace: str | None, opts: ListOptions) -> AsyncIterator[tuple[str, dict]]:
@@ -123,7 +127,7 @@ class Objects:
         return self._watch(r, namespace, match, rv)
 
     async def _watch(self, r: Resource, namespace: str | None, match, rv: str) -> AsyncIterator[tuple[str, dict]]:
-        present = self.strategies[r].present
+        present = self.strategy(r).present
         prefix = self.key(r, namespace)
         if rv in ("", "0"):
             current, since = self.store.list(prefix)
@@ -134,8 +138,8 @@ class Objects:
             since = int(rv)
         try:
             async for ev in self.store.watch(prefix, since):
-                if namespace is None and r.namespaced is False and ev.key.count("/") > 3:
-                    continue
+                if not r.namespaced and "/" in ev.key[len(prefix):]:
+                    continue  # a cluster-scoped kind's prefix may be another kind's too
                 # a change into the selection is ADDED for this watch, one out of it DELETED, as
                 # upstream's filtered watch has it (a deleted object: as it was)
                 now = match(ev.obj)
@@ -153,7 +157,9 @@ class Objects:
 
     def create(self, r: Resource, namespace: str | None, body: Any, strict: bool = False,
                dry_run: bool = False) -> dict:
-        s = self.strategies[r]
+        s = self.strategy(r)
+        if "create" not in r.verbs:
+            raise APIError(405, "MethodNotAllowed", s.refusal("create"))
         obj = codec.decode(r, s, body, strict)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -179,11 +185,12 @@ class Objects:
             raise already_exists(r, meta["name"]) from None
         except TooLarge as e:
             raise too_large(e) from None
+        self.kinds.changed(r)
         return s.present(out)
 
     def prepare_create(self, r: Resource, obj: dict, namespace: str | None) -> None:
         """The metadata the server owns, then the kind's own fields and defaults."""
-        s = self.strategies[r]
+        s = self.strategy(r)
         meta = obj.setdefault("metadata", {})
         if r.namespaced:
             meta["namespace"] = namespace
@@ -207,25 +214,27 @@ class Objects:
         if ns is None:
             raise APIError(404, "NotFound", f'namespaces "{namespace}" not found',
                            {"name": namespace, "kind": "namespaces"})
-        if ns["metadata"].get("deletionTimestamp") and not self.strategies[r].in_terminating_namespace:
+        if ns["metadata"].get("deletionTimestamp") and not self.strategy(r).in_terminating_namespace:
             raise APIError(403, "Forbidden", f"{r.plural} is forbidden: unable to create new content in namespace "
                            f"{namespace} because it is being terminated")
 
-    def _validate(self, r: Resource, obj: dict, old: dict | None = None) -> None:
-        s = self.strategies[r]
+    def _validate(self, r: Resource, obj: dict, old: dict | None = None, sub: str | None = None) -> None:
+        s = self.strategy(r)
         meta = obj.get("metadata") or {}
         # as upstream's ValidateXUpdate: what may not change first, then the object as it is
         errs = s.validate_update(obj, old) if old is not None else []
         errs += v.check_name(meta.get("name"), s.name_rule)
         errs += v.check_labels(meta.get("labels"), "metadata.labels")
         errs += v.check_annotations(meta.get("annotations"))
-        errs += s.validate(obj)
+        errs += s.validate_status(obj) if sub == "status" else s.validate(obj)
+        if old is None:
+            errs += s.validate_create(obj)
         if errs:
             raise invalid(r, meta.get("name", ""), errs)
 
     def _allocate(self, r: Resource, obj: dict, old: dict | None) -> None:
         try:
-            self.strategies[r].allocate(obj, old)
+            self.strategy(r).allocate(obj, old)
         except Invalid as e:
             raise invalid(r, obj["metadata"].get("name", ""), e.errors) from None
 
@@ -233,32 +242,35 @@ class Objects:
 
     def update(self, r: Resource, namespace: str | None, name: str, body: Any, sub: str | None = None,
                strict: bool = False) -> dict:
-        new = codec.decode(r, self.strategies[r], body, strict)
+        new = codec.decode(r, self.strategy(r), body, strict)
         if (new.get("metadata") or {}).get("name", name) != name:
             raise bad_request(f"the name of the object ({new['metadata']['name']}) does not match the name on the "
                               f"URL ({name})")
         old = self.get(r, namespace, name)
-        return self.strategies[r].present(self._store_update(r, namespace, name, new, old, sub, check_rv=True))
+        return self.strategy(r).present(self._store_update(r, namespace, name, new, old, sub, check_rv=True))
 
     def patch(self, r: Resource, namespace: str | None, name: str, content_type: str, body: Any,
               sub: str | None = None, strict: bool = False) -> dict:
         for _ in range(5):  # retried on conflicts with other writers, as upstream's GuaranteedUpdate
             old = self.get(r, namespace, name)
-            new = self._patched(content_type, copy.deepcopy(old), body)
-            new = codec.decode(r, self.strategies[r], new, strict)
+            new = self._patched(self.strategy(r), content_type, copy.deepcopy(old), body)
+            new = codec.decode(r, self.strategy(r), new, strict)
             explicit_rv = isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")
             if not explicit_rv:
                 new.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
             try:
                 out = self._store_update(r, namespace, name, new, old, sub, check_rv=True)
-                return self.strategies[r].present(out)
+                return self.strategy(r).present(out)
             except APIError as e:
                 if e.reason != "Conflict" or explicit_rv:
                     raise
         raise conflict(r, name)
 
     @staticmethod
-    def _patched(content_type: str, target: dict, body: Any) -> dict:
+    def _patched(s: base.Strategy, content_type: str, target: dict, body: Any) -> dict:
+        if not s.strategic_merge and content_type.split(";")[0].strip() == patch.STRATEGIC:
+            raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
+                           f"media types include: {patch.JSON_PATCH}, {patch.MERGE_PATCH}, {patch.APPLY}")
         try:
             return patch.apply(content_type, target, body)
         except patch.PatchError as e:
@@ -270,9 +282,9 @@ class Objects:
 
     def prepare_update(self, r: Resource, new: dict, old: dict, sub: str | None) -> dict:
         """The object to store: a status update changes only status; a main update keeps the
-        status (for kinds with a status subresource) and bumps the generation when the spec
-        changes; finalize changes only the namespace's finalizers."""
-        s = self.strategies[r]
+        status (for kinds with a status subresource) and bumps the generation when the kind says
+        it is a new one (most: the spec changed); finalize changes only the namespace's finalizers."""
+        s = self.strategy(r)
         if sub == "finalize":
             out = copy.deepcopy(old)
             out.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
@@ -293,11 +305,17 @@ class Objects:
                 meta[k] = meta_old[k]
             else:
                 meta.pop(k, None)
-        if s.status_subresource and "status" in old:
-            out["status"] = copy.deepcopy(old["status"])
+        if meta.get("finalizers") == []:
+            del meta["finalizers"]  # an empty list is no list, as Go's omitempty writes it
+        if s.status_subresource:
+            if "status" in old:
+                out["status"] = copy.deepcopy(old["status"])
+            else:
+                out.pop("status", None)
         s.defaults(out)
-        if s.generation and out.get("spec") != old.get("spec"):
+        if s.generation and s.generation_changed(out, old):
             meta["generation"] = meta_old.get("generation", 1) + 1
+        s.prepare_update(out, old)
         return out
 
     def _store_update(self, r: Resource, namespace: str | None, name: str, new: dict, old: dict,
@@ -307,20 +325,24 @@ class Objects:
         if check_rv and rv and rv != cur_rv:
             raise conflict(r, name)
         out = self.prepare_update(r, new, old, sub)
-        self._validate(r, out, old)
+        self._validate(r, out, old, sub)
         if sub is None:
             self._allocate(r, out, old)
         out.setdefault("metadata", {})["resourceVersion"] = cur_rv
         if out == old:
             return old  # a no-op: no write, no new resourceVersion, no watch event (as upstream)
         k = self.key(r, namespace, name)
-        if out["metadata"].get("deletionTimestamp") and self.strategies[r].deletion_done(out):
+        if out["metadata"].get("deletionTimestamp") and self.strategy(r).deletion_done(out):
             try:
-                return self.store.delete(k, int(cur_rv))
+                gone = self.store.delete(k, int(cur_rv))
             except Conflict:
                 raise conflict(r, name) from None
+            self.kinds.changed(r)
+            return gone
         try:
-            return self.store.update(k, out, int(cur_rv))
+            written = self.store.update(k, out, int(cur_rv))
+            self.kinds.changed(r)
+            return written
         except Conflict:
             raise conflict(r, name) from None
         except NotFound:
@@ -332,7 +354,9 @@ class Objects:
         """Store `obj` as it is, over the revision it was read at."""
         name = obj["metadata"]["name"]
         try:
-            return self.store.update(self.key(r, obj["metadata"].get("namespace"), name), obj, rev)
+            written = self.store.update(self.key(r, obj["metadata"].get("namespace"), name), obj, rev)
+            self.kinds.changed(r)
+            return written
         except Conflict:
             raise conflict(r, name) from None
         except TooLarge as e:
@@ -345,21 +369,25 @@ class Objects:
         meta = obj["metadata"]
         rev = int(meta["resourceVersion"])
         finalizers = list(meta.get("finalizers") or [])
+        if policy is None and self.strategies[r].orphan_by_default:
+            policy = "Orphan"
         if policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
         elif policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
-        action, obj = self.strategies[r].delete(obj, grace, finalizers)
+        action, obj = self.strategy(r).delete(obj, grace, finalizers)
         if action == base.UPDATE:
             return self._write(r, obj, rev)
         if action == base.KEEP:
             return obj
         try:
-            return self.store.delete(self.key(r, namespace, name), rev)
+            gone = self.store.delete(self.key(r, namespace, name), rev)
         except NotFound:
             raise not_found(r, name) from None
         except Conflict:
             return self.delete(r, namespace, name, grace, policy)
+        self.kinds.changed(r)
+        return gone
 
     def delete_collection(self, r: Resource, namespace: str | None, opts: ListOptions, grace: int | None,
                           policy: str | None) -> dict:
@@ -373,21 +401,24 @@ class Objects:
                 except APIError as e:
                     if e.code != 404:
                         raise
-        return {"kind": f"{r.kind}List", "apiVersion": r.group_version,
+        return {"kind": self.strategy(r).list_kind, "apiVersion": r.group_version,
                 "metadata": {"resourceVersion": str(self.store.revision())}, "items": out}
 
     # --- subresources ----------------------------------------------------------------------
 
     def scale(self, r: Resource, namespace: str | None, name: str) -> dict:
-        return as_scale(self.get(r, namespace, name))
+        return self.strategy(r).to_scale(self.get(r, namespace, name))
 
     def update_scale(self, r: Resource, namespace: str | None, name: str, content_type: str | None,
                      body: Any) -> dict:
         """PUT (content_type None) or PATCH of the scale subresource: a new spec.replicas."""
         obj = self.get(r, namespace, name)
+        s = self.strategy(r)
         if content_type is not None:
+            if not s.strategic_merge and content_type.split(";")[0].strip() == patch.STRATEGIC:
+                self._patched(s, content_type, {}, body)  # refused as the object itself refuses it
             try:
-                new_scale = patch.apply(content_type, as_scale(obj), body)
+                new_scale = patch.apply(content_type, s.to_scale(obj), body)
             except patch.PatchError as e:
                 raise bad_request(str(e)) from None
         else:
@@ -398,9 +429,8 @@ class Objects:
         rv = (new_scale.get("metadata") or {}).get("resourceVersion")
         if rv and rv != obj["metadata"]["resourceVersion"]:
             raise conflict(r, name)
-        new = copy.deepcopy(obj)
-        new["spec"]["replicas"] = replicas
-        return as_scale(self._store_update(r, namespace, name, new, obj, None, check_rv=False))
+        new = s.scaled(copy.deepcopy(obj), replicas)
+        return s.to_scale(self._store_update(r, namespace, name, new, obj, None, check_rv=False))
 
     def bind(self, namespace: str | None, name: str | None, body: Any) -> None:
         """pods/binding: the scheduler's choice of node."""
@@ -420,15 +450,4 @@ class Objects:
                       "lastTransitionTime": clock.now()})
         pod["status"]["conditions"] = conds
         self._write(self.pods, pod, int(pod["metadata"]["resourceVersion"]))
-
-
-def as_scale(o: dict) -> dict:
-    """An object with spec.replicas as an autoscaling/v1 Scale."""
-    sel = (o.get("spec") or {}).get("selector") or {}
-    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: o["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                                       "creationTimestamp") if k in o["metadata"]},
-            "spec": {"replicas": (o.get("spec") or {}).get("replicas", 1)},
-            "status": {"replicas": (o.get("status") or {}).get("replicas", 0),
-                       "selector": ",".join(f"{k}={v}" for k, v in (sel.get("matchLabels") or {}).items())}}
 

@@ -107,7 +107,9 @@ def validate(spec: dict, path: str) -> list[v.FieldError]:
     return errs
 
 
-def validate_workload(spec: Any) -> list[v.FieldError]:
+def validate_workload(spec: Any, kind: str = "deployment") -> list[v.FieldError]:
+    """A workload's replicas, selector and template; `kind` names it as upstream's message on an
+    empty selector does (ReplicaSets too say "deployment")."""
     if not isinstance(spec, dict):
         return [v.required("spec")]
     errs: list[v.FieldError] = []
@@ -120,7 +122,7 @@ def validate_workload(spec: Any) -> list[v.FieldError]:
     if not selector:
         errs.append(v.required("spec.selector"))
     elif not (selector.get("matchLabels") or selector.get("matchExpressions")):
-        errs.append(v.invalid("spec.selector", selector, "empty selector is invalid for deployment"))
+        errs.append(v.invalid("spec.selector", selector, f"empty selector is invalid for {kind}"))
     elif not selector_matches(selector, labels):
         errs.append(v.invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`"))
     if not isinstance(tmpl.get("spec"), dict):

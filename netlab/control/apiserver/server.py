@@ -15,9 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from netlab.api.resources import GROUPS, Resource, lookup
-from netlab.control.apiserver import codec, discovery, nodes, openapi
+from netlab.api.resources import Resource, lookup
+from netlab.control.apiserver import codec, discovery, eviction, nodes, openapi
 from netlab.control.apiserver.bootstrap import bootstrap
+from netlab.control.apiserver.crdcontroller import CRDController
 from netlab.control.apiserver.errors import APIError, bad_request, no_route, status_body
 from netlab.control.apiserver.objects import ListOptions, Objects
 from netlab.control.apiserver.store import Store
@@ -58,7 +59,10 @@ def wants_table(request: web.Request) -> bool:
 
 
 def status_response(e: APIError) -> web.Response:
-    return json_response(status_body(e.code, e.reason, e.message, e.details), status=e.code)
+    resp = json_response(status_body(e.code, e.reason, e.message, e.details), status=e.code)
+    if (e.details or {}).get("retryAfterSeconds"):  # a client may wait and retry, as client-go does
+        resp.headers["Retry-After"] = str(e.details["retryAfterSeconds"])
+    return resp
 
 
 class APIServer:
@@ -66,7 +70,8 @@ class APIServer:
                  state_dir: str | Path, secure_port: int = 6443):
         self.store, self.token = store, token
         self.objects = Objects(store, service_subnet)
-        self.kubelets = nodes.Kubelets(Path(state_dir))
+        self.openapi = openapi.Documents()
+        self.kubelets = nodes.Kubelets(Path(state_dir), self._node)
         self.advertise, self.secure_port = advertise_address, secure_port
         self.service_subnet = service_subnet
         self.app = web.Application(middlewares=[self.middleware], client_max_size=MAX_BODY)
@@ -74,6 +79,10 @@ class APIServer:
         self.app.on_startup.append(self._start_background)
         self.app.on_cleanup.append(self._stop_background)
         self._tasks: list[asyncio.Task] = []
+
+    def _node(self, name: str) -> dict:
+        """A Node as this server stores it, for the seam to its kubelet."""
+        return self.objects.get(lookup("", "v1", "nodes"), None, name)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -99,6 +108,7 @@ class APIServer:
     async def _start_background(self, app) -> None:
         self.bootstrap()
         self._tasks.append(asyncio.create_task(self._compact_loop()))
+        self._tasks.append(asyncio.create_task(CRDController(self.objects).run()))
 
     async def _stop_background(self, app) -> None:
         for t in self._tasks:
@@ -140,12 +150,13 @@ class APIServer:
             return web.Response(text="ok")
         if path == "/api":
             return json_response(discovery.api_versions(f"{self.advertise}:{self.secure_port}"))
+        served = self.objects.kinds.served()
         if path == "/apis":
-            return json_response(discovery.group_list())
+            return json_response(discovery.group_list(served))
         if path == "/openapi/v3":
-            return json_response(openapi.root())
+            return json_response(self.openapi_documents()[1])
         if parts[:2] == ["openapi", "v3"]:
-            doc = openapi.documents().get("/".join(parts[2:]))
+            doc = self.openapi_documents()[0].get("/".join(parts[2:]))
             if doc is None:
                 raise APIError(404, "NotFound", f"no OpenAPI document for {'/'.join(parts[2:])}")
             return json_response(doc)
@@ -153,23 +164,27 @@ class APIServer:
             group, version, rest = "", parts[1], parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 2:
             if len(parts) == 2:
-                if parts[1] not in GROUPS:
+                if parts[1] not in discovery.groups(served):
                     raise no_route()
-                return json_response(discovery.group(parts[1]) | {"kind": "APIGroup", "apiVersion": "v1"})
+                return json_response(discovery.group(parts[1], served) | {"kind": "APIGroup", "apiVersion": "v1"})
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
             raise no_route()
         if not rest:
-            if not discovery.serves(group, version):
+            if not discovery.serves(group, version, served):
                 raise no_route()
-            return json_response(discovery.resource_list(group, version))
+            return json_response(discovery.resource_list(group, version, served))
         return await self.resource_request(request, group, version, rest)
+
+    def openapi_documents(self) -> tuple[dict, dict]:
+        custom = self.objects.kinds.custom
+        return self.openapi.get(custom.strategies(), custom.generation)
 
     async def resource_request(self, request: web.Request, group: str, version: str, rest: list[str]):
         namespace = None
         if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
             namespace, rest = rest[1], rest[2:]
-        r = lookup(group, version, rest[0])
+        r = self.objects.lookup(group, version, rest[0])
         if r is None or (namespace is not None and not r.namespaced):
             raise no_route()
         name = rest[1] if len(rest) > 1 else None
@@ -177,7 +192,7 @@ class APIServer:
         if len(rest) > 3 or (sub and sub not in r.subresources):
             raise no_route()
         m = request.method
-        if r.plural == "bindings":
+        if (r.group, r.plural) == ("", "bindings"):
             if m != "POST" or name:
                 raise APIError(405, "MethodNotAllowed", "the server does not allow this method on bindings")
             return await self.bind(request, namespace, None)
@@ -201,6 +216,10 @@ class APIServer:
                 return await self.delete(request, r, namespace, name)
         elif sub == "scale":
             return await self.scale(request, r, namespace, name)
+        elif sub == "eviction" and m == "POST":
+            out = eviction.evict(self.objects, namespace or "", name, await self.body(request),
+                                 dry_run=request.query.get("dryRun") == "All")
+            return json_response(out, status=out["code"])
         elif sub == "binding" and m == "POST":
             return await self.bind(request, namespace, name)
         elif sub == "log" and m == "GET":
@@ -234,6 +253,22 @@ class APIServer:
     @staticmethod
     def strict(request: web.Request) -> bool:
         return request.query.get("fieldValidation", "Warn") == "Strict"
+
+    @staticmethod
+    def warned(request: web.Request, write, status: int = 200) -> web.Response:
+        """The response of a write, with a Warning header for each unknown field it dropped
+        (fieldValidation=Warn, the default), as upstream's."""
+        warn = request.query.get("fieldValidation", "Warn") == "Warn"
+        token = codec.WARNINGS.set([] if warn else None)
+        try:
+            out = write()
+            warnings = codec.WARNINGS.get() or []
+        finally:
+            codec.WARNINGS.reset(token)
+        resp = json_response(out, status=status)
+        for w in warnings:
+            resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        return resp
 
     @staticmethod
     def delete_options(request: web.Request, body: Any) -> tuple[int | None, str | None]:
@@ -330,20 +365,21 @@ class APIServer:
     # --- writes ----------------------------------------------------------------------------
 
     async def create(self, request: web.Request, r: Resource, namespace: str | None) -> web.Response:
-        out = self.objects.create(r, namespace, await self.body(request), self.strict(request),
-                                  dry_run=request.query.get("dryRun") == "All")
-        return json_response(out, status=201)
+        body = await self.body(request)
+        return self.warned(request, lambda: self.objects.create(r, namespace, body, self.strict(request),
+                                                                dry_run=request.query.get("dryRun") == "All"), 201)
 
     async def update(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                      sub: str | None = None) -> web.Response:
         body = await self.body(request)
-        return json_response(self.objects.update(r, namespace, name, body, sub, self.strict(request)))
+        return self.warned(request, lambda: self.objects.update(r, namespace, name, body, sub, self.strict(request)))
 
     async def patch(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                     sub: str | None = None) -> web.Response:
         body = await self.body(request)
         ct = request.headers.get("Content-Type", "")
-        return json_response(self.objects.patch(r, namespace, name, ct, body, sub, self.strict(request)))
+        return self.warned(request, lambda: self.objects.patch(r, namespace, name, ct, body, sub,
+                                                               self.strict(request)))
 
     async def delete(self, request: web.Request, r: Resource, namespace: str | None, name: str) -> web.Response:
         grace, policy = self.delete_options(request, await self.optional_body(request))

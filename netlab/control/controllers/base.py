@@ -17,9 +17,10 @@ log = logging.getLogger("netlab.controllers")
 class Context:
     """The client and the shared informers of one controller-manager process."""
 
-    def __init__(self, client: Client, cluster_cidr: str = "", node_cidr_mask: int = 24):
+    def __init__(self, client: Client, cluster_cidr: str = "", node_cidr_mask: int = 24, root_ca: bytes = b""):
         self.client = client
         self.cluster_cidr, self.node_cidr_mask = cluster_cidr, node_cidr_mask  # node IPAM, when allocating
+        self.root_ca = root_ca  # the CA the root CA publisher puts in every namespace
         self.informers: dict[str, Informer] = {}
 
     def informer(self, resource: str) -> Informer:

@@ -10,11 +10,17 @@ import json
 import math
 
 from netlab.control.controllers.base import Controller, controller_of, owner_ref, split_key
+from netlab.control.controllers.history import safe_encode
 from netlab.kit import clock
 
 REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 HASH_LABEL = "pod-template-hash"
-ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
+# the Deployment's annotations its ReplicaSets do not copy (kubectl rollout undo keeps them too)
+ANNOTATIONS_TO_SKIP = {"kubectl.kubernetes.io/last-applied-configuration", REVISION, REVISION_HISTORY,
+                       "deployment.kubernetes.io/desired-replicas", "deployment.kubernetes.io/max-replicas",
+                       "deprecated.deployment.rollback.to"}
+REVISION_HISTORY_CHARS = 2000  # upstream's revHistoryLimitInChars
 
 
 def fnv32a(data: bytes) -> int:
@@ -26,11 +32,11 @@ def fnv32a(data: bytes) -> int:
 
 def template_hash(template: dict, collisions: int = 0) -> str:
     """FNV-32a of the template (and the collision count), encoded as upstream's SafeEncodeString
-    does: each decimal digit mapped into a vowel-free alphabet."""
+    does: each character of the decimal number mapped into a vowel-free alphabet by its code."""
     data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
     if collisions:
         data += str(collisions).encode()
-    return "".join(ALPHANUMS[int(c) % len(ALPHANUMS)] for c in str(fnv32a(data)))
+    return safe_encode(str(fnv32a(data)))
 
 
 def strip_hash(template: dict) -> dict:
@@ -38,6 +44,11 @@ def strip_hash(template: dict) -> dict:
     labels = (t.get("metadata") or {}).get("labels") or {}
     labels.pop(HASH_LABEL, None)
     return t
+
+
+def copyable(d: dict) -> dict:
+    """The Deployment's annotations its ReplicaSets carry too (kubernetes.io/change-cause, ...)."""
+    return {k: val for k, val in (d["metadata"].get("annotations") or {}).items() if k not in ANNOTATIONS_TO_SKIP}
 
 
 def resolve(value, total: int, round_up: bool) -> int:
@@ -70,6 +81,7 @@ class DeploymentController(Controller):
         d = self.deps.get(ns, name)
         if d is None or d["metadata"].get("deletionTimestamp"):
             return
+        d = dict(d)  # its metadata is replaced below when the revision annotation is written
         spec = d.get("spec") or {}
         owned = self.rs.by_index("owner", d["metadata"]["uid"])
         template = spec.get("template") or {}
@@ -85,9 +97,9 @@ class DeploymentController(Controller):
             new_rs = await self._create_rs(d, max_rev + 1, old)
             if new_rs is None:
                 return
-        elif int((new_rs["metadata"].get("annotations") or {}).get(REVISION, "0")) < max_rev:
-            # rolled back to an older template: it becomes the newest revision
-            new_rs = await self._patch_rs(new_rs, annotations={REVISION: str(max_rev + 1)})
+        else:
+            new_rs = await self._annotate_new_rs(d, new_rs, max_rev)
+        await self._set_revision(d, (new_rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
         strategy = (spec.get("strategy") or {}).get("type", "RollingUpdate")
         active_old = [r for r in old if (r.get("spec") or {}).get("replicas", 0) > 0]
         if strategy == "Recreate":
@@ -99,6 +111,29 @@ class DeploymentController(Controller):
             await self._roll(d, new_rs, active_old, replicas)
         await self._cleanup(d, old)
         await self._status(d, new_rs, old)
+
+    async def _annotate_new_rs(self, d: dict, rs: dict, max_rev: int) -> dict:
+        """The Deployment's own annotations copied onto its new ReplicaSet; one rolled back to
+        becomes the newest revision and remembers the revisions it had (revision-history)."""
+        have = rs["metadata"].get("annotations") or {}
+        want = {k: val for k, val in copyable(d).items() if have.get(k) != val}
+        rev = int(have.get(REVISION, "0") or 0)
+        if rev < max_rev:
+            want[REVISION] = str(max_rev + 1)
+            if rev:
+                history = [x for x in have.get(REVISION_HISTORY, "").split(",") if x] + [str(rev)]
+                while len(",".join(history)) > REVISION_HISTORY_CHARS:
+                    history.pop(0)
+                want[REVISION_HISTORY] = ",".join(history)
+        return await self._patch_rs(rs, annotations=want) if want else rs
+
+    async def _set_revision(self, d: dict, revision: str) -> None:
+        """The Deployment carries its newest revision, as upstream's controller writes it (and
+        `kubectl rollout undo` patches its annotations, which must then exist)."""
+        if (d["metadata"].get("annotations") or {}).get(REVISION) != revision:
+            d["metadata"] = (await self.client.patch(
+                "deployments", d["metadata"]["name"], {"metadata": {"annotations": {REVISION: revision}}},
+                d["metadata"]["namespace"]))["metadata"]
 
     async def _create_rs(self, d: dict, revision: int, old: list[dict]) -> dict | None:
         spec = d["spec"]
@@ -117,7 +152,7 @@ class DeploymentController(Controller):
         rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
               "metadata": {"name": f"{d['metadata']['name']}-{h}", "namespace": d["metadata"]["namespace"],
                            "labels": dict(tmpl["metadata"]["labels"]),
-                           "annotations": {REVISION: str(revision),
+                           "annotations": {**copyable(d), REVISION: str(revision),
                                            "deployment.kubernetes.io/desired-replicas": str(spec.get("replicas", 1)),
                                            "deployment.kubernetes.io/max-replicas": str(spec.get("replicas", 1)
                                                                                         + max_surge)},

@@ -1,7 +1,7 @@
 """The EndpointSlice controller and the legacy Endpoints it mirrors: for each Service with a
 selector, the pods it selects as endpoints with ready/serving/terminating conditions, named
-targetPorts resolved per pod, nodeName, targetRef and (headless + subdomain) hostname, in slices
-of at most 100 endpoints labelled `kubernetes.io/service-name`."""
+targetPorts resolved per pod, nodeName, targetRef and hostname (of a pod whose subdomain names the
+Service: a StatefulSet's), in slices of at most 100 endpoints labelled `kubernetes.io/service-name`."""
 
 from __future__ import annotations
 
@@ -127,9 +127,8 @@ class EndpointSliceController(Controller):
         pspec = p.get("spec") or {}
         if pspec.get("nodeName"):
             ep["nodeName"] = pspec["nodeName"]
-        if pspec.get("hostname") and pspec.get("subdomain") == svc["metadata"]["name"] \
-                and svc["spec"].get("clusterIP") == "None":
-            ep["hostname"] = pspec["hostname"]
+        if pspec.get("hostname") and pspec.get("subdomain") == svc["metadata"]["name"]:
+            ep["hostname"] = pspec["hostname"]  # upstream's ShouldSetHostname: headless or not
         return ep
 
     async def _sync_endpoints(self, svc: dict, pods: list[dict], publish: bool) -> None:

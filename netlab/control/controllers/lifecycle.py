@@ -4,13 +4,13 @@ background, foreground and orphan propagation)."""
 
 from __future__ import annotations
 
-from netlab.api.client import RESOURCES, ApiError
+from netlab.api.client import KINDS, RESOURCES, ApiError
 from netlab.control.controllers.base import Controller, split_key
 
-# Kinds that may own or be owned, as the garbage collector watches them.
-GC_RESOURCES = ["deployments", "replicasets", "pods", "services", "endpointslices", "configmaps"]
-KIND_TO_RESOURCE = {"Deployment": "deployments", "ReplicaSet": "replicasets", "Pod": "pods", "Service": "services",
-                    "EndpointSlice": "endpointslices", "ConfigMap": "configmaps", "Node": "nodes"}
+# Kinds that may own or be owned, as the garbage collector watches them (an owner of a kind not
+# watched here is looked up by its plural, from the served kinds).
+GC_RESOURCES = ["deployments", "replicasets", "statefulsets", "daemonsets", "controllerrevisions", "pods",
+                "services", "endpointslices", "configmaps", "replicationcontrollers", "jobs", "cronjobs"]
 
 
 class NamespaceController(Controller):
@@ -26,7 +26,12 @@ class NamespaceController(Controller):
         if ns is None or not ns["metadata"].get("deletionTimestamp"):
             return
         left = 0
-        for resource, (_, _, namespaced) in RESOURCES.items():
+        # custom resources too, found as upstream's namespace controller finds them: by discovery
+        served = dict(RESOURCES)
+        for k, v in (await self.client.discover()).items():
+            if "." in k and "/" not in k and RESOURCES.get(k.split(".", 1)[0]) != v:  # "<plural>.<group>"
+                served[k] = v
+        for resource, (_, _, namespaced) in served.items():
             if not namespaced:
                 continue
             items = (await self.client.list(resource, key))["items"]
@@ -92,7 +97,7 @@ class GarbageCollector(Controller):
             await self._check(resource, obj)
 
     async def _owner_exists(self, ref: dict, ns: str | None) -> bool:
-        resource = KIND_TO_RESOURCE.get(ref.get("kind", ""))
+        resource = KINDS.get(ref.get("kind", ""))
         if resource is None:
             return True  # a kind we do not serve: leave it be
         try:

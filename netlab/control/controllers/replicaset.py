@@ -15,10 +15,11 @@ BURST = 500  # at most this many creates or deletes per sync, as upstream's burs
 
 class ReplicaSetController(Controller):
     name = "replicaset-controller"
+    resource, kind = "replicasets", "ReplicaSet"  # the ReplicationController controller is this one for its kind
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.rs = ctx.informer("replicasets")
+        self.rs = ctx.informer(self.resource)
         self.pods = ctx.informer("pods")
         self.pods.add_index("owner", lambda p: [r["uid"] for r in p["metadata"].get("ownerReferences") or []
                                                 if r.get("controller")])
@@ -30,7 +31,7 @@ class ReplicaSetController(Controller):
 
     def _pod_changed(self, pod: dict) -> None:
         ref = controller_of(pod)
-        if ref and ref.get("kind") == "ReplicaSet":
+        if ref and ref.get("kind") == self.kind:
             self.enqueue(f"{pod['metadata']['namespace']}/{ref['name']}")
 
     def _owned(self, rs: dict) -> list[dict]:
@@ -112,7 +113,7 @@ class ReplicaSetController(Controller):
         status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
         if (rs.get("status") or {}) != status:
             new = dict(rs, status=status)
-            await self.client.update("replicasets", new, subresource="status")
+            await self.client.update(self.resource, new, subresource="status")
         if min_ready and len(ready) != status.get("availableReplicas", 0):
             self.enqueue(key_of(rs), min_ready)
 

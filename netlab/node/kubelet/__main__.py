@@ -1,7 +1,8 @@
 """The kubelet of one lab node: `python -m netlab.node.kubelet --lab NAME --node NODE --kubeconfig PATH`,
 run in the node's network namespace. It registers the node and keeps its heartbeat, runs the pods
-bound to it (see pods.py), and on start adopts the pods an earlier kubelet left running and
-cleans what belongs to no pod."""
+bound to it (see pods.py), serves its API on the node's address :10250 (logs and exec, see
+server.py), and on start adopts the pods an earlier kubelet left running and cleans what belongs
+to no pod."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import os
 import time
 
 from netlab.api.client import Client, Informer
-from netlab.kit import net
+from netlab.kit import logs, net
 from netlab.kit.cluster import Cluster
+from netlab.node.kubelet import certs, runtime
 from netlab.node.kubelet import node as node_mod
-from netlab.node.kubelet import runtime
 from netlab.node.kubelet.cni import CNI
 from netlab.node.kubelet.pods import PodWorker
+from netlab.node.kubelet.server import PORT, KubeletServer
 
 log = logging.getLogger("netlab.kubelet")
 
@@ -27,24 +29,25 @@ class Kubelet:
     def __init__(self, lab: str, node: str, kubeconfig: str):
         self.lab, self.node = lab, node
         self.cluster = Cluster.from_state(lab)
+        self.layout = self.cluster.layout
+        self.node_layout = self.layout.node(node)
         self.me = self.cluster.node(node)
         self.node_ip = self.me.ip
         self.client = Client.from_kubeconfig(kubeconfig)
-        # what a pod's service account mount holds: the lab's token and CA
-        self.identity = ((self.cluster.state_dir / "token").read_text().strip(),
-                         (self.cluster.state_dir / "pki" / "ca.crt").read_bytes())
-        node_dir = self.cluster.state_dir / "nodes" / node
-        self.pods_dir = node_dir / "pods"
-        self.pods_dir.mkdir(parents=True, exist_ok=True)
-        self.cni = CNI(self.cluster.layout.node(node).cni_conflist, self.cluster.layout.cni_path)
-        self.runtime = self.cluster.layout.node(node).runtime_socket
+        # what a pod's service account mount holds: the lab's token and CA; the token is also
+        # what the API server presents to this kubelet's API
+        self.identity = (self.layout.token.read_text().strip(), self.layout.ca_cert.read_bytes())
+        self.node_layout.pods.mkdir(parents=True, exist_ok=True)
+        self.cni = CNI(self.node_layout.cni_conflist, self.layout.cni_path)
+        self.runtime = self.node_layout.runtime_socket
+        self.api = KubeletServer(self, self.identity[0])
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={node}")
         self.svcs = Informer(self.client, "services")
         self.cms = Informer(self.client, "configmaps")
         self.workers: dict[str, PodWorker] = {}
         self.deleted: set[str] = set()
         self.pods.add_handler(self.on_pod, lambda old, new: self.on_pod(new), self.on_pod_deleted)
-        self.cms.add_handler(None, lambda old, new: self.on_configmap(new), None)
+        self.cms.add_handler(self.on_configmap, lambda old, new: self.on_configmap(new), None)
 
     def services(self, ns: str) -> list[dict]:
         return [s for s in self.svcs.list() if s["metadata"]["namespace"] in (ns, "default")
@@ -58,6 +61,8 @@ class Kubelet:
         for w in list(self.workers.values()):
             if w.ns == ns and w.uses_configmap(name):
                 asyncio.create_task(w.refresh_volumes())
+            if w.ns == ns:
+                w.configmap_came(name)
 
     def gone(self, uid: str) -> bool:
         return uid in self.deleted
@@ -104,10 +109,10 @@ class Kubelet:
     async def clean_orphans(self) -> None:
         """Pod directories and pod namespaces that belong to no pod of this node's API view."""
         live = {p["metadata"]["uid"] for p in self.pods.list()}
-        for d in list(self.pods_dir.iterdir()):
+        for d in list(self.node_layout.pods.iterdir()):
             if d.name in live:
                 continue
-            pd = runtime.PodDir(self.pods_dir, d.name)
+            pd = runtime.PodDir(self.node_layout.pod(d.name))
             st = pd.state()
             procs = [runtime.Process.from_json(c["proc"]) for c in (st.get("containers") or {}).values()
                      if c.get("proc")]
@@ -119,7 +124,7 @@ class Kubelet:
                 ns, _, name = (st.get("pod") or "/").partition("/")
                 fake = {"metadata": {"uid": d.name, "namespace": ns, "name": name}}
                 try:
-                    await self.cni.delete(fake, f"/run/netns/{ns_name}", st.get("cni"), {"portMappings": []})
+                    await self.cni.delete(fake, net.ns_path(ns_name), st.get("cni"), {"portMappings": []})
                 except Exception as e:  # noqa: BLE001
                     log.warning("orphan %s: CNI DEL: %s", d.name, e)
                 await asyncio.to_thread(net.kill_ns_processes, ns_name)
@@ -128,13 +133,14 @@ class Kubelet:
             log.info("cleaned orphan pod %s", d.name)
         # pod namespaces no node's kubelet knows of (every node's pod directories are on this box)
         known = set()
-        for pods_dir in (self.cluster.state_dir / "nodes").glob("*/pods/*"):
-            try:
-                known.add(json.loads((pods_dir / "state.json").read_text()).get("netns"))
-            except (OSError, ValueError):
-                known.add(f"{self.lab}-pod-{pods_dir.name.replace('-', '')[:12]}")
+        for node_dir in self.layout.nodes():
+            for pod_dir in node_dir.pods.glob("*"):
+                try:
+                    known.add(json.loads(node_dir.pod(pod_dir.name).state.read_text()).get("netns"))
+                except (OSError, ValueError):
+                    known.add(self.layout.pod_netns(pod_dir.name))
         for ns in net.ns_list():
-            if ns.startswith(f"{self.lab}-pod-") and ns not in known:
+            if self.layout.is_pod_netns(ns) and ns not in known:
                 try:
                     age = time.time() - os.stat(net.ns_path(ns)).st_mtime
                 except OSError:
@@ -143,9 +149,28 @@ class Kubelet:
                     net.kill_ns_processes(ns)
                     net.ns_delete(ns)
 
+    async def serve_api(self) -> None:
+        """The kubelet's API on the node's address :10250, with a certificate made now; retried
+        while the address cannot be bound (a restarted kubelet's old socket, an address not up yet)."""
+        signed = await asyncio.to_thread(certs.serving_cert, self.node_layout.kubelet_cert, self.node_layout.kubelet_key,
+                                         self.node, self.node_ip, self.layout.ca_cert, self.layout.ca_key)
+        log.info("serving certificate for %s (%s): %s", self.node, self.node_ip,
+                 "signed by the lab's CA" if signed else "self-signed (the CA's key is not on this machine)")
+        delay = 0.1
+        while True:
+            try:
+                await self.api.start(self.node_ip, PORT, str(self.node_layout.kubelet_cert),
+                                     str(self.node_layout.kubelet_key))
+                return
+            except OSError as e:
+                log.warning("cannot serve on %s:%d yet: %s", self.node_ip, PORT, e.strerror)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5)
+
     async def run(self) -> None:
+        tasks = [asyncio.create_task(self.serve_api())]
         await node_mod.register(self.client, self.cluster, self.me)
-        tasks = [asyncio.create_task(node_mod.heartbeat(self.client, self.me))]
+        tasks.append(asyncio.create_task(node_mod.heartbeat(self.client, self.me)))
         for inf in (self.svcs, self.cms):
             tasks.append(asyncio.create_task(inf.run()))
             await inf.wait_synced()
@@ -162,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--node", required=True)
     p.add_argument("--kubeconfig", required=True)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup()
     try:
         asyncio.run(Kubelet(args.lab, args.node, args.kubeconfig).run())
     except KeyboardInterrupt:

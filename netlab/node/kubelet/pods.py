@@ -6,6 +6,7 @@ sandbox down and release the API object."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from netlab.node.workloads import UnknownImage, argv_for, image_name
 
 log = logging.getLogger("netlab.kubelet")
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0  # upstream's CrashLoopBackOff
+MIN_GRACE = 2.0  # upstream's minimal shutdown window: a container gets its SIGTERM this long before a SIGKILL
 TICK = 1.0  # a worker's resync when nothing wakes it (the kubelet's PLEG relists every second)
 # the pod conditions the kubelet owns; others (readiness gates' and the like) are kept as others set them
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
@@ -40,6 +42,11 @@ class Container:
         self.startup_ok = "startupProbe" not in spec
         self.probe_state: dict[str, dict] = {}  # probe kind -> {next, successes, failures}
         self.done = False  # an init container that succeeded, or a container that will not restart
+        self.env: dict[str, str] = {}  # the running process's environment, which exec gives its commands too
+
+    def running(self) -> bool:
+        """Started, and past its postStart hook (the state says so), and alive."""
+        return "running" in self.state and self.proc is not None and self.proc.alive()
 
     def probe_schedule(self, kind: str) -> dict:
         """A probe's schedule and counts for the current run (the first one after initialDelaySeconds)."""
@@ -48,11 +55,13 @@ class Container:
 
     def to_json(self) -> dict:
         return {"proc": self.proc.to_json() if self.proc else None, "restarts": self.restarts,
-                "startedAt": self.started_at, "state": self.state, "lastState": self.last_state, "done": self.done}
+                "startedAt": self.started_at, "state": self.state, "lastState": self.last_state, "done": self.done,
+                "env": self.env}
 
     def load(self, d: dict) -> None:
         self.restarts, self.started_at = d.get("restarts", 0), d.get("startedAt")
         self.state, self.last_state, self.done = d.get("state", self.state), d.get("lastState", {}), d.get("done", False)
+        self.env = d.get("env") or {}
         if d.get("proc"):
             self.proc = runtime.Process.from_json(d["proc"])
 
@@ -63,8 +72,9 @@ class PodWorker:
         meta = pod["metadata"]
         self.uid, self.name, self.ns = meta["uid"], meta["name"], meta["namespace"]
         self.host_network = (pod.get("spec") or {}).get("hostNetwork", False)
-        self.netns = None if self.host_network else f"{kubelet.lab}-pod-{self.uid.replace('-', '')[:12]}"
-        self.dir = runtime.PodDir(kubelet.pods_dir, self.uid)
+        self.netns = None if self.host_network else kubelet.layout.pod_netns(self.uid)
+        self.where = kubelet.node_layout.pod(self.uid)  # the pod's paths on the node
+        self.dir = runtime.PodDir(self.where)
         self.wake = asyncio.Event()
         self.pause: runtime.Process | None = None
         self.cni_result: dict | None = None
@@ -96,6 +106,8 @@ class PodWorker:
         for c in self.containers:
             if c.name in st.get("containers", {}):
                 c.load(st["containers"][c.name])
+                if c.proc is not None and c.proc.alive() and "running" not in c.state:
+                    c.state = {"running": {"startedAt": c.started_at}}  # an earlier kubelet went during its postStart
         return True
 
     # --- the loop --------------------------------------------------------------------------
@@ -156,8 +168,7 @@ class PodWorker:
         the pod's IP), pause process."""
         if self.sandbox_error and time.monotonic() < self.sandbox_retry:
             return False
-        self.dir.path.mkdir(parents=True, exist_ok=True)
-        self.dir.logs.mkdir(exist_ok=True)
+        self.where.logs.mkdir(parents=True, exist_ok=True)
         try:
             if self.netns:
                 fresh = not net.ns_exists(self.netns)
@@ -165,7 +176,7 @@ class PodWorker:
                 if fresh or self.cni_result is None:
                     if self.cni_result is not None:  # the namespace vanished: give back the old attachment
                         await self.cni_del()
-                    self.cni_result = await self.k.cni.add(self.pod, f"/run/netns/{self.netns}",
+                    self.cni_result = await self.k.cni.add(self.pod, net.ns_path(self.netns),
                                                            {"portMappings": port_mappings(self.pod)})
                 ips = [ip["address"].split("/")[0] for ip in self.cni_result.get("ips", [])]
                 self.ip = ips[0] if ips else None
@@ -173,7 +184,7 @@ class PodWorker:
                 self.ip = self.k.node_ip
             self.forget_process(self.pause)
             self.pause = await asyncio.to_thread(runtime.start_pause, self.k.runtime, self.netns,
-                                                 runtime.pod_hostname(self.pod), self.dir.path)
+                                                 runtime.pod_hostname(self.pod), self.where)
             self.start_time = self.start_time or clock.now()
             self.sandbox_error = None
             for c in self.containers:  # a new sandbox: containers start again
@@ -194,14 +205,25 @@ class PodWorker:
     def uses_configmap(self, name: str) -> bool:
         return any((v.get("configMap") or {}).get("name") == name for v in (self.pod.get("spec") or {}).get("volumes") or [])
 
+    def configmap_came(self, name: str) -> None:
+        """A ConfigMap was made or changed: containers waiting for it (CreateContainerConfigError)
+        are tried again now."""
+        waiting = [c for c in self.containers if c.proc is None and not c.done
+                   and c.state.get("waiting", {}).get("reason") == "CreateContainerConfigError"
+                   and name in runtime.configmaps_named(c.spec)]
+        for c in waiting:
+            c.next_start = 0.0
+        if waiting:
+            self.wake.set()
+
     async def refresh_volumes(self) -> None:
         """A ConfigMap the pod mounts changed: its volume files, and the running containers'
         copies under /etc, follow (as the kubelet's periodic volume sync does)."""
-        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.dir.path, self.k.configmaps(self.ns))
+        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.where, self.k.configmaps(self.ns))
         for c in self.containers:
             if c.proc is not None and c.proc.alive():
                 etc, _, _ = runtime.mounts_for(c.spec, sources)
-                upper = self.dir.path / "overlay" / c.name / "upper"
+                upper = self.where.etc_overlay(c.name) / "upper"
                 await asyncio.to_thread(runtime.refresh_etc, upper, etc)
 
     def _files(self) -> dict[str, str]:
@@ -220,25 +242,32 @@ class PodWorker:
             c.next_start = time.monotonic() + 10
             return
         configmaps = self.k.configmaps(self.ns)
-        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.dir.path, configmaps)
+        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.where, configmaps)
         etc, binds, problems = runtime.mounts_for(spec, sources)
         if problems:
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": "; ".join(problems)}}
             await self.record("Failed", f"Error: {'; '.join(problems)}", "Warning")
             c.next_start = time.monotonic() + 10
             return
-        env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps)
-        upper, work = await asyncio.to_thread(runtime.etc_files, self.dir.path, self._files(), etc, c.name)
-        run_upper = await asyncio.to_thread(runtime.service_account, self.pod, self.dir.path, *self.k.identity)
-        log_file = self.dir.logs / f"{c.name}.log"
+        try:
+            env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps)
+        except runtime.ConfigError as e:  # tried again at the next sync, or as soon as the ConfigMap comes
+            if c.state.get("waiting", {}).get("message") != str(e):
+                await self.record("Failed", f"Error: {e}", "Warning")
+            c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
+            c.next_start = time.monotonic() + 10
+            return
+        upper, work = await asyncio.to_thread(runtime.etc_files, self.where, self._files(), etc, c.name)
+        run_upper = await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.k.identity)
+        log_file = self.where.log(c.name)
         if c.restarts and log_file.exists():
-            log_file.replace(self.dir.logs / f"{c.name}.previous.log")
+            log_file.replace(self.where.log(c.name, previous=True))
         if not c.restarts and not c.proc:
             await self.record("Pulled", f'Container image "{spec.get("image")}" already present on machine')
         try:
             c.proc = await asyncio.to_thread(runtime.start_container, self.k.runtime, self.netns, self.pause, argv,
                                              env, spec.get("workingDir", "/"), upper, work, binds, log_file,
-                                             self.dir.path / "exits" / c.name, run_upper)
+                                             self.where.exit_file(c.name), run_upper)
         except runtime.Unavailable as e:  # no runtime to ask: the container waits, and is tried again
             c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
             c.next_start = time.monotonic() + 2
@@ -246,14 +275,28 @@ class PodWorker:
         except RuntimeError as e:  # the process could not start (no such command, a mount failed)
             await self.start_failed(c, str(e))
             return
-        c.started_at, c.t0 = clock.now(), time.monotonic()
-        c.state = {"running": {"startedAt": c.started_at}}
+        c.started_at, c.t0, c.env = clock.now(), time.monotonic(), env
         log.info('container started pod="%s/%s" containerName="%s" pid=%d', self.ns, self.name, c.name, c.proc.pid)
         c.probe_state = {}
         c.ready, c.startup_ok = False, "startupProbe" not in spec
         if c.restarts == 0:
             await self.record("Created", f"Created container {c.name}")
             await self.record("Started", f"Started container {c.name}")
+        self.save()
+        post = (spec.get("lifecycle") or {}).get("postStart")
+        if post:  # the container is not running (ContainerCreating) until its postStart hook is done
+            await self.report()
+            ok, msg = await self.run_hook(c, post, None)
+            if not ok:
+                log.warning('PostStartHook failed pod="%s/%s" containerName="%s": %s', self.ns, self.name, c.name, msg)
+                await self.record("FailedPostStartHook", "PostStartHook failed", "Warning")
+                await self.kill(c, self._grace(c))
+                await self.exited(c, (self.pod.get("spec") or {}).get("restartPolicy", "Always"))
+                if not c.done and c.state.get("waiting", {}).get("reason") != "CrashLoopBackOff":
+                    c.state = {"waiting": {"reason": "PostStartHookError", "message": msg}}
+                self.save()
+                return
+        c.state = {"running": {"startedAt": c.started_at}}
         self.save()
 
     async def run_containers(self) -> None:
@@ -355,7 +398,7 @@ class PodWorker:
                     c.startup_ok = True
                 elif failed:  # liveness or startup failed: the container is killed and restarted
                     await self.record("Killing", f"Container {c.name} failed {kind[:-5]} probe, will be restarted")
-                    await asyncio.to_thread(runtime.stop, [c.proc], self._grace(c))
+                    await self.kill(c, self._grace(c))
 
     def _grace(self, c: Container) -> float:
         return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
@@ -385,12 +428,69 @@ class PodWorker:
                 w.close()
                 return True, ""
             if "exec" in spec:
-                code, out = await asyncio.to_thread(runtime.exec_in, c.proc, spec["exec"].get("command") or [], timeout)
+                code, out = await asyncio.to_thread(runtime.exec_in, c.proc, spec["exec"].get("command") or [], timeout,
+                                                    c.env or None)
                 return code == 0, out or f"command exited with {code}"
         except (OSError, asyncio.TimeoutError, ValueError) as e:
             where = spec.get("httpGet") or spec.get("tcpSocket") or {}
             return False, f"dial tcp {ip}:{where.get('port')}: {e or 'timeout'}"
         return True, ""
+
+    # --- lifecycle hooks and stopping ----------------------------------------------------------
+
+    async def run_hook(self, c: Container, handler: dict, timeout: float | None) -> tuple[bool, str]:
+        """A postStart or preStop handler (exec, httpGet, sleep), as upstream's hook runner: an exec
+        fails on a non-zero exit, an httpGet only if no answer comes; upstream's message if it fails."""
+        pod = f"{self.name}_{self.ns}({self.uid})"
+        if "exec" in handler:
+            command = handler["exec"].get("command") or []
+            code, out = await asyncio.to_thread(runtime.exec_in, c.proc, command, timeout, c.env or None)
+            return code == 0, (f"Exec lifecycle hook ([{' '.join(command)}]) for Container \"{c.name}\" in Pod "
+                               f"\"{pod}\" failed - error: command '{' '.join(command)}' exited with {code}: , "
+                               f"message: {json.dumps(out)}")
+        if "httpGet" in handler:
+            g = handler["httpGet"]
+            host, path = g.get("host") or self.ip or "127.0.0.1", "/" + g.get("path", "").lstrip("/")
+            try:
+                port = self._port(c, g.get("port") or 80)
+                r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                try:
+                    hdrs = "".join(f"{h['name']}: {h['value']}\r\n" for h in g.get("httpHeaders") or [])
+                    w.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{hdrs}Connection: close\r\n\r\n".encode())
+                    await asyncio.wait_for(r.readline(), timeout)
+                finally:
+                    w.close()
+                return True, ""
+            except (OSError, asyncio.TimeoutError, ValueError) as e:
+                why = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e) or "timeout"
+                return False, (f"HTTP lifecycle hook ({g.get('path', '')}) for Container \"{c.name}\" in Pod \"{pod}\" "
+                               f"failed - error: Get \"http://{host}:{g.get('port')}{path}\": dial tcp "
+                               f"{host}:{g.get('port')}: connect: {why}")
+        if "sleep" in handler:
+            await asyncio.sleep(float(handler["sleep"].get("seconds", 0)))
+            return True, ""
+        return False, f"Cannot run handler: Invalid handler: {handler}"
+
+    async def kill(self, c: Container, grace: float) -> None:
+        """Stop a container as upstream's killContainer: its preStop hook first (for at most the
+        grace period), then SIGTERM, and SIGKILL once the rest of the grace period is gone (never
+        less than 2 seconds: a minimal shutdown window)."""
+        if c.proc is None or not c.proc.alive():
+            return
+        pre = (c.spec.get("lifecycle") or {}).get("preStop")
+        if pre and grace > 0:
+            t0 = time.monotonic()
+            try:
+                ok, msg = await asyncio.wait_for(self.run_hook(c, pre, grace), grace)
+            except asyncio.TimeoutError:
+                ok, msg = True, ""
+                log.info('PreStop hook not completed in grace period pod="%s/%s" containerName="%s" gracePeriod=%s',
+                         self.ns, self.name, c.name, grace)
+            if not ok:
+                log.warning('PreStop hook failed pod="%s/%s" containerName="%s": %s', self.ns, self.name, c.name, msg)
+                await self.record("FailedPreStopHook", "PreStopHook failed", "Warning")
+            grace -= int(time.monotonic() - t0)
+        await asyncio.to_thread(runtime.stop, [c.proc], max(grace, MIN_GRACE))
 
     @staticmethod
     def _port(c: Container, port: Any) -> int:
@@ -413,7 +513,7 @@ class PodWorker:
             st = {"name": c.name, "image": c.spec.get("image", ""), "imageID": f"netlab://{image_name(c.spec.get('image', ''))}",
                   "ready": bool(c.ready and c.proc is not None and c.proc.alive() and c.startup_ok and not c.init)
                   or bool(c.init and c.done),
-                  "restartCount": c.restarts, "started": c.proc is not None and c.proc.alive(), "state": c.state,
+                  "restartCount": c.restarts, "started": c.running(), "state": c.state,
                   "lastState": c.last_state}
             if c.proc is not None or "terminated" in c.state:
                 st["containerID"] = self.container_id(c)
@@ -427,7 +527,7 @@ class PodWorker:
         elif all(c.done for c in mains):
             phase = "Succeeded" if all(c.state.get("terminated", {}).get("exitCode", 1) == 0 for c in mains) \
                 else "Failed"
-        elif any(c.proc is not None or c.restarts for c in mains):
+        elif any(c.running() or c.restarts for c in mains):  # one in its postStart hook is not yet
             phase = "Running"
         else:
             phase = "Pending"
@@ -509,7 +609,7 @@ class PodWorker:
         if not self.netns:
             return
         try:
-            await self.k.cni.delete(self.pod, f"/run/netns/{self.netns}", self.cni_result,
+            await self.k.cni.delete(self.pod, net.ns_path(self.netns), self.cni_result,
                                     {"portMappings": port_mappings(self.pod)})
         except CNIError as e:
             log.warning("pod %s/%s: CNI DEL: %s", self.ns, self.name, e)
@@ -524,7 +624,7 @@ class PodWorker:
             log.info('Killing container with a grace period pod="%s/%s" containerName="%s" gracePeriod=%s',
                      self.ns, self.name, c.name, grace)
             await self.record("Killing", f"Stopping container {c.name}")
-        await asyncio.to_thread(runtime.stop, [c.proc for c in live], float(grace))
+        await asyncio.gather(*(self.kill(c, float(grace)) for c in live))  # all at once, each its own deadline
         if self.pause is not None:
             await asyncio.to_thread(runtime.stop, [self.pause], 0)
         for proc in self.processes():

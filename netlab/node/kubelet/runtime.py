@@ -4,9 +4,10 @@ them and gets a mount namespace of its own, where /etc is an overlay carrying th
 resolv.conf and hostname and the container's volumes under /etc (the host's /etc is untouched).
 The node's spawner (spawner.py) starts those processes and records how they exit.
 
-Everything about a pod lives in its directory, `<state>/nodes/<node>/pods/<uid>/`: state.json
-(pids, restart counts, the CNI result), logs/<container>.log, exits/<container> (its last exit
-status), the overlay's upper and work dirs.
+Everything about a pod lives in its directory, `<state>/nodes/<node>/pods/<uid>/` (its paths are
+netlab.kit.layout's PodLayout): state.json (pids, restart counts, environments, the CNI result),
+logs/<container>.log (in the CRI logging format, written by the spawner's log relay),
+exits/<container> (its last exit status), the overlays' upper and work dirs, the volumes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from netlab.kit import net
+from netlab.kit.layout import PodLayout
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -112,14 +114,14 @@ class Process:
 
 
 class PodDir:
-    def __init__(self, root: Path, uid: str):
-        self.path = root / uid
-        self.logs = self.path / "logs"
+    def __init__(self, layout: PodLayout):
+        self.layout = layout
+        self.path = layout.dir
         self.saved: str | None = None
 
     def state(self) -> dict:
         with contextlib.suppress(FileNotFoundError, ValueError):
-            return json.loads((self.path / "state.json").read_text())
+            return json.loads(self.layout.state.read_text())
         return {}
 
     def save(self, state: dict) -> None:
@@ -128,9 +130,9 @@ class PodDir:
         if text == self.saved:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / "state.json.tmp"
+        tmp = self.layout.state.with_suffix(".json.tmp")
         tmp.write_text(text)
-        tmp.replace(self.path / "state.json")
+        tmp.replace(self.layout.state)
         self.saved = text
 
     def remove(self) -> None:
@@ -174,18 +176,18 @@ def spawn(socket_path: Path, req: dict, exit_file: Path) -> Process:
     return Process(out["pid"], out["started"], str(exit_file))
 
 
-def start_pause(sock: Path, netns: str | None, hostname: str, pod_dir: Path) -> Process:
+def start_pause(sock: Path, netns: str | None, hostname: str, pod: PodLayout) -> Process:
     """The pod's pause process: a new UTS namespace with the pod's hostname, inside its network
     namespace, sleeping until the pod goes."""
     return spawn(sock, {"netns": netns and net.ns_path(netns), "hostname": hostname, "argv": ["sleep", "infinity"],
                         "env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                        "log": str(pod_dir / "logs" / "pause.log")}, pod_dir / "exits" / "pause")
+                        "log": str(pod.log("pause"))}, pod.exit_file("pause"))
 
 
-def etc_files(pod_dir: Path, files: dict[str, str], volumes: dict[str, Path], name: str) -> tuple[Path, Path]:
+def etc_files(pod: PodLayout, files: dict[str, str], volumes: dict[str, Path], name: str) -> tuple[Path, Path]:
     """The upper and work dirs of a container's /etc overlay: the pod's files, and volumes that
     mount under /etc copied in (a configMap is read-only data)."""
-    upper, work = pod_dir / "overlay" / name / "upper", pod_dir / "overlay" / name / "work"
+    upper, work = pod.etc_overlay(name) / "upper", pod.etc_overlay(name) / "work"
     if upper.exists():
         shutil.rmtree(upper.parent)
     upper.mkdir(parents=True)
@@ -205,16 +207,16 @@ def etc_files(pod_dir: Path, files: dict[str, str], volumes: dict[str, Path], na
 SERVICE_ACCOUNT = "secrets/kubernetes.io/serviceaccount"  # under /run (/var/run links there)
 
 
-def service_account(pod: dict, pod_dir: Path, token: str, ca: bytes) -> Path | None:
+def service_account(pod: dict, where: PodLayout, token: str, ca: bytes) -> Path | None:
     """The upper dir of a /run overlay holding the pod's service account files (token, ca.crt,
     namespace) at /var/run/secrets/kubernetes.io/serviceaccount, unless the pod opts out with
     automountServiceAccountToken: false. netlab has one identity: the lab's token."""
     if (pod.get("spec") or {}).get("automountServiceAccountToken") is False:
         return None
-    upper = pod_dir / "run" / "upper"
+    upper = where.run_overlay / "upper"
     d = upper / SERVICE_ACCOUNT
     d.mkdir(parents=True, exist_ok=True)
-    (pod_dir / "run" / "work").mkdir(exist_ok=True)
+    (where.run_overlay / "work").mkdir(exist_ok=True)
     (d / "token").write_text(token)
     (d / "ca.crt").write_bytes(ca)
     (d / "namespace").write_text(pod["metadata"]["namespace"])
@@ -249,14 +251,18 @@ def start_container(sock: Path, netns: str | None, pause: Process | None, argv: 
                                                      f"workdir={run_upper.parent / 'work'}"])
     mounts += [[str(src), dst, None, None] for src, dst in binds]
     return spawn(sock, {"netns": netns and net.ns_path(netns), "uts": pause and f"/proc/{pause.pid}/ns/uts",
-                        "mounts": mounts, "argv": argv, "env": env, "cwd": workdir or "/", "log": str(log)}, exit_file)
+                        "mounts": mounts, "argv": argv, "env": env, "cwd": workdir or "/", "log": str(log),
+                        "logFormat": "cri"}, exit_file)
 
 
-def exec_in(container: Process, argv: list[str], timeout: float) -> tuple[int, str]:
-    """Run a command in a running container's namespaces (an exec probe)."""
+def exec_in(container: Process, argv: list[str], timeout: float | None,
+            env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run a command in a running container's namespaces (an exec probe, a lifecycle hook), with
+    the container's environment if given."""
     try:
         p = subprocess.run(["nsenter", f"--target={container.pid}", "--net", "--uts", "--mount", "--", *argv],
-                           capture_output=True, text=True, timeout=timeout)
+                           capture_output=True, text=True, timeout=timeout, env=env or None,
+                           stdin=subprocess.DEVNULL)
         return p.returncode, (p.stdout + p.stderr).strip()
     except subprocess.TimeoutExpired:
         return -1, f"command timed out after {timeout}s"
@@ -376,11 +382,14 @@ def container_env(pod: dict, container: dict, services: list[dict], node_ip: str
             env[base] = f"{proto.lower()}://{ip}:{p['port']}"
             env[f"{base}_PROTO"], env[f"{base}_PORT"], env[f"{base}_ADDR"] = proto.lower(), str(p["port"]), ip
         env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
+    ns = pod["metadata"]["namespace"]
     for src in container.get("envFrom") or []:
-        cm = configmaps.get((src.get("configMapRef") or {}).get("name", ""))
-        if cm:
-            for k, v in (cm.get("data") or {}).items():
-                env[src.get("prefix", "") + k] = v
+        ref = src.get("configMapRef") or {}
+        cm = configmaps.get(ref.get("name", ""))
+        if cm is None and ref and not ref.get("optional"):
+            raise ConfigError(f'configmap "{ref.get("name", "")}" not found')
+        for k, v in ((cm or {}).get("data") or {}).items():
+            env[src.get("prefix", "") + k] = v
     fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"],
               "metadata.uid": pod["metadata"]["uid"], "spec.nodeName": (pod.get("spec") or {}).get("nodeName", ""),
               "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", ""),
@@ -392,8 +401,28 @@ def container_env(pod: dict, container: dict, services: list[dict], node_ip: str
             env[e["name"]] = fields.get(e["valueFrom"]["fieldRef"].get("fieldPath", ""), "")
         elif (e.get("valueFrom") or {}).get("configMapKeyRef"):
             ref = e["valueFrom"]["configMapKeyRef"]
-            env[e["name"]] = ((configmaps.get(ref["name"]) or {}).get("data") or {}).get(ref["key"], "")
+            cm = configmaps.get(ref["name"])
+            data = (cm or {}).get("data") or {}
+            if ref.get("optional") and ref["key"] not in data:
+                continue
+            if cm is None:
+                raise ConfigError(f'configmap "{ref["name"]}" not found')
+            if ref["key"] not in data:
+                raise ConfigError(f"couldn't find key {ref['key']} in ConfigMap {ns}/{ref['name']}")
+            env[e["name"]] = data[ref["key"]]
     return env
+
+
+class ConfigError(Exception):
+    """A container's configuration names what is not there (a ConfigMap, a key): upstream's
+    CreateContainerConfigError, tried again until it is."""
+
+
+def configmaps_named(container: dict) -> set[str]:
+    """The ConfigMaps a container's env and envFrom read."""
+    names = {(src.get("configMapRef") or {}).get("name") for src in container.get("envFrom") or []}
+    names |= {((e.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("name") for e in container.get("env") or []}
+    return names - {None}
 
 
 def _expand(value: str, env: dict[str, str]) -> str:
@@ -414,13 +443,13 @@ def _expand(value: str, env: dict[str, str]) -> str:
     return out
 
 
-def volume_sources(pod: dict, pod_dir: Path, configmaps: dict[str, dict]) -> dict[str, Path]:
+def volume_sources(pod: dict, where: PodLayout, configmaps: dict[str, dict]) -> dict[str, Path]:
     """Each volume's files on the node: configMap data written out, emptyDir a directory,
     hostPath the host's path."""
     out: dict[str, Path] = {}
     for v in (pod.get("spec") or {}).get("volumes") or []:
         if "configMap" in v:
-            d = pod_dir / "volumes" / v["name"]
+            d = where.volume(v["name"])
             d.mkdir(parents=True, exist_ok=True)
             cm = configmaps.get(v["configMap"]["name"]) or {}
             items = v["configMap"].get("items")
@@ -434,7 +463,7 @@ def volume_sources(pod: dict, pod_dir: Path, configmaps: dict[str, dict]) -> dic
                     (d / it["path"]).write_text(data[it["key"]])
             out[v["name"]] = d
         elif "emptyDir" in v:
-            d = pod_dir / "volumes" / v["name"]
+            d = where.volume(v["name"])
             d.mkdir(parents=True, exist_ok=True)
             out[v["name"]] = d
         elif "hostPath" in v:

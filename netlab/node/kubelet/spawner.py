@@ -14,16 +14,24 @@ Because the children are its own, it is the one that sees them exit: it writes e
 (128 + signal for a signalled process, as runtimes report it) to the file the kubelet named, so
 the kubelet knows how a container ended even across its own restarts.
 
+A container's stdout and stderr are pipes to a log relay of its own (conmon, or containerd's
+shim, on a real node): a fork that writes each line to the container's log in the CRI logging
+format (`<RFC3339Nano time> stdout|stderr F|P <line>`, what the kubelet serves with timestamps
+and sinceSeconds), holds an flock on the log until the container's last writer is gone (so a
+reader knows the log is complete), and outlives a restart of the spawner.
+
 One request per connection, JSON both ways:
     {"netns": path|null, "uts": path|null, "hostname": name|null, "mounts": [[src, dst, fstype, options]],
-     "argv": [...], "env": {...}, "cwd": "/", "log": path, "exit": path}
+     "argv": [...], "env": {...}, "cwd": "/", "log": path, "logFormat": "cri"|absent (raw), "exit": path}
     -> {"pid": N, "started": ticks} or {"error": "..."}   (runtime.request is the kubelet's side)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import selectors
@@ -31,6 +39,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 import traceback
 
 import setproctitle
@@ -60,8 +69,9 @@ def _mount(src: str | None, dst: str, fstype: str | None, flags: int, options: s
                        options and options.encode()), f"mounting {src or fstype} at {dst}")
 
 
-def _child(req: dict, report: int) -> None:
-    """In the forked child: become the pause or container process. Never returns."""
+def _child(req: dict, report: int, outputs: tuple[int, int] | None) -> None:
+    """In the forked child: become the pause or container process, its stdout and stderr the
+    relay's pipes (`outputs`) or the log file itself. Never returns."""
     code = 127
     try:
         os.setsid()
@@ -82,10 +92,12 @@ def _child(req: dict, report: int) -> None:
                 _mount(src, dst, fstype, MS_BIND if fstype is None else 0, options)
         os.chdir(req.get("cwd") or "/")
         null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if outputs is None:
+            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            outputs = (log, log)
         os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
+        os.dup2(outputs[0], 1)
+        os.dup2(outputs[1], 2)
         os.closerange(3, report)
         os.closerange(report + 1, 1 << 16)
         env, argv = req.get("env") or {}, req["argv"]
@@ -133,22 +145,104 @@ def _why(e: BaseException) -> str:
     return str(e)
 
 
+MAX_LINE = 16 * 1024  # a longer line is logged in parts (P), as containerd does
+
+
+def _stamp(ns: int) -> bytes:
+    """RFC3339Nano in UTC, as Go formats it (trailing zeros of the fraction dropped)."""
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + (f".{frac}" if frac else "")
+            + "Z").encode()
+
+
+def _relay(streams: dict[int, bytes], log: int) -> None:
+    """In a forked child: copy the container's output pipes (fd -> stream name) to its log in the
+    CRI format until every writer is gone, holding the log's flock (taken by the spawner) all along.
+    Never returns."""
+    try:
+        os.setsid()  # not in the spawner's process group: stopping the runtime leaves it running
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        setproctitle.setproctitle("netlab-log-relay")
+        keep = {log, *streams}
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            if fd > 2 and fd not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        partial = dict.fromkeys(streams, b"")
+        sel = selectors.DefaultSelector()
+        for fd in streams:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            for key, _ in sel.select():
+                fd = key.fd
+                data = os.read(fd, 65536)
+                ts, name = _stamp(time.time_ns()), streams[fd]
+                if not data:  # the last writer is gone: what is left is a full line, as containerd logs it
+                    sel.unregister(fd)
+                    lines, partial[fd] = ([partial[fd]] if partial[fd] else []), b""
+                else:
+                    lines = (partial[fd] + data).split(b"\n")
+                    partial[fd] = lines.pop()
+                out = [b"%s %s F %s\n" % (ts, name, line) for line in lines]
+                while len(partial[fd]) >= MAX_LINE:
+                    out.append(b"%s %s P %s\n" % (ts, name, partial[fd][:MAX_LINE]))
+                    partial[fd] = partial[fd][MAX_LINE:]
+                buf = memoryview(b"".join(out))
+                while buf:
+                    buf = buf[os.write(log, buf):]
+    finally:
+        os._exit(0)
+
+
+def _lock(fd: int, wait: float = 1.0) -> None:
+    """The log's exclusive flock, without blocking the spawner on a reader's brief shared lock or on
+    an earlier run's relay still draining into the same file (then the log goes unlocked)."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > end:
+                return
+            time.sleep(0.005)
+
+
 class Spawner:
     def __init__(self):
         self.exits: dict[int, str] = {}  # child pid -> the file its exit status goes to
 
     def start(self, req: dict) -> dict:
+        cri = req.get("logFormat") == "cri"
+        if cri:  # the log, locked for the relay before anyone can see the container started
+            log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            _lock(log)
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
         r, w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             os.close(r)
-            _child(req, w)
+            _child(req, w, (out_w, err_w) if cri else None)
         os.close(w)
+        if cri:
+            os.close(out_w)
+            os.close(err_w)
         started = proc_start(pid)
         with os.fdopen(r, "rb") as f:
             error = f.read().decode(errors="replace")
+        if cri:
+            if not error:
+                relay = os.fork()
+                if relay == 0:
+                    _relay({out_r: b"stdout", err_r: b"stderr"}, log)
+                self.exits[relay] = ""  # reaped without a report
+            for fd in (out_r, err_r, log):
+                os.close(fd)
         if error:
             self.exits[pid] = ""  # reaped without a report: it never started
             return {"error": error}

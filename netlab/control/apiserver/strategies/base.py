@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netlab.api.resources import Resource
-from netlab.control.apiserver import tables
+from netlab.control.apiserver import schema, tables
 from netlab.control.apiserver.store import Store
 from netlab.control.apiserver.validation import FieldError
 from netlab.kit import clock
@@ -34,6 +34,11 @@ class Strategy:
     columns: list[dict] = [tables.NAME, tables.AGE]
     # the fields a field selector may name beside metadata.name and metadata.namespace
     field_labels: tuple[str, ...] = ()
+    # whether a delete that names no propagation policy orphans the dependents (upstream's
+    # DefaultGarbageCollectionPolicy: batch/v1 Jobs and v1 ReplicationControllers, for compatibility)
+    orphan_by_default = False
+    # whether PATCH takes a strategic merge patch (custom resources do not)
+    strategic_merge = True
 
     def __init__(self, resource: Resource, ctx: Context):
         self.resource, self.ctx = resource, ctx
@@ -43,7 +48,21 @@ class Strategy:
         """A main update keeps the status, which only the status subresource changes."""
         return "status" in self.resource.subresources
 
+    @property
+    def storage_resource(self) -> str:
+        """The resource part of the kind's store keys (`/registry/<this>/<namespace>/<name>`)."""
+        return self.resource.plural
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.resource.kind}List"
+
     # --- decoding, defaults and validation -----------------------------------------------
+
+    def field_problems(self, obj: dict, strict: bool) -> list[str]:
+        """What decoding finds wrong with the fields, as upstream's decoder words it: wrong types
+        always, `unknown field "..."` when strict (schema.check against the kind's model)."""
+        return schema.check(self.resource.model, obj, strict)
 
     def decode(self, obj: dict) -> None:
         """What decoding does beyond the schema, as upstream's conversion into the internal type
@@ -52,15 +71,31 @@ class Strategy:
     def prepare_create(self, obj: dict) -> None:
         """What a create sets beside the metadata the server owns (an initial status)."""
 
+    def generation_changed(self, obj: dict, old: dict) -> bool:
+        """Whether an update is a new generation: for most kinds, a change of the spec."""
+        return obj.get("spec") != old.get("spec")
+
     def defaults(self, obj: dict) -> None:
         """The API defaults, on create and on every update."""
+
+    def prepare_update(self, obj: dict, old: dict) -> None:
+        """What a main update sets from the object it replaces (upstream's PrepareForUpdate), after
+        the defaults and the generation."""
 
     def validate(self, obj: dict) -> list[FieldError]:
         """The kind's own fields (metadata's name and labels are checked for every kind)."""
         return []
 
+    def validate_status(self, obj: dict) -> list[FieldError]:
+        """An update of the status subresource (for most kinds: the object's validation)."""
+        return self.validate(obj)
+
     def validate_update(self, obj: dict, old: dict) -> list[FieldError]:
         """What an update may not change."""
+        return []
+
+    def validate_create(self, obj: dict) -> list[FieldError]:
+        """What only a create checks, after the rest."""
         return []
 
     def allocate(self, obj: dict, old: dict | None = None) -> None:
@@ -74,6 +109,10 @@ class Strategy:
         if self.field_labels:
             return f"field label not supported: {label}"
         return f'"{label}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+
+    def refusal(self, verb: str) -> str:
+        """Why a verb the kind does not serve now is refused (a 405)."""
+        return "the server does not allow this method on the requested resource"
 
     # --- deletion ------------------------------------------------------------------------
 
@@ -92,6 +131,19 @@ class Strategy:
         """Whether an object marked for deletion may go, once an update has left it so."""
         return not obj["metadata"].get("finalizers")
 
+    # --- the scale subresource -------------------------------------------------------------
+
+    def to_scale(self, obj: dict) -> dict:
+        """The object as an autoscaling/v1 Scale (spec.replicas and the selector's labels)."""
+        sel = (obj.get("spec") or {}).get("selector") or {}
+        return scale_of(obj, (obj.get("spec") or {}).get("replicas", 1), (obj.get("status") or {}).get("replicas", 0),
+                        ",".join(f"{k}={v}" for k, v in (sel.get("matchLabels") or {}).items()))
+
+    def scaled(self, obj: dict, replicas: int) -> dict:
+        """The object with the replicas a Scale asks for."""
+        obj.setdefault("spec", {})["replicas"] = replicas
+        return obj
+
     # --- presentation --------------------------------------------------------------------
 
     def present(self, obj: dict) -> dict:
@@ -100,3 +152,10 @@ class Strategy:
 
     def row(self, obj: dict) -> list[Any]:
         return tables.name_age_row(obj)
+
+
+def scale_of(o: dict, replicas: int, status_replicas: int, selector: str) -> dict:
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: o["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                                       "creationTimestamp") if k in o["metadata"]},
+            "spec": {"replicas": replicas}, "status": {"replicas": status_replicas, "selector": selector}}

@@ -46,6 +46,11 @@ class Strategy(base.Strategy):
         return podspec.validate(spec, "spec")
 
     def validate_update(self, obj: dict, old: dict) -> list[v.FieldError]:
+        old_gates = [g.get("name") for g in (old.get("spec") or {}).get("schedulingGates") or []]
+        for g in (obj.get("spec") or {}).get("schedulingGates") or []:
+            if g.get("name") not in old_gates:  # gates may only be removed, as upstream allows
+                return [v.forbidden("spec.schedulingGates",
+                                    f"only deletion is allowed, but found new scheduling gate '{g.get('name')}'")]
         if _mutable_view(obj.get("spec") or {}) != _mutable_view(old.get("spec") or {}):
             return [v.forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,"
                                 "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
@@ -67,14 +72,22 @@ class Strategy(base.Strategy):
             meta["deletionTimestamp"] = clock.now(grace)
             meta["deletionGracePeriodSeconds"] = grace
             return base.UPDATE, obj
-        if grace > 0 or finalizers:
-            if finalizers and not meta.get("deletionTimestamp"):
-                meta["deletionTimestamp"] = clock.now()
+        if grace > 0:
             return base.KEEP, obj
+        if finalizers:  # stopped (grace 0), but kept until its finalizers are gone, as upstream
+            if meta.get("deletionGracePeriodSeconds") == 0 and meta.get("finalizers") == finalizers:
+                return base.KEEP, obj
+            meta.setdefault("deletionTimestamp", clock.now())
+            meta["deletionGracePeriodSeconds"] = 0
+            meta["finalizers"] = finalizers
+            return base.UPDATE, obj
         return super().delete(obj, grace, finalizers)
 
     def deletion_done(self, obj: dict) -> bool:
-        return super().deletion_done(obj) and not (obj.get("spec") or {}).get("nodeName")
+        """A pod on a node goes once its kubelet has stopped it (grace 0) and no finalizer holds it."""
+        meta = obj["metadata"]
+        return super().deletion_done(obj) and (not (obj.get("spec") or {}).get("nodeName")
+                                               or meta.get("deletionGracePeriodSeconds") == 0)
 
     def row(self, p: dict) -> list[Any]:
         spec, st = p.get("spec") or {}, p.get("status") or {}
@@ -83,6 +96,9 @@ class Strategy(base.Strategy):
         ready = sum(1 for c in statuses if c.get("ready"))
         restarts = sum(c.get("restartCount", 0) for c in statuses)
         reason = st.get("reason") or st.get("phase") or "Pending"
+        if any(c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated"
+               for c in st.get("conditions") or []):
+            reason = "SchedulingGated"
         init = st.get("initContainerStatuses") or []
         for i, c in enumerate(init):
             s = c.get("state") or {}
@@ -120,6 +136,7 @@ def _mutable_view(spec: dict) -> dict:
     for field in ("containers", "initContainers"):
         for c in s.get(field) or []:
             c.pop("image", None)
-    for field in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"):
+    for field in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName",
+                  "schedulingGates"):
         s.pop(field, None)
     return s

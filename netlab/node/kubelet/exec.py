@@ -1,0 +1,123 @@
+"""Exec as the kubelet serves it (`GET|POST /exec/{namespace}/{pod}/{container}?command=...`):
+over WebSocket, the protocol kubectl speaks (v5.channel.k8s.io, or v4): binary messages whose
+first byte is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 a terminal resize;
+v5's 255 closes a stream). The command runs in the container's network, UTS and mount namespaces
+with the container's environment and working directory, as the runtime started the container;
+with tty=true on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import struct
+import termios
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+
+
+def environ(pid: int) -> dict[str, str]:
+    env = {}
+    with contextlib.suppress(OSError):
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            k, sep, v = item.decode(errors="replace").partition("=")
+            if sep:
+                env[k] = v
+    return env
+
+
+def exit_status(code: int) -> dict:
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {"metadata": {}, "status": "Failure", "message": f"command terminated with non-zero exit code: {code}",
+            "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+
+
+async def serve(request: web.Request, pid: int, env: dict[str, str] | None = None) -> web.WebSocketResponse:
+    """Run the request's command in the namespaces of process `pid` with `env` (default: the
+    process's own), its streams on the WebSocket."""
+    q = request.query
+    command = q.getall("command", [])
+    want_stdin, tty = q.get("stdin") in ("1", "true"), q.get("tty") in ("1", "true")
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
+    await ws.prepare(request)
+    argv = ["nsenter", f"--target={pid}", "--net", "--uts", "--mount", f"--wd=/proc/{pid}/cwd", "--", *command]
+    env = env if env is not None else environ(pid)
+    loop = asyncio.get_running_loop()
+    master = None
+    if tty:
+        master, slave = pty.openpty()
+
+        def controlling_terminal():
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                                    preexec_fn=controlling_terminal)
+        os.close(slave)
+    else:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    async def pump(reader, stream: int) -> None:
+        while chunk := await reader():
+            await ws.send_bytes(bytes([stream]) + chunk)
+
+    if master is not None:
+        out_q: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def readable():
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                data = b""
+            if not data:
+                loop.remove_reader(master)
+            out_q.put_nowait(data)
+        loop.add_reader(master, readable)
+        pumps = [pump(out_q.get, STDOUT)]
+    else:
+        pumps = [pump(lambda: proc.stdout.read(65536), STDOUT), pump(lambda: proc.stderr.read(65536), STDERR)]
+    outputs = asyncio.gather(*pumps)
+
+    async def inputs() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            stream, data = msg.data[0], msg.data[1:]
+            if stream == STDIN and data:
+                if master is not None:
+                    os.write(master, data)
+                elif proc.stdin is not None:
+                    proc.stdin.write(data)
+                    with contextlib.suppress(ConnectionError):
+                        await proc.stdin.drain()
+            elif stream == RESIZE and master is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    size = json.loads(data)
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size["Height"], size["Width"], 0, 0))
+            elif stream == CLOSE and data[:1] == bytes([STDIN]) and proc.stdin is not None:
+                proc.stdin.close()
+        if proc.returncode is None:  # the client went away: so does the command
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+    reading = asyncio.create_task(inputs())
+    try:
+        await outputs
+        code = await proc.wait()
+        await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code)).encode())
+    finally:
+        if master is not None:
+            loop.remove_reader(master)
+            os.close(master)
+        reading.cancel()
+        await ws.close()
+    return ws
