@@ -15,9 +15,20 @@ from proxy.syncer import Runner, Syncer, SyncError
 MISSING = net.IPVS_MISSING
 
 
+# What upstream's ipvs proxier sets in the node on start: IPVS connections tracked by conntrack (so
+# the nat rules' masquerade applies to them, and a NodePort reached from another node is answered),
+# connections to a removed real server and persistence templates of a quiesced one expired.
+SYSCTLS = {"net.ipv4.vs.conntrack": 1, "net.ipv4.vs.expire_nodest_conn": 1, "net.ipv4.vs.expire_quiescent_template": 1}
+
+
 def require_kernel() -> None:
+    """The kernel has IPVS (loaded if a module); then the node's IPVS settings, as upstream sets them."""
     if not net.ipvs_available():
         raise SystemExit(f"netlab-proxy: {MISSING}")
+    try:
+        net.sysctl(None, SYSCTLS)
+    except net.NetError as e:
+        raise SystemExit(f"netlab-proxy: IPVS mode: {e}") from None
 
 
 def ipset_restore(ports: list[ServicePort]) -> str:

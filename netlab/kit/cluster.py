@@ -7,6 +7,7 @@
       - role: control-plane
       - role: worker
       - role: worker
+        link: {delay: 50ms, jitter: 5ms, loss: 1%, rate: 10mbit}   # netem and tbf on its uplink
     networking:
       nodeSubnet: 172.18.0.0/24
       podSubnet: 10.244.0.0/16
@@ -41,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from netlab.kit import impair
 from netlab.kit.layout import Layout, node_netns
 
 API_VERSION = "netlab.dev/v1alpha1"
@@ -106,8 +108,15 @@ class Cluster:
     store: str = "sqlite"
     host: Host | None = None
     load_balancer_pool: str | None = None  # as the file names it; None: derived (lb_pool)
+    # each node's uplink impairments (nodes[i].link), by node index; missing or empty: none
+    links: tuple[impair.Impairment, ...] = ()
     # the subnets (SUBNETS' keys) the cluster file named; the others may be picked by `beside`
     fixed: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
+
+    def impairment(self, node: str) -> impair.Impairment:
+        """What the cluster file puts on `node`'s uplink (nodes[i].link)."""
+        i = next((n.index for n in self.nodes if n.name == node), None)
+        return self.links[i] if i is not None and i < len(self.links) else impair.Impairment()
 
     # --- derived plan ---
     @property
@@ -187,7 +196,8 @@ class Cluster:
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "Cluster", "apiVersion": API_VERSION, "name": self.name,
-            "nodes": [{"role": r} for r in self.roles],
+            "nodes": [{"role": r} | ({"link": self.links[i].to_dict()} if i < len(self.links) and not
+                                     self.links[i].none else {}) for i, r in enumerate(self.roles)],
             "networking": {
                 "nodeSubnet": self.node_subnet, "podSubnet": self.pod_subnet,
                 "serviceSubnet": self.service_subnet, "backend": self.backend,
@@ -232,19 +242,23 @@ class Cluster:
             raise ClusterError("networking: expected a mapping")
         _only(net, {"nodeSubnet", "podSubnet", "serviceSubnet", "backend", "proxyMode", "dnsDomain",
                     "loadBalancerPool"}, "networking.")
-        roles = cls.roles
+        roles, links = cls.roles, []
         if "nodes" in doc:
             if not isinstance(doc["nodes"], list) or not doc["nodes"]:
                 raise ClusterError("nodes: expected a list of {role: control-plane|worker}")
-            roles = []
+            roles, links = [], []
             for i, n in enumerate(doc["nodes"]):
                 if not isinstance(n, dict):
                     raise ClusterError(f"nodes[{i}]: expected a mapping like {{role: worker}}")
-                _only(n, {"role"}, f"nodes[{i}].")
+                _only(n, {"role", "link"}, f"nodes[{i}].")
                 roles.append(n.get("role", "worker"))
+                try:
+                    links.append(impair.from_dict(n["link"], f"nodes[{i}].link") if "link" in n else impair.Impairment())
+                except impair.ImpairError as e:
+                    raise ClusterError(str(e)) from None
             roles = tuple(roles)
         if nodes is not None:
-            roles = _roles_for(nodes)
+            roles, links = _roles_for(nodes), []
         d = cls()
         c = cls(
             name=name or doc.get("name", d.name),
@@ -258,6 +272,7 @@ class Cluster:
             store=str(doc.get("store", d.store)),
             host=_host(doc["host"]) if doc.get("host") else None,
             load_balancer_pool=str(net["loadBalancerPool"]) if net.get("loadBalancerPool") else None,
+            links=tuple(links) if any(not imp.none for imp in links) else (),
             fixed=frozenset(f for f, key in SUBNETS.items() if key in net),
         )
         c.validate()

@@ -320,8 +320,11 @@ POD_SYSCTLS = {"net.ipv4.ip_forward": 0, **_NO_IPV6_FORWARDING}      # a pod: an
 
 def _write_sysctls(values: dict[str, str]) -> None:
     for key, value in values.items():
+        path = "/proc/sys/" + key.replace(".", "/")
+        if key.startswith("net.bridge.") and not os.path.exists(path):
+            load_modules("br_netfilter")  # a stock kernel has it as a module, loaded on demand
         try:
-            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            with open(path, "w") as f:
                 f.write(str(value))
         except FileNotFoundError:
             if key.startswith("net.ipv6.") and not os.path.exists("/proc/sys/net/ipv6"):
@@ -584,20 +587,97 @@ def route_list(ns: str | None = None) -> list[dict[str, Any]]:
         return out
 
 
+# --- link impairments (tc: netem for delay, jitter and loss; tbf for a rate) ----------------------
+
+QDISC_MODULES = {"netem": ("sch_netem", "CONFIG_NET_SCH_NETEM"), "tbf": ("sch_tbf", "CONFIG_NET_SCH_TBF")}
+
+
+def _tc(ns: str | None, argv: list[str], qdisc: str) -> None:
+    r = run(ns, ["tc", *argv], check=False)
+    if r.returncode:
+        err = (r.stderr or r.stdout).strip().splitlines()
+        if any(s in r.stderr for s in ("qdisc kind is unknown", "No such file or directory", "Unknown qdisc")):
+            module, option = QDISC_MODULES[qdisc]
+            raise NetError(f"link impairments need the kernel's {qdisc} queueing discipline (the {module} module, "
+                           f"{option}), which this kernel lacks")
+        raise NetError(f"tc {' '.join(argv)}: {err[-1] if err else 'exit ' + str(r.returncode)}")
+
+
+def link_impair(ns: str | None, ifname: str, imp: Any) -> None:
+    """Make what `ifname` sends in `ns` exactly `imp` (a netlab.kit.impair.Impairment): netem as the
+    root qdisc for delay, jitter and loss, with tbf under it (or alone) for a rate; none: the
+    kernel's default qdisc again."""
+    run(ns, ["tc", "qdisc", "del", "dev", ifname, "root"], check=False)  # none there: nothing to delete
+    if imp.none:
+        return
+    netem = []
+    if imp.delay_ms:
+        netem += ["delay", f"{imp.delay_ms:g}ms"] + ([f"{imp.jitter_ms:g}ms"] if imp.jitter_ms else [])
+    if imp.loss_pct:
+        netem += ["loss", f"{imp.loss_pct:g}%"]
+    tbf = ["tbf", "rate", imp.rate, "burst", "32kb", "latency", "400ms"] if imp.rate else []
+    if netem:
+        load_modules("sch_netem")
+        _tc(ns, ["qdisc", "add", "dev", ifname, "root", "handle", "1:", "netem", *netem], "netem")
+    if tbf:
+        load_modules("sch_tbf")
+        where = ["parent", "1:1", "handle", "10:"] if netem else ["root", "handle", "1:"]
+        _tc(ns, ["qdisc", "add", "dev", ifname, *where, *tbf], "tbf")
+
+
+def qdisc_available(kind: str) -> bool:
+    """Whether the kernel has the netem or tbf qdisc (loaded if a module): tried on the loopback of a
+    namespace made for the question and gone with it."""
+    load_modules(QDISC_MODULES[kind][0])
+    args = ["delay", "1ms"] if kind == "netem" else ["rate", "1mbit", "burst", "32kb", "latency", "50ms"]
+    try:
+        return subprocess.run(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", kind, *args],
+                              capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def link_qdiscs(ns: str | None, ifname: str) -> str:
+    """`tc qdisc show` of the link: what its impairments are in the kernel."""
+    return run(ns, ["tc", "qdisc", "show", "dev", ifname], check=False).stdout
+
+
 # --- IPVS (kube-proxy's ipvs mode) -------------------------------------------------------------
 
 IPVS_MISSING = ("IPVS mode needs the kernel's IP Virtual Server (the ip_vs module, CONFIG_IP_VS), which this kernel "
                 "lacks (no /proc/net/ip_vs); use proxyMode iptables or nftables, or a kernel with ip_vs (the Vagrant VM)")
 
 
+def load_modules(*names: str) -> bool:
+    """modprobe each kernel module (as kube-proxy and kubeadm's preflight do: a stock kernel loads
+    ip_vs, br_netfilter or sch_netem only on demand). False if any could not be loaded."""
+    ok = True
+    for name in names:
+        try:
+            ok &= subprocess.run(["modprobe", "-q", name], capture_output=True).returncode == 0
+        except FileNotFoundError:  # no kmod: a kernel with everything built in, or nothing to load
+            ok = False
+    return ok
+
+
 def ipvs_available() -> bool:
-    """Whether the kernel has IP Virtual Server (the ip_vs module, CONFIG_IP_VS)."""
+    """Whether the kernel has IP Virtual Server (the ip_vs module, CONFIG_IP_VS), loaded if it is a
+    module, with the round-robin scheduler."""
+    if not os.path.exists("/proc/net/ip_vs"):
+        load_modules("ip_vs", "ip_vs_rr")
     return os.path.exists("/proc/net/ip_vs")
+
+
+# IP_VS_CONN_F_MASQ: the real server is reached by NAT (kube-proxy's forwarding method). pyroute2's
+# default is direct routing (3), which keeps the Service IP as the destination: the packet then
+# loops between nodes instead of reaching the pod.
+IPVS_MASQ = 0
+IPVS_PERSISTENT = 1  # IP_VS_SVC_F_PERSISTENT: sessionAffinity ClientIP
 
 
 def ipvs_apply(ns: str | None, services: dict[tuple, tuple[str, int, list[tuple[str, int]]]]) -> None:
     """Make the namespace's IPVS table exactly `services`: {(ip, port, proto): (scheduler,
-    persistence seconds, [(real ip, real port), ...])}."""
+    persistence seconds, [(real ip, real port), ...])}, every real server weight 1 by NAT (Masq)."""
     import socket
 
     from pyroute2 import IPVS, IPVSDest, IPVSService
@@ -614,15 +694,31 @@ def ipvs_apply(ns: str | None, services: dict[tuple, tuple[str, int, list[tuple[
             if key not in services:
                 ipvs.service("del", service=svc)
         for (ip, port, proto), (sched, persist, reals) in services.items():
+            flags = IPVS_PERSISTENT if persist else 0
             svc = IPVSService(addr=ip, port=port, protocol=protos[proto], sched_name=sched,
-                              **({"flags": {"flags": 1, "mask": 1}, "timeout": persist} if persist else {}))
-            if (ip, port, proto) not in current:
+                              flags={"flags": flags, "mask": IPVS_PERSISTENT}, timeout=persist)
+            old = current.get((ip, port, proto))
+            if old is None:
                 ipvs.service("add", service=svc)
-            have = {(d["addr"], d["port"]) for d in (IPVSDest.from_message(m) for m in ipvs.dest("dump", service=svc))}
-            for rip, rport in have - set(reals):
+            elif _ipvs_service_differs(old, sched, flags, persist):  # affinity or scheduler changed
+                ipvs.service("set", service=svc)
+            have = {(d["addr"], d["port"]): d for d in (IPVSDest.from_message(m) for m in ipvs.dest("dump", service=svc))}
+            for rip, rport in set(have) - set(reals):
                 ipvs.dest("del", service=svc, dest=IPVSDest(addr=rip, port=rport))
-            for rip, rport in set(reals) - have:
-                ipvs.dest("add", service=svc, dest=IPVSDest(addr=rip, port=rport, weight=1))
+            for rip, rport in reals:
+                dest = IPVSDest(addr=rip, port=rport, weight=1, fwd_method=IPVS_MASQ)
+                d = have.get((rip, rport))
+                if d is None:
+                    ipvs.dest("add", service=svc, dest=dest)
+                elif d.get("fwd_method", IPVS_MASQ) != IPVS_MASQ or d.get("weight", 1) != 1:
+                    ipvs.dest("set", service=svc, dest=dest)
+
+
+def _ipvs_service_differs(s: dict, sched: str, flags: int, persist: int) -> bool:
+    have_flags = s.get("flags", {})
+    have_flags = have_flags.get("flags", 0) if isinstance(have_flags, dict) else have_flags
+    return s.get("sched_name") != sched or (have_flags & IPVS_PERSISTENT) != flags or \
+        (bool(persist) and s.get("timeout") != persist)
 
 
 def dummy(ns: str | None, name: str) -> None:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from netlab.kit import net
+from netlab.kit import net, pace
 from netlab.kit.cluster import Cluster, ClusterError
 from netlab.kit.layout import OUTSIDE, Layout, state_root
 from netlab.lab import kubeconfig, supervisor
@@ -164,6 +164,11 @@ def build_network(cluster: Cluster) -> None:
                 net.vxlan(node.netns, VXLAN_DEV, vni=VXLAN_VNI, local=node.ip, dev="eth0", port=VXLAN_PORT,
                           mtu=VXLAN_MTU)
                 net.addr_add(node.netns, VXLAN_DEV, f"{node.pod_cidr.split('/')[0]}/32")
+            if not cluster.impairment(node.name).none:  # the cluster file's nodes[i].link
+                try:
+                    net.link_impair(node.netns, "eth0", cluster.impairment(node.name))
+                except net.NetError as e:
+                    raise LabError(f"nodes[{node.index}].link: {e}") from None
     macs = {n.name: next(link["mac"] for link in net.link_list(n.netns) if link["name"] == VXLAN_DEV)
             for n in nodes} if cluster.backend == "vxlan" else {}
     for node in nodes:
@@ -283,6 +288,7 @@ def wait_for_api(cluster: Cluster, timeout: float = 30) -> None:
 
     port = cluster.layout.apiserver_port.read_text().strip()
     ctx = ssl.create_default_context(cafile=str(cluster.layout.ca_cert))
+    timeout = pace.scaled(timeout)
     end = time.monotonic() + timeout
     while True:
         try:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from netlab.kit import net
+from netlab.kit import net, pace
 from netlab.kit.cluster import Cluster
 from netlab.kit.layout import Layout
 
@@ -113,7 +113,7 @@ def spawn(lab: str, timeout: float = 10) -> int:
         )
     # the supervisor writes its pid file once it has read its components: wait for that, so that
     # `up` returns with the supervisor running (or says why it is not)
-    end = time.monotonic() + timeout
+    end = time.monotonic() + pace.scaled(timeout)
     while time.monotonic() < end:
         if supervisor_pid(lab) == proc.pid:
             return proc.pid

@@ -274,9 +274,36 @@ def cmd_rules(args: argparse.Namespace) -> int:
     if args.raw:
         sys.stdout.write(raw(node.netns, cluster.proxy_mode))
         return 0
-    rs = routes(node.netns, cluster.proxy_mode)
+    names = None
+    if cluster.proxy_mode == "ipvs":  # the kernel's virtual servers have no names: the Services give them
+        from netlab.tools.rules import service_names
+
+        names = service_names(_lab(args.name).items("services", None), [n.ip for n in cluster.nodes])
+    rs = routes(node.netns, cluster.proxy_mode, names)
     print(f"node {node.name} ({cluster.proxy_mode} mode)")
-    sys.stdout.write(rs if isinstance(rs, str) else format_routes(rs, args.service))
+    sys.stdout.write(format_routes(rs, args.service))
+    return 0
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """Delay, jitter, loss or a rate on a node's uplink (netem and tbf); with none of them, the link
+    as it was; --show: what the kernel has on it."""
+    from netlab.kit import impair, net
+
+    cluster = Cluster.from_state(args.name)
+    node = cluster.node(args.node)
+    if not args.show:
+        try:
+            imp = impair.impairment(args.delay, args.jitter, args.loss, args.rate)
+        except impair.ImpairError as e:
+            raise ClusterError(f"netlab link: {e}") from None
+        try:
+            net.link_impair(node.netns, "eth0", imp)
+        except net.NetError as e:  # the kernel lacks netem or tbf: one line that names the module
+            print(f"netlab: {e}", file=sys.stderr)
+            return 1
+        print(f"node {node.name} uplink: {imp}")
+    sys.stdout.write(net.link_qdiscs(node.netns, "eth0"))
     return 0
 
 
@@ -369,6 +396,14 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("--node",), {"help": "node name (default: the last worker)"}),
         (("--service",), {"help": "only this Service: NAMESPACE/NAME"}),
         (("--raw",), {"action": "store_true", "help": "the kernel's whole listing, ungrouped"}),
+    ]),
+    "link": (cmd_link, "impair a node's uplink: netlab link NODE [--delay MS] [--jitter MS] [--loss PCT] [--rate R]", [
+        (("node",), {"help": "node name"}),
+        (("--delay",), {"type": float, "help": "milliseconds added to what the node sends"}),
+        (("--jitter",), {"type": float, "help": "milliseconds the delay varies by (needs --delay)"}),
+        (("--loss",), {"type": float, "help": "percent of the packets the node sends that are lost"}),
+        (("--rate",), {"help": "the link's rate as tc writes it, e.g. 10mbit"}),
+        (("--show",), {"action": "store_true", "help": "only show what the link has now"}),
     ]),
     "capture": (cmd_capture, "tcpdump in a node or a pod: netlab capture [-c N] TARGET [FILTER]", [
         (("target",), {"help": "node name, or pod name"}),

@@ -125,15 +125,62 @@ def _nft_policy_chain(chains: dict, chain: str) -> str:
     return chain
 
 
-def routes(ns: str, mode: str) -> list[Route] | str:
-    """The grouped routes of a node (IPVS: ipvsadm's own listing, which is grouped already)."""
+Names = dict[tuple[str, int, str], tuple[str, str]]  # (ip, port, TCP|UDP|SCTP) -> (ns/name[:port], kind)
+
+
+def service_names(services: list[dict], node_ips: list[str]) -> Names:
+    """Which Service port each address and port stands for: the kernel's IPVS table has no names
+    (upstream's has none either), so `netlab rules` takes them from the Services."""
+    out: Names = {}
+    for s in services:
+        spec, meta = s.get("spec", {}), s["metadata"]
+        ingress = [i["ip"] for i in (s.get("status", {}).get("loadBalancer", {}).get("ingress") or []) if i.get("ip")]
+        for p in spec.get("ports", []):
+            label = f"{meta.get('namespace', 'default')}/{meta['name']}" + (f":{p['name']}" if p.get("name") else "")
+            proto = p.get("protocol", "TCP")
+            for ip in [c for c in spec.get("clusterIPs", [spec.get("clusterIP")]) if c and c != "None"]:
+                out[(ip, p["port"], proto)] = (label, "cluster IP")
+            out.update({(ip, p["port"], proto): (label, "external IP") for ip in spec.get("externalIPs", [])})
+            out.update({(ip, p["port"], proto): (label, "loadbalancer IP") for ip in ingress})
+            if p.get("nodePort"):
+                out.update({(ip, p["nodePort"], proto): (label, "NodePort") for ip in node_ips})
+    return out
+
+
+def ipvs_routes(listing: str, names: Names | None = None) -> list[Route]:
+    """From `ipvsadm -Ln`: one route per virtual server (its scheduler and persistence as the
+    chain), its real servers with their share of the weight and their forwarding method."""
+    out: list[Route] = []
+    weights: list[list[int]] = []
+    for line in listing.splitlines():
+        m = re.match(r"(TCP|UDP|SCTP)\s+(\S+):(\d+)\s+(\S+)(.*)$", line)
+        if m:
+            proto, ip, port, sched, flags = m.groups()
+            name, kind = (names or {}).get((ip, int(port), proto), ("?", "virtual server"))
+            persist = re.search(r"persistent (\d+)", flags)
+            out.append(Route(name, f"{ip}:{port}/{proto.lower()} ({kind})",
+                             f"IPVS {sched}" + (f" persistent {persist.group(1)}s" if persist else "")))
+            weights.append([])
+            continue
+        m = re.match(r"\s+->\s+(\S+)\s+(\w+)\s+(\d+)", line)
+        if m and out:
+            out[-1].endpoints.append((m.group(1), "", m.group(2)))
+            weights[-1].append(int(m.group(3)))
+    for r, ws in zip(out, weights, strict=True):
+        total = sum(ws) or 1
+        r.endpoints = [(addr, f"{w / total:.0%}", how) for (addr, _, how), w in zip(r.endpoints, ws, strict=True)]
+    return out
+
+
+def routes(ns: str, mode: str, names: Names | None = None) -> list[Route]:
+    """The grouped routes of a node (IPVS: its virtual servers, named by `names`)."""
     if mode == "iptables":
         return iptables_routes(net.run(ns, ["iptables-save", "-t", "nat"]).stdout +
                                net.run(ns, ["iptables-save", "-t", "filter"]).stdout)
     if mode == "nftables":
         r = net.run(ns, ["nft", "-j", "list", "table", "ip", "kube-proxy"], check=False)
         return nftables_routes(json.loads(r.stdout)) if r.returncode == 0 else []
-    return net.run(ns, ["ipvsadm", "-Ln"], check=False).stdout
+    return ipvs_routes(net.run(ns, ["ipvsadm", "-Ln"], check=False).stdout, names)
 
 
 RAW = {"iptables": [["iptables-save", "-t", "filter"], ["iptables-save", "-t", "nat"]],

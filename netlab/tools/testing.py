@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from netlab.api.client import Client, apply, manifest_objects, resource_for
-from netlab.kit import net
+from netlab.kit import net, pace
 from netlab.kit.cluster import Cluster
 from netlab.lab import build as lab_mod
 from netlab.tools.packets import Sniffer, send
@@ -69,7 +69,8 @@ class Lab:
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess:
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), HOME=str(self.home))
-        p = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, env=env, timeout=timeout)
+        p = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, env=env,
+                           timeout=pace.scaled(timeout))
         if check and p.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {p.stderr.strip()}")
         return p
@@ -100,6 +101,7 @@ class Lab:
 
     @staticmethod
     def wait(pred: Callable[[], Any], timeout: float = 30, what: str = "condition", interval: float = 0.1) -> Any:
+        timeout = pace.scaled(timeout)
         end = time.monotonic() + timeout
         last = None
         while time.monotonic() < end:
@@ -162,7 +164,19 @@ class Lab:
         """Run a command as if in the container: its network, hostname and /etc (resolv.conf)."""
         pid = self.container_pid(pod, container, namespace)
         return subprocess.run(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *argv],
-                              capture_output=True, text=True, timeout=timeout, check=check)
+                              capture_output=True, text=True, timeout=pace.scaled(timeout), check=check)
+
+    def link(self, node: str, delay: float | str | None = None, jitter: float | str | None = None,
+             loss: float | str | None = None, rate: str | None = None) -> str:
+        """Impair `node`'s uplink (what it sends to the node network): delay and jitter in ms, loss in
+        percent, a rate as tc writes it (10mbit); none of them: the link as it was. Netem and tbf do
+        it (netlab.kit.net.NetError names the module where the kernel lacks one). Returns what the
+        kernel now has on the link (`tc qdisc show`)."""
+        from netlab.kit import impair
+
+        ns = self.cluster.node(node).netns
+        net.link_impair(ns, "eth0", impair.impairment(delay, jitter, loss, rate))
+        return net.link_qdiscs(ns, "eth0")
 
     def node_exec(self, node: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
         return net.run(self.cluster.node(node).netns, argv, check=False, **kwargs)

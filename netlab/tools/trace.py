@@ -84,26 +84,43 @@ def _target(lab: Lab, name: str, namespace: str) -> Target:
     raise ClusterError(f"{name!r} is not a node, pod, Service (in namespace {ns}) or IP address")
 
 
-def _probe(dst: str, port: int, proto: str, host: str = "x", path: str = "/hostname") -> str:
+def _probe(dst: str, port: int, proto: str, host: str = "x", path: str = "/hostname") -> tuple[str, int]:
+    """The probe's answer, and its source port (which finds its connection in IPVS's table)."""
     if proto == "udp":
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(2)
             s.sendto(b"hostname", (dst, port))
+            sport = s.getsockname()[1]
             try:
-                return "answer: " + s.recv(1024).decode(errors="replace").strip()
+                return "answer: " + s.recv(1024).decode(errors="replace").strip(), sport
             except OSError as e:
-                return f"no answer ({e})"
+                return f"no answer ({e})", sport
     try:
         s = socket.create_connection((dst, port), timeout=2)
     except OSError as e:
-        return f"not connected: {e.strerror or e}"
+        return f"not connected: {e.strerror or e}", 0
     with s:  # an HTTP question, as agnhost and the web images answer it
+        sport = s.getsockname()[1]
         try:
             s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
             data = s.recv(4096).split(b"\r\n\r\n", 1)
         except OSError as e:
-            return f"connected; no answer ({e.strerror or e})"
-    return "connected; answer: " + (data[1].decode(errors="replace").strip() if len(data) > 1 else "")
+            return f"connected; no answer ({e.strerror or e})", sport
+    return "connected; answer: " + (data[1].decode(errors="replace").strip() if len(data) > 1 else ""), sport
+
+
+def _ipvs_choices(lab: Lab, dst: str, port: int, proto: str, sport: int) -> dict[str, str]:
+    """In IPVS mode the load balancing is not a netfilter rule, so the trace has no DNAT to show:
+    each node's IPVS connection table (`ipvsadm -Lnc`) tells which real server took the probe."""
+    out = {}
+    for n in lab.cluster.nodes:
+        listing = net.run(n.netns, ["ipvsadm", "-Lnc"], check=False).stdout
+        for line in listing.splitlines():
+            # pro expire state source virtual destination
+            f = line.split()
+            if len(f) == 6 and f[0] == proto.upper() and f[3].endswith(f":{sport}") and f[4] == f"{dst}:{port}":
+                out[n.name] = f"ipvs {f[4]}: {f[2]}, to real server {f[5]} (masquerade)"
+    return out
 
 
 def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp", namespace: str = "default") -> Trace:
@@ -117,12 +134,20 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
     match = f"ip saddr {{ {', '.join(sorted({source.ip, src_node.ip}))} }} meta l4proto {proto}"
     if proto == "tcp":
         match += " tcp flags syn"
-    answer, outputs = _traced(cluster, match, lambda: net.call_in(
+    (answer, sport), outputs = _traced(cluster, match, lambda: net.call_in(
         src_node.netns if source.kind == "node" else lab.pod_netns(*reversed(source.name.split("/"))),
         _probe, dest.ip, port, proto))  # from the source's own network
     hops = [h for h in (_hop(name, text) for name, text in outputs.items()) if h.packets]
+    if cluster.proxy_mode == "ipvs" and sport:
+        for node, choice in _ipvs_choices(lab, dest.ip, port, proto, sport).items():
+            # what IPVS did, after the rules of the packet's first pass there
+            hop = next((h for h in hops if h.node == node), None)
+            if hop is None:
+                hop = Hop(node, [{"in": "(local)", "out": "", "what": "", "rules": []}])
+                hops.append(hop)
+            hop.packets[0]["rules"].append(choice)
     dnat = next((m.group(1) for h in hops for p in h.packets for r in p["rules"]
-                 if (m := re.search(r"dnat to ([\d.]+)", r))), dest.ip)
+                 if (m := re.search(r"(?:dnat to|to real server) ([\d.]+)", r))), dest.ip)
     route = net.run(src_node.netns, ["ip", "route", "get", dnat], check=False).stdout.splitlines()
     receiver = next((f"pod {p['metadata']['namespace']}/{p['metadata']['name']} on {p['spec']['nodeName']}"
                      for p in lab.items("pods", None) if (p.get("status") or {}).get("podIP") == dnat), None)
@@ -132,9 +157,9 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
                  receiver)
 
 
-def _traced(cluster, match: str, probe) -> tuple[str, dict[str, str]]:
+def _traced(cluster, match: str, probe) -> tuple[tuple[str, int], dict[str, str]]:
     """Run `probe()` with nftrace set, on every node, for the packets `match` selects; its answer
-    and each node's `nft monitor trace` output."""
+    (and source port) and each node's `nft monitor trace` output."""
     rules = (f"table ip {TABLE} {{\n"
              f"  chain pre {{ type filter hook prerouting priority -400; {match} meta nftrace set 1; }}\n"
              f"  chain out {{ type filter hook output priority -400; {match} meta nftrace set 1; }}\n}}\n")
@@ -200,7 +225,7 @@ def run_outside(lab: Lab, dst: str, port: int | None = None, path: str = "/hostn
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         time.sleep(0.3)
-        answer, outputs = _traced(cluster, match, lambda: net.call_in(ns, _probe, ip, port, "tcp", host, path))
+        (answer, _), outputs = _traced(cluster, match, lambda: net.call_in(ns, _probe, ip, port, "tcp", host, path))
     finally:
         arp_watch.terminate()
         arp_lines = [line.strip() for line in arp_watch.communicate(timeout=5)[0].splitlines() if line.strip()]

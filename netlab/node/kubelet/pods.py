@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from netlab.api.client import ApiError, event
-from netlab.kit import clock, net
+from netlab.kit import clock, net, pace
 from netlab.node.kubelet import runtime
 from netlab.node.kubelet.cni import CNIError, port_mappings
 from netlab.node.workloads import UnknownImage, argv_for, image_name
@@ -404,7 +404,7 @@ class PodWorker:
         return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
 
     async def run_probe(self, c: Container, spec: dict) -> tuple[bool, str]:
-        timeout = spec.get("timeoutSeconds", 1)
+        timeout = pace.scaled(spec.get("timeoutSeconds", 1))  # a probe's 1 s is longer under emulation
         ip = self.ip or "127.0.0.1"
         try:
             if "httpGet" in spec:
