@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from netlab.node.kubelet import exec as exec_mod
-from netlab.node.kubelet import logs
+from netlab.node.kubelet import logs, runtime
 from netlab.node.kubelet.pods import Container, PodWorker
 
 log = logging.getLogger("netlab.kubelet")
@@ -134,7 +134,8 @@ class KubeletServer:
             return web.Response(status=500, text=f'container not found ("{c.name}")')
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.Response(status=400, text="exec is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io)")
-        return await exec_mod.serve(request, c.proc.pid, c.env or None)
+        return await exec_mod.serve(request, c.proc.pid, c.env or None, runtime.enter_argv(c.proc, c.security),
+                                    runtime.joiner(c.cgroup))
 
 
 def log_file(w: PodWorker, c: Container, previous: bool) -> Path:

@@ -44,7 +44,8 @@ import traceback
 
 import setproctitle
 
-from netlab.kit.net import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, MS_BIND, MS_PRIVATE, MS_REC
+from netlab.kit import cgroups
+from netlab.node.kubelet import sandbox
 from netlab.node.kubelet.runtime import proc_start
 from netlab.node.workloads import builtin_args, programs  # loaded once here: every container's fork has them
 
@@ -56,50 +57,30 @@ def _check(rc: int, what: str) -> None:
         raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
 
 
-def _setns(path: str, kind: int, what: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        _check(_libc.setns(fd, kind), f"entering the {what} namespace {path}")
-    finally:
-        os.close(fd)
-
-
-def _mount(src: str | None, dst: str, fstype: str | None, flags: int, options: str | None) -> None:
-    _check(_libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags,
-                       options and options.encode()), f"mounting {src or fstype} at {dst}")
-
-
 def _child(req: dict, report: int, outputs: tuple[int, int] | None) -> None:
-    """In the forked child: become the pause or container process, its stdout and stderr the
-    relay's pipes (`outputs`) or the log file itself. Never returns."""
+    """In the forked child (already in its PID namespace): become the pause or container process
+    (sandbox.enter), its stdout and stderr the relay's pipes (`outputs`) or the log file itself.
+    Never returns."""
     code = 127
     try:
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        if req.get("netns"):
-            _setns(req["netns"], CLONE_NEWNET, "network")
-        if req.get("uts"):
-            _setns(req["uts"], CLONE_NEWUTS, "UTS")
-        if req.get("hostname"):  # the pause process: the pod's own UTS namespace and hostname
-            _check(_libc.unshare(CLONE_NEWUTS), "unshare UTS")
-            socket.sethostname(req["hostname"])
-        if req.get("mounts"):
-            _check(_libc.unshare(CLONE_NEWNS), "unshare mount")
-            _mount(None, "/", None, MS_REC | MS_PRIVATE, None)  # nothing mounted here reaches the node
-            for src, dst, fstype, options in req["mounts"]:
-                _mount(src, dst, fstype, MS_BIND if fstype is None else 0, options)
-        os.chdir(req.get("cwd") or "/")
-        null = os.open(os.devnull, os.O_RDONLY)
+        null = os.open(os.devnull, os.O_RDONLY)  # opened on the host's side: the root changes below
         if outputs is None:
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             outputs = (log, log)
+        sandbox.enter(req)
+        os.chdir(req.get("cwd") or "/")
         os.dup2(null, 0)
         os.dup2(outputs[0], 1)
         os.dup2(outputs[1], 2)
         os.closerange(3, report)
         os.closerange(report + 1, 1 << 16)
+        if req.get("pause"):
+            os.close(report)
+            sandbox.pause()
         env, argv = req.get("env") or {}, req["argv"]
         program = builtin_args(argv)
         if program is None:
@@ -116,6 +97,9 @@ def _child(req: dict, report: int, outputs: tuple[int, int] | None) -> None:
         os.close(report)
         sys.stdout = open(1, "w", closefd=False)
         sys.stderr = open(2, "w", closefd=False, buffering=1)
+        # a PID 1 gets only the signals it handles: SIGTERM ends a built-in program as it ended
+        # one before (exit status 143), as a Go program's runtime handles it
+        signal.signal(signal.SIGTERM, _terminated)
         code = 0
         try:
             programs.main(program)
@@ -137,6 +121,13 @@ def _child(req: dict, report: int, outputs: tuple[int, int] | None) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _terminated(*_) -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(128 + signal.SIGTERM)
 
 
 def _why(e: BaseException) -> str:
@@ -212,9 +203,24 @@ def _lock(fd: int, wait: float = 1.0) -> None:
 
 class Spawner:
     def __init__(self):
-        self.exits: dict[int, str] = {}  # child pid -> the file its exit status goes to
+        self.exits: dict[int, tuple[str, str]] = {}  # child pid -> (the file its exit status goes to, its cgroup)
+        self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)  # where its own children go
+
+    def _pid_namespace(self, how: str | None) -> None:
+        """Where the next fork goes: a new PID namespace ("new": the child is its PID 1), the one at a
+        path (the pod's, held by its pause process), or the spawner's own ("host", None)."""
+        _check(_libc.setns(self.pidns, sandbox.CLONE_NEWPID), "resetting the PID namespace")
+        if how == "new":
+            _check(_libc.unshare(sandbox.CLONE_NEWPID), "making a PID namespace")
+        elif how and how != "host":
+            sandbox.setns(how, sandbox.CLONE_NEWPID, "PID")
 
     def start(self, req: dict) -> dict:
+        cgroup = req.get("cgroup") or ""
+        if cgroup:  # made, with its limits, before the child joins it
+            res = req.get("resources") or {}
+            cgroups.create(cgroup, memory=res.get("memory"), cpu_quota=res.get("cpuQuota"),
+                           cpu_shares=res.get("cpuShares"))
         cri = req.get("logFormat") == "cri"
         if cri:  # the log, locked for the relay before anyone can see the container started
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
@@ -224,10 +230,18 @@ class Spawner:
         r, w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            self._pid_namespace(req.get("pidns"))
+            pid = os.fork()
+        except OSError as e:
+            for fd in (r, w, *((out_r, out_w, err_r, err_w, log) if cri else ())):
+                os.close(fd)
+            self._pid_namespace(None)
+            return {"error": _why(e)}
         if pid == 0:
             os.close(r)
             _child(req, w, (out_w, err_w) if cri else None)
+        self._pid_namespace(None)  # the log relay and everything after in the spawner's own
         os.close(w)
         if cri:
             os.close(out_w)
@@ -240,13 +254,13 @@ class Spawner:
                 relay = os.fork()
                 if relay == 0:
                     _relay({out_r: b"stdout", err_r: b"stderr"}, log)
-                self.exits[relay] = ""  # reaped without a report
+                self.exits[relay] = ("", "")  # reaped without a report
             for fd in (out_r, err_r, log):
                 os.close(fd)
         if error:
-            self.exits[pid] = ""  # reaped without a report: it never started
+            self.exits[pid] = ("", cgroup)  # reaped without a report: it never started
             return {"error": error}
-        self.exits[pid] = req.get("exit") or ""
+        self.exits[pid] = (req.get("exit") or "", cgroup)
         return {"pid": pid, "started": started}
 
     def reap(self) -> None:
@@ -259,16 +273,20 @@ class Spawner:
                 return
             if info is None or info.si_pid == 0:
                 return
-            path = self.exits.pop(info.si_pid, "")
+            path, cgroup = self.exits.pop(info.si_pid, ("", ""))
             if path:
                 code = info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
+                # OOMKilled, as containerd reports it: the OOM killer killed in the container's cgroup
+                reason = " OOMKilled" if cgroup and cgroups.oom_kills(cgroup) else ""
                 try:
                     with open(f"{path}.tmp", "w") as f:
-                        f.write(f"{code}\n")
+                        f.write(f"{code}{reason}\n")
                     os.replace(f"{path}.tmp", path)
                 except OSError:  # the pod's directory went with it
                     pass
             os.waitpid(info.si_pid, 0)
+            if cgroup:  # the container is gone: so is what it left in its cgroup (a shared PID namespace)
+                cgroups.remove(cgroup, timeout=0.5)
 
 
 def serve(path: str) -> None:
