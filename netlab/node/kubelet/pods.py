@@ -118,7 +118,11 @@ class PodWorker:
     # --- the loop --------------------------------------------------------------------------
 
     def update(self, pod: dict) -> None:
-        self.pod = pod
+        old, self.pod = self.pod["metadata"], pod
+        meta = pod["metadata"]
+        if (old.get("labels"), old.get("annotations")) != (meta.get("labels"), meta.get("annotations")) and any(
+                "downwardAPI" in v or "projected" in v for v in (pod.get("spec") or {}).get("volumes") or []):
+            asyncio.get_running_loop().create_task(self.refresh_volumes())  # the files follow the labels
         self.wake.set()
 
     async def run(self) -> None:

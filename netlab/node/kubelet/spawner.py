@@ -79,6 +79,7 @@ def _child(req: dict, report: int, outputs: tuple[int, int] | None) -> None:
         os.closerange(3, report)
         os.closerange(report + 1, 1 << 16)
         if req.get("pause"):
+            setproctitle.setproctitle("/pause")
             os.close(report)
             sandbox.pause()
         env, argv = req.get("env") or {}, req["argv"]
