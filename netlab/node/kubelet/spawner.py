@@ -4,15 +4,17 @@ reports how they ended (containerd and its shims, on a real node).
     python -m netlab.node.kubelet.spawner --socket <state>/nodes/<node>/runtime.sock
 
 It is one single-threaded process per node that has the built-in programs loaded, and starts
-each pause and container process as a fork of itself (a zygote): the child enters the pod's
-network and UTS namespaces, takes a mount namespace of its own with the /etc and /run overlays
-and the volumes, then either runs a built-in program in place (no interpreter start, no imports:
-a fork's pages are shared with this process until written) or executes the command. Starting a
-Python interpreter per container was most of a pod's start-up CPU.
+each pause and container process as a fork of itself (a zygote): the fork goes into its PID
+namespace (set up here before the fork: a new one, the pod's, or the host's), then makes itself
+the container (sandbox.py: cgroup, the pod's namespaces, a private root, its privileges) and either
+runs a built-in program in place (no interpreter start, no imports: a fork's pages are shared with
+this process until written) or executes the command. Starting a Python interpreter per container
+was most of a pod's start-up CPU.
 
 Because the children are its own, it is the one that sees them exit: it writes each exit status
-(128 + signal for a signalled process, as runtimes report it) to the file the kubelet named, so
-the kubelet knows how a container ended even across its own restarts.
+(128 + signal for a signalled process, as runtimes report it, and "OOMKilled" if the OOM killer
+killed in its cgroup) to the file the kubelet named, so the kubelet knows how a container ended
+even across its own restarts; then it removes the container's cgroup with what is left in it.
 
 A container's stdout and stderr are pipes to a log relay of its own (conmon, or containerd's
 shim, on a real node): a fork that writes each line to the container's log in the CRI logging
@@ -20,8 +22,11 @@ format (`<RFC3339Nano time> stdout|stderr F|P <line>`, what the kubelet serves w
 and sinceSeconds), holds an flock on the log until the container's last writer is gone (so a
 reader knows the log is complete), and outlives a restart of the spawner.
 
-One request per connection, JSON both ways:
-    {"netns": path|null, "uts": path|null, "hostname": name|null, "mounts": [[src, dst, fstype, options]],
+One request per connection, JSON both ways (runtime.start_pause and container_request make them):
+    {"netns": path|null, "pidns": "new"|"host"|path, "ipc": "new"|path|null, "uts": "new"|path|null,
+     "hostname": name|null, "cgroup": path|null, "resources": {"memory", "cpuQuota", "cpuShares"},
+     "root": {"scratch", "hide", "keep", "mounts", "cwd", "readOnly", "privileged"} | {"scratch", "empty", "tmpfs"},
+     "security": {"caps", "uid", "gid", "groups", "noNewPrivs"}, "pause": bool,
      "argv": [...], "env": {...}, "cwd": "/", "log": path, "logFormat": "cri"|absent (raw), "exit": path}
     -> {"pid": N, "started": ticks} or {"error": "..."}   (runtime.request is the kubelet's side)
 """
