@@ -59,10 +59,12 @@ def attacker(netlab_lab):
 def test_the_labs_secrets_and_the_runtime_socket_are_not_in_a_pod(netlab_lab, attacker):
     lab, layout = netlab_lab, netlab_lab.cluster.layout
     node = layout.node(attacker["spec"]["nodeName"])
-    for path in (layout.token, layout.ca_key, layout.store_db, node.runtime_socket, "/var/lib/netlab", "/run/netns"):
-        assert Path(path).exists() or str(path) == "/var/lib/netlab"  # the host has them
+    for path in (layout.token, layout.ca_key, layout.store_db, node.runtime_socket, layout.state):
+        assert Path(path).exists()  # the host has them
         out = run(lab, "iso-attacker", "ls", "-d", str(path))
         assert out.returncode != 0 and "No such file" in out.stderr, (path, out.stdout)
+    for path, mine in (("/var/lib/netlab", ""), ("/run", "secrets\n"), ("/tmp", "")):  # whatever the host has there
+        assert run(lab, "iso-attacker", "ls", "-A", path).stdout == mine, path  # /run: the service account's mount
     assert run(lab, "iso-attacker", "cat", str(layout.token)).returncode != 0
     # the container's root is the host's filesystem (its tools) without the private parts
     assert run(lab, "iso-attacker", "ls", "/root", "/tmp").stdout.split() == ["/root:", "/tmp:"]
@@ -91,9 +93,9 @@ def test_another_pods_processes_are_not_visible_or_signalable(netlab_lab, victim
     assert out.returncode != 0
     time.sleep(0.3)
     assert Path(f"/proc/{victim_pid}").exists(), "the other pod's container lives on"
-    # pods have their own IPC and UTS namespaces too
+    # pods have their own IPC and UTS namespaces too (the test runs in the host's)
     for ns in ("ipc", "uts", "pid", "mnt", "cgroup"):
-        assert os.readlink(f"/proc/{victim_pid}/ns/{ns}") != os.readlink(f"/proc/1/ns/{ns}"), ns
+        assert os.readlink(f"/proc/{victim_pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
         assert os.readlink(f"/proc/{victim_pid}/ns/{ns}") != os.readlink(
             f"/proc/{lab.container_pid(attacker)}/ns/{ns}"), ns
 

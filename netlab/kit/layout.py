@@ -18,6 +18,7 @@ component or a tool derives from a lab's name. Nothing else spells them out.
         cni/net.d/10-netlab.conflist   the node's CNI configuration
         cni/agent.sock, cni/ipam/      the CNI agent's socket, netlab-ipam's data
         runtime.sock                   the node's runtime (the spawner)
+        attach/<hash>.sock             each container's attach streams (its log relay's)
         pki/kubelet.crt, kubelet.key   the kubelet's serving certificate (port 10250)
         rootfs/                        an empty directory: where each container's root is put together,
                                        inside the container's own mount namespace
@@ -33,6 +34,7 @@ pod's uid>` (a pod).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +148,11 @@ class NodeLayout:
     @property
     def kubelet_key(self) -> Path:
         return self.dir / "pki" / "kubelet.key"
+
+    def attach_socket(self, uid: str, container: str) -> Path:
+        """Where a container's log relay serves its attach streams (a short name: a unix socket's
+        path has 107 bytes at most)."""
+        return self.dir / "attach" / (hashlib.sha256(f"{uid}/{container}".encode()).hexdigest()[:16] + ".sock")
 
     @property
     def rootfs(self) -> Path:

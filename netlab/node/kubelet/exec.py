@@ -21,6 +21,8 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from netlab.node.kubelet import relay
+
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
@@ -128,5 +130,59 @@ async def serve(request: web.Request, pid: int, env: dict[str, str] | None = Non
             loop.remove_reader(master)
             os.close(master)
         reading.cancel()
+        await ws.close()
+    return ws
+
+
+async def attach(request: web.Request, socket_path: Path) -> web.WebSocketResponse:
+    """Attach the WebSocket to a running container's stdio, through its log relay's attach socket
+    (relay.py): its output from now on on the stdout and stderr channels the client asked for, the
+    client's stdin (and terminal resizes) to it; the final Status once the container's output ends."""
+    q = request.query
+    want = {STDOUT: q.get("stdout", "1") in ("1", "true"), STDERR: q.get("stderr", "1") in ("1", "true")}
+    want_stdin = q.get("stdin") in ("1", "true")
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
+    await ws.prepare(request)
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+    except OSError as e:
+        await ws.send_bytes(bytes([ERROR]) + json.dumps({"metadata": {}, "status": "Failure", "message":
+                                                         f"cannot attach: {e.strerror}"}).encode())
+        await ws.close()
+        return ws
+
+    async def outputs() -> None:
+        while True:
+            try:
+                head = await reader.readexactly(relay.FRAME.size)
+                stream, n = relay.FRAME.unpack(head)
+                data = await reader.readexactly(n)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if want.get(stream):
+                await ws.send_bytes(bytes([stream]) + data)
+
+    async def inputs() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            stream, data = msg.data[0], msg.data[1:]
+            if stream == STDIN and want_stdin and data:
+                writer.write(relay.frame(relay.STDIN, data))
+            elif stream == RESIZE:
+                writer.write(relay.frame(relay.RESIZE, data))
+            elif stream == CLOSE and data[:1] == bytes([STDIN]):
+                writer.write(relay.frame(relay.CLOSE, data[:1]))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+
+    reading = asyncio.create_task(inputs())
+    try:
+        done, _ = await asyncio.wait([asyncio.create_task(outputs()), reading], return_when=asyncio.FIRST_COMPLETED)
+        if reading not in done:  # the container's output ended: so does the attach
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(0)).encode())
+    finally:
+        reading.cancel()
+        writer.close()
         await ws.close()
     return ws

@@ -29,8 +29,8 @@ KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "Cont
 class Container:
     """What the kubelet tracks for one container between syncs."""
 
-    def __init__(self, spec: dict, init: bool):
-        self.spec, self.init, self.name = spec, init, spec["name"]
+    def __init__(self, spec: dict, init: bool, ephemeral: bool = False):
+        self.spec, self.init, self.name, self.ephemeral = spec, init, spec["name"], ephemeral
         self.proc: runtime.Process | None = None
         self.restarts = 0
         self.started_at: str | None = None
@@ -84,7 +84,8 @@ class PodWorker:
         self.pause: runtime.Process | None = None
         self.cni_result: dict | None = None
         self.ip: str | None = None
-        self.containers = [Container(c, True) for c in (pod.get("spec") or {}).get("initContainers") or []] + \
+        self.containers = [Container(c, False, True) for c in (pod.get("spec") or {}).get("ephemeralContainers") or []] + \
+                          [Container(c, True) for c in (pod.get("spec") or {}).get("initContainers") or []] + \
                           [Container(c, False) for c in (pod.get("spec") or {}).get("containers") or []]
         self.sandbox_error: str | None = None
         self.sandbox_retry = 0.0
@@ -120,6 +121,10 @@ class PodWorker:
     def update(self, pod: dict) -> None:
         old, self.pod = self.pod["metadata"], pod
         meta = pod["metadata"]
+        known = {c.name for c in self.containers}
+        for spec in (pod.get("spec") or {}).get("ephemeralContainers") or []:  # `kubectl debug` adds them
+            if spec["name"] not in known:
+                self.containers.append(Container(spec, False, True))
         if (old.get("labels"), old.get("annotations")) != (meta.get("labels"), meta.get("annotations")) and any(
                 "downwardAPI" in v or "projected" in v for v in (pod.get("spec") or {}).get("volumes") or []):
             asyncio.get_running_loop().create_task(self.refresh_volumes())  # the files follow the labels
@@ -298,6 +303,14 @@ class PodWorker:
         if problems:
             await self.waiting(c, "CreateContainerConfigError", "; ".join(problems), "Failed")
             return
+        pidns = None
+        if c.ephemeral and spec.get("targetContainerName"):  # kubectl debug --target: the target's processes
+            target = next((x for x in self.containers if x.name == spec["targetContainerName"]), None)
+            if target is None or target.proc is None or not target.proc.alive():
+                await self.waiting(c, "ContainerCreating", f"target container {spec['targetContainerName']} is not "
+                                   "running", None, 1)
+                return
+            pidns = f"/proc/{target.proc.pid}/ns/pid"
         c.security, c.cgroup = sec, (self.where.container_cgroup(c.name, c.restarts) if self.where.cgroup else None)
         log_file = self.where.log(c.name)
         if c.restarts and log_file.exists():
@@ -306,7 +319,9 @@ class PodWorker:
             await self.record("Pulled", f'Container image "{spec.get("image")}" already present on machine')
         req = runtime.container_request(netns=self.netns, pause=self.pause, spec=pod_spec, argv=argv, env=env,
                                         workdir=spec.get("workingDir", "/"), mounts=mounts + more, log=log_file,
-                                        cgroup=c.cgroup, security=sec, resources=res, scratch=self.k.node_layout.rootfs)
+                                        cgroup=c.cgroup, security=sec, resources=res, scratch=self.k.node_layout.rootfs,
+                                        container=spec, attach=self.k.node_layout.attach_socket(self.uid, c.name),
+                                        pidns=pidns)
         try:
             c.proc = await asyncio.to_thread(runtime.start_container, self.k.runtime, req, self.where.exit_file(c.name))
         except runtime.Unavailable as e:  # no runtime to ask: the container waits, and is tried again
@@ -342,8 +357,10 @@ class PodWorker:
 
     async def run_containers(self) -> None:
         policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
-        for c in self.containers:
+        for c in sorted(self.containers, key=lambda c: c.ephemeral):  # ephemeral ones once the pod runs
             if c.init and c.done:
+                continue
+            if c.ephemeral and (c.done or not all(x.done for x in self.containers if x.init)):
                 continue
             if c.proc is not None and not c.proc.alive():
                 await self.exited(c, policy)
@@ -377,6 +394,9 @@ class PodWorker:
     async def ended(self, c: Container, policy: str, term: dict) -> None:
         code = term["exitCode"]
         c.proc, c.ready = None, False
+        if c.ephemeral:  # never restarted
+            c.done, c.state = True, {"terminated": term}
+            return
         restart = policy == "Always" or (policy == "OnFailure" and code != 0)
         if c.init:
             restart = code != 0 and policy != "Never"
@@ -409,7 +429,7 @@ class PodWorker:
 
     async def probe(self) -> None:
         for c in self.containers:
-            if c.init or c.proc is None or not c.proc.alive():
+            if c.init or c.ephemeral or c.proc is None or not c.proc.alive():
                 continue
             t = time.monotonic()
             kinds = ["startupProbe"] if not c.startup_ok else ["livenessProbe", "readinessProbe"]
@@ -549,7 +569,8 @@ class PodWorker:
     def status(self) -> dict:
         spec = self.pod.get("spec") or {}
         inits = [c for c in self.containers if c.init]
-        mains = [c for c in self.containers if not c.init]
+        mains = [c for c in self.containers if not c.init and not c.ephemeral]
+        ephemeral = [c for c in self.containers if c.ephemeral]
         initialized = all(c.done for c in inits)
 
         def cstatus(c: Container) -> dict:
@@ -617,6 +638,8 @@ class PodWorker:
             out["podIP"], out["podIPs"] = self.ip, [{"ip": self.ip}]
         if inits:
             out["initContainerStatuses"] = [cstatus(c) for c in inits]
+        if ephemeral:
+            out["ephemeralContainerStatuses"] = [dict(cstatus(c), ready=False) for c in ephemeral]
         if self.sandbox_error:
             out["message"] = self.sandbox_error
         return out

@@ -242,12 +242,16 @@ def kept_paths(hide: list[str]) -> list[str]:
 
 def container_request(*, netns: str | None, pause: Process | None, spec: dict, argv: list[str], env: dict[str, str],
                       workdir: str, mounts: list[dict], log: Path, cgroup: str | None, security: dict,
-                      resources: dict, scratch: Path) -> dict:
+                      resources: dict, scratch: Path, container: dict | None = None, attach: Path | None = None,
+                      pidns: str | None = None) -> dict:
     """What the spawner is asked to start for a container: the pod's namespaces (its own PID
     namespace unless shareProcessNamespace or hostPID), its cgroup and limits, a private root with
     `mounts` (pod files, volumes), its privileges."""
     pid_of = pause.pid if pause is not None else None
-    if spec.get("hostPID"):
+    container = container or {}
+    if pidns:  # an ephemeral container's target's
+        pass
+    elif spec.get("hostPID"):
         pidns = "host"
     elif spec.get("shareProcessNamespace") and pid_of:
         pidns = f"/proc/{pid_of}/ns/pid"
@@ -261,7 +265,9 @@ def container_request(*, netns: str | None, pause: Process | None, spec: dict, a
             "uts": pid_of and f"/proc/{pid_of}/ns/uts", "cgroup": cgroup if cgroup and cgroups.available() else None,
             "resources": resources, "root": root,
             "security": {k: security.get(k) for k in ("caps", "uid", "gid", "groups", "noNewPrivs")},
-            "argv": argv, "env": env, "cwd": workdir or "/", "log": str(log), "logFormat": "cri"}
+            "argv": argv, "env": env, "cwd": workdir or "/", "log": str(log), "logFormat": "cri",
+            "stdin": bool(container.get("stdin")), "stdinOnce": bool(container.get("stdinOnce")),
+            "tty": bool(container.get("tty")), "attach": attach and str(attach)}
 
 
 def start_container(sock: Path, req: dict, exit_file: Path) -> Process:

@@ -117,9 +117,11 @@ def _overlay(scratch: str, hide: list[str]) -> str:
     upper, work, root = f"{scratch}/upper", f"{scratch}/work", f"{scratch}/root"
     for d in (upper, work, root):
         os.mkdir(d)
+    done: list[str] = []
     for path in hide:
-        if os.path.islink(path) or not os.path.isdir(path):
-            continue
+        if os.path.islink(path) or not os.path.isdir(path) or any(path.startswith(d + "/") for d in done):
+            continue  # not there, or already under a hidden one
+        done.append(path.rstrip("/"))
         made = upper
         for part in path.strip("/").split("/"):
             made += "/" + part
@@ -226,10 +228,10 @@ def make_root(root: dict) -> None:
         cwd = root.get("cwd") or "/"
         if not os.path.isdir(cwd):  # a working directory the image lacks is made, as runc makes it
             os.makedirs(cwd, exist_ok=True)
-        if root.get("readOnly"):
-            mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_NODEV | MS_RDONLY)
     _check(_libc.umount2(OLD_ROOT.encode(), MNT_DETACH), "detaching the host's root")
     os.rmdir(OLD_ROOT)
+    if root.get("readOnly"):
+        mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_NODEV | MS_RDONLY)
 
 
 class _CapHeader(ctypes.Structure):
@@ -248,6 +250,18 @@ def last_cap() -> int:
         return 40
 
 
+def _permitted() -> int:
+    """This process's permitted capabilities (read once, while /proc is the host's)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    return (1 << 64) - 1
+
+
+PERMITTED = _permitted()
+
+
 def drop_privileges(sec: dict) -> None:
     """The capability bounding set to `caps` (and as root the effective and permitted sets too; the
     inheritable and ambient sets empty, as containerd leaves them), the user, groups, no_new_privs."""
@@ -264,8 +278,8 @@ def drop_privileges(sec: dict) -> None:
         os.setresgid(gid, gid, gid)
     if uid is not None:
         os.setresuid(uid, uid, uid)  # from root to another user: the kernel clears the capabilities
-    if not uid:
-        mask = sum(1 << c for c in keep)
+    if not uid:  # (what this process has: a privileged container gets every capability there is to give)
+        mask = sum(1 << c for c in keep) & PERMITTED
         data = (_CapData * 2)(_CapData(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0),
                               _CapData(mask >> 32, mask >> 32, 0))
         _check(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "setting capabilities")

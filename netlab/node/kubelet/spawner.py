@@ -16,17 +16,16 @@ Because the children are its own, it is the one that sees them exit: it writes e
 killed in its cgroup) to the file the kubelet named, so the kubelet knows how a container ended
 even across its own restarts; then it removes the container's cgroup with what is left in it.
 
-A container's stdout and stderr are pipes to a log relay of its own (conmon, or containerd's
-shim, on a real node): a fork that writes each line to the container's log in the CRI logging
-format (`<RFC3339Nano time> stdout|stderr F|P <line>`, what the kubelet serves with timestamps
-and sinceSeconds), holds an flock on the log until the container's last writer is gone (so a
-reader knows the log is complete), and outlives a restart of the spawner.
+A container's stdout and stderr are pipes (with `tty`, a terminal) to a log relay of its own
+(relay.py: conmon, or containerd's shim, on a real node), a fork that writes its log and serves
+its attach socket, holding its stdin open with `stdin`.
 
 One request per connection, JSON both ways (runtime.start_pause and container_request make them):
     {"netns": path|null, "pidns": "new"|"host"|path, "ipc": "new"|path|null, "uts": "new"|path|null,
      "hostname": name|null, "cgroup": path|null, "resources": {"memory", "cpuQuota", "cpuShares"},
      "root": {"scratch", "hide", "keep", "mounts", "cwd", "readOnly", "privileged"} | {"scratch", "empty", "tmpfs"},
      "security": {"caps", "uid", "gid", "groups", "noNewPrivs"}, "pause": bool,
+     "stdin": bool, "stdinOnce": bool, "tty": bool, "attach": socket path (the relay serves attach there),
      "argv": [...], "env": {...}, "cwd": "/", "log": path, "logFormat": "cri"|absent (raw), "exit": path}
     -> {"pid": N, "started": ticks} or {"error": "..."}   (runtime.request is the kubelet's side)
 """
@@ -44,6 +43,7 @@ import shutil
 import signal
 import socket
 import sys
+import termios
 import time
 import traceback
 
@@ -51,6 +51,8 @@ import setproctitle
 
 from netlab.kit import cgroups
 from netlab.node.kubelet import sandbox
+from netlab.node.kubelet.relay import Relay
+from netlab.node.kubelet.relay import run as run_relay
 from netlab.node.kubelet.runtime import proc_start
 from netlab.node.workloads import builtin_args, programs  # loaded once here: every container's fork has them
 
@@ -62,10 +64,10 @@ def _check(rc: int, what: str) -> None:
         raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
 
 
-def _child(req: dict, report: int, outputs: tuple[int, int] | None) -> None:
+def _child(req: dict, report: int, stdio: tuple[int | None, int, int] | None) -> None:
     """In the forked child (already in its PID namespace): become the pause or container process
-    (sandbox.enter), its stdout and stderr the relay's pipes (`outputs`) or the log file itself.
-    Never returns."""
+    (sandbox.enter), its stdin, stdout and stderr the relay's pipes or terminal (`stdio`; no stdin:
+    /dev/null) or the log file itself. Never returns."""
     code = 127
     try:
         os.setsid()
@@ -73,14 +75,16 @@ def _child(req: dict, report: int, outputs: tuple[int, int] | None) -> None:
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         null = os.open(os.devnull, os.O_RDONLY)  # opened on the host's side: the root changes below
-        if outputs is None:
+        if stdio is None:
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            outputs = (log, log)
+            stdio = (None, log, log)
         sandbox.enter(req)
         os.chdir(req.get("cwd") or "/")
-        os.dup2(null, 0)
-        os.dup2(outputs[0], 1)
-        os.dup2(outputs[1], 2)
+        os.dup2(null if stdio[0] is None else stdio[0], 0)
+        os.dup2(stdio[1], 1)
+        os.dup2(stdio[2], 2)
+        if req.get("tty"):  # the terminal is the container's controlling terminal
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         os.closerange(3, report)
         os.closerange(report + 1, 1 << 16)
         if req.get("pause"):
@@ -142,57 +146,6 @@ def _why(e: BaseException) -> str:
     return str(e)
 
 
-MAX_LINE = 16 * 1024  # a longer line is logged in parts (P), as containerd does
-
-
-def _stamp(ns: int) -> bytes:
-    """RFC3339Nano in UTC, as Go formats it (trailing zeros of the fraction dropped)."""
-    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
-    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + (f".{frac}" if frac else "")
-            + "Z").encode()
-
-
-def _relay(streams: dict[int, bytes], log: int) -> None:
-    """In a forked child: copy the container's output pipes (fd -> stream name) to its log in the
-    CRI format until every writer is gone, holding the log's flock (taken by the spawner) all along.
-    Never returns."""
-    try:
-        os.setsid()  # not in the spawner's process group: stopping the runtime leaves it running
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        setproctitle.setproctitle("netlab-log-relay")
-        keep = {log, *streams}
-        for fd in map(int, os.listdir("/proc/self/fd")):
-            if fd > 2 and fd not in keep:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        partial = dict.fromkeys(streams, b"")
-        sel = selectors.DefaultSelector()
-        for fd in streams:
-            sel.register(fd, selectors.EVENT_READ)
-        while sel.get_map():
-            for key, _ in sel.select():
-                fd = key.fd
-                data = os.read(fd, 65536)
-                ts, name = _stamp(time.time_ns()), streams[fd]
-                if not data:  # the last writer is gone: what is left is a full line, as containerd logs it
-                    sel.unregister(fd)
-                    lines, partial[fd] = ([partial[fd]] if partial[fd] else []), b""
-                else:
-                    lines = (partial[fd] + data).split(b"\n")
-                    partial[fd] = lines.pop()
-                out = [b"%s %s F %s\n" % (ts, name, line) for line in lines]
-                while len(partial[fd]) >= MAX_LINE:
-                    out.append(b"%s %s P %s\n" % (ts, name, partial[fd][:MAX_LINE]))
-                    partial[fd] = partial[fd][MAX_LINE:]
-                buf = memoryview(b"".join(out))
-                while buf:
-                    buf = buf[os.write(log, buf):]
-    finally:
-        os._exit(0)
-
-
 def _lock(fd: int, wait: float = 1.0) -> None:
     """The log's exclusive flock, without blocking the spawner on a reader's brief shared lock or on
     an earlier run's relay still draining into the same file (then the log goes unlocked)."""
@@ -228,11 +181,36 @@ class Spawner:
             cgroups.create(cgroup, memory=res.get("memory"), cpu_quota=res.get("cpuQuota"),
                            cpu_shares=res.get("cpuShares"))
         cri = req.get("logFormat") == "cri"
+        mine: list[int] = []  # the spawner's ends, closed once the relay has them
+        theirs: list[int] = []  # the child's ends, closed here once it has them
+        stdio = relay = None
         if cri:  # the log, locked for the relay before anyone can see the container started
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             _lock(log)
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            if req.get("tty"):  # a terminal: its slave is the container's stdio, its master the relay's
+                master, slave = os.openpty()
+                os.set_inheritable(master, False)
+                os.set_inheritable(slave, False)
+                stdio, mine, theirs = (slave, slave, slave), [master, log], [slave]
+                relay = Relay({master: b"stdout"}, log, tty=master, stdin_once=bool(req.get("stdinOnce")))
+            else:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                in_r = in_w = None
+                if req.get("stdin"):  # held open by the relay, written by attach clients
+                    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                stdio = (in_r, out_w, err_w)
+                mine = [out_r, err_r, log, *([in_w] if in_w is not None else [])]
+                theirs = [out_w, err_w, *([in_r] if in_r is not None else [])]
+                relay = Relay({out_r: b"stdout", err_r: b"stderr"}, log, stdin=in_w,
+                              stdin_once=bool(req.get("stdinOnce")))
+            if req.get("attach"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(req["attach"])
+                os.makedirs(os.path.dirname(req["attach"]), exist_ok=True)
+                relay.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                relay.listener.bind(req["attach"])
+                relay.listener.listen(8)
         r, w = os.pipe2(os.O_CLOEXEC)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -240,29 +218,32 @@ class Spawner:
             self._pid_namespace(req.get("pidns"))
             pid = os.fork()
         except OSError as e:
-            for fd in (r, w, *((out_r, out_w, err_r, err_w, log) if cri else ())):
+            for fd in (r, w, *mine, *theirs):
                 os.close(fd)
+            if relay is not None and relay.listener is not None:
+                relay.listener.close()
             self._pid_namespace(None)
             return {"error": _why(e)}
         if pid == 0:
             os.close(r)
-            _child(req, w, (out_w, err_w) if cri else None)
+            _child(req, w, stdio)
         self._pid_namespace(None)  # the log relay and everything after in the spawner's own
         os.close(w)
-        if cri:
-            os.close(out_w)
-            os.close(err_w)
+        for fd in theirs:
+            os.close(fd)
         started = proc_start(pid)
         with os.fdopen(r, "rb") as f:
             error = f.read().decode(errors="replace")
-        if cri:
+        if relay is not None:
             if not error:
-                relay = os.fork()
-                if relay == 0:
-                    _relay({out_r: b"stdout", err_r: b"stderr"}, log)
-                self.exits[relay] = ("", "")  # reaped without a report
-            for fd in (out_r, err_r, log):
+                child = os.fork()
+                if child == 0:
+                    run_relay(relay, {*mine, *([relay.listener.fileno()] if relay.listener else [])})
+                self.exits[child] = ("", "")  # reaped without a report
+            for fd in mine:
                 os.close(fd)
+            if relay.listener is not None:
+                relay.listener.close()
         if error:
             self.exits[pid] = ("", cgroup)  # reaped without a report: it never started
             return {"error": error}
