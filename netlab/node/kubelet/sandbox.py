@@ -24,11 +24,13 @@ others), the user and groups, no_new_privs if asked.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import platform
 import signal
 import socket
 import stat
+import struct
 
 from netlab.kit import cgroups
 
@@ -309,6 +311,17 @@ def enter(req: dict) -> None:
         make_root(req["root"])
     if req.get("security") is not None:
         drop_privileges(req["security"])
+
+
+TIOCSPTLCK, TIOCGPTN = 0x40045431, 0x80045430
+
+
+def open_pty() -> tuple[int, int]:
+    """A terminal from the container's own /dev/pts (so that it is /dev/pts/N in there): master, slave."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, struct.pack("I", 0)))[0]
+    return master, os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NOCTTY)
 
 
 def pause() -> None:

@@ -64,10 +64,11 @@ def _check(rc: int, what: str) -> None:
         raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
 
 
-def _child(req: dict, report: int, stdio: tuple[int | None, int, int] | None) -> None:
+def _child(req: dict, report: int, stdio: tuple | None) -> None:
     """In the forked child (already in its PID namespace): become the pause or container process
-    (sandbox.enter), its stdin, stdout and stderr the relay's pipes or terminal (`stdio`; no stdin:
-    /dev/null) or the log file itself. Never returns."""
+    (sandbox.enter), its stdin, stdout and stderr the relay's pipes (`stdio`; no stdin: /dev/null),
+    a terminal (("pty", socket): its master goes back through the socket) or the log file itself.
+    Never returns."""
     code = 127
     try:
         os.setsid()
@@ -80,6 +81,11 @@ def _child(req: dict, report: int, stdio: tuple[int | None, int, int] | None) ->
             stdio = (None, log, log)
         sandbox.enter(req)
         os.chdir(req.get("cwd") or "/")
+        if stdio[0] == "pty":  # in the container's own /dev/pts, as the container's user, as runc's console
+            master, slave = sandbox.open_pty()
+            socket.send_fds(socket.socket(fileno=stdio[1]), [b"pty"], [master])
+            os.close(master)
+            stdio = (slave, slave, slave)
         os.dup2(null if stdio[0] is None else stdio[0], 0)
         os.dup2(stdio[1], 1)
         os.dup2(stdio[2], 2)
@@ -187,12 +193,10 @@ class Spawner:
         if cri:  # the log, locked for the relay before anyone can see the container started
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             _lock(log)
-            if req.get("tty"):  # a terminal: its slave is the container's stdio, its master the relay's
-                master, slave = os.openpty()
-                os.set_inheritable(master, False)
-                os.set_inheritable(slave, False)
-                stdio, mine, theirs = (slave, slave, slave), [master, log], [slave]
-                relay = Relay({master: b"stdout"}, log, tty=master, stdin_once=bool(req.get("stdinOnce")))
+            if req.get("tty"):  # a terminal the child opens in its own /dev/pts, its master sent back here
+                pty_here, pty_there = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+                stdio, mine, theirs = ("pty", pty_there.fileno(), 0), [log], []
+                relay = Relay({}, log, stdin_once=bool(req.get("stdinOnce")))
             else:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -234,6 +238,19 @@ class Spawner:
         started = proc_start(pid)
         with os.fdopen(r, "rb") as f:
             error = f.read().decode(errors="replace")
+        if relay is not None and req.get("tty"):
+            pty_there.close()
+            pty_here.setblocking(False)
+            try:
+                _, fds, _, _ = socket.recv_fds(pty_here, 16, 1)
+            except OSError:
+                fds = []
+            pty_here.close()
+            if fds:
+                relay.streams, relay.partial, relay.tty = {fds[0]: b"stdout"}, {fds[0]: b""}, fds[0]
+                mine.append(fds[0])
+            elif not error:
+                error = "the container's terminal did not come back"
         if relay is not None:
             if not error:
                 child = os.fork()
