@@ -109,3 +109,20 @@ def test_a_terminal_with_its_size(spawner, tmp_path):
         time.sleep(0.05)
     assert proc.exit_code() == 3
     assert "40 100" in pod.log("c").read_text()
+
+
+def test_an_ephemeral_container_sees_its_targets_processes(spawner, tmp_path):
+    """kubectl debug --target: the debug container joins the target container's PID namespace."""
+    target, pod, _ = start(spawner, tmp_path, ["sleep", "300"], {})
+    req = runtime.container_request(
+        netns=None, pause=None, spec={}, argv=["sh", "-c", "ps -eo pid,args"], env={"PATH": "/usr/bin:/bin"},
+        workdir="/", mounts=[], log=pod.log("debugger"), cgroup=pod.container_cgroup("debugger", 0),
+        security=security.context(POD, {"name": "debugger"}, sandbox.last_cap()), resources={},
+        scratch=tmp_path / "rootfs", container={"name": "debugger"}, pidns=f"/proc/{target.pid}/ns/pid")
+    debug = runtime.start_container(spawner, req, pod.exit_file("debugger"))
+    end = time.monotonic() + 10
+    while debug.alive() and time.monotonic() < end:
+        time.sleep(0.05)
+    out = pod.log("debugger").read_text()
+    assert " stdout F     1 sleep 300" in out, out
+    runtime.stop([target], 1)
