@@ -46,6 +46,8 @@ import sys
 import termios
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import setproctitle
 
@@ -166,6 +168,20 @@ def _lock(fd: int, wait: float = 1.0) -> None:
             time.sleep(0.005)
 
 
+@dataclass
+class Pending:
+    """A child forked, its program not yet executed: `report` is readable at its exec (EOF) or once
+    it says why it could not start."""
+    pid: int
+    started: int | None
+    report: int
+    relay: Relay | None
+    mine: list[int]
+    pty: socket.socket | None
+    answer: Callable[[dict], None] | None = None
+    said: bytes = b""
+
+
 class Spawner:
     def __init__(self):
         self.exits: dict[int, tuple[str, str]] = {}  # child pid -> (the file its exit status goes to, its cgroup)
@@ -180,7 +196,9 @@ class Spawner:
         elif how and how != "host":
             sandbox.setns(how, sandbox.CLONE_NEWPID, "PID")
 
-    def start(self, req: dict) -> dict:
+    def start(self, req: dict) -> dict | Pending:
+        """Fork the child; the answer comes with finish(), once the child has executed its program
+        (the child's setup, a cgroup join's wait among it, does not hold the spawner up)."""
         cgroup = req.get("cgroup") or ""
         if cgroup:  # made, with its limits, before the child joins it
             res = req.get("resources") or {}
@@ -190,12 +208,14 @@ class Spawner:
         mine: list[int] = []  # the spawner's ends, closed once the relay has them
         theirs: list[int] = []  # the child's ends, closed here once it has them
         stdio = relay = None
+        pty_here = None
         if cri:  # the log, locked for the relay before anyone can see the container started
             log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             _lock(log)
             if req.get("tty"):  # a terminal the child opens in its own /dev/pts, its master sent back here
                 pty_here, pty_there = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-                stdio, mine, theirs = ("pty", pty_there.fileno(), 0), [log], []
+                there = pty_there.detach()
+                stdio, mine, theirs = ("pty", there, 0), [log], [there]
                 relay = Relay({}, log, stdin_once=bool(req.get("stdinOnce")))
             else:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -235,37 +255,48 @@ class Spawner:
         os.close(w)
         for fd in theirs:
             os.close(fd)
-        started = proc_start(pid)
-        with os.fdopen(r, "rb") as f:
-            error = f.read().decode(errors="replace")
-        if relay is not None and req.get("tty"):
-            pty_there.close()
-            pty_here.setblocking(False)
+        # its status is reported from now on, however soon it ends (a failed start's is not read)
+        self.exits[pid] = (req.get("exit") or "", cgroup)
+        return Pending(pid, proc_start(pid), r, relay, mine, pty_here if req.get("tty") else None)
+
+    def finish(self, p: Pending, error: str) -> dict:
+        """The child has executed its program (or failed to, saying why): its log relay, and the answer."""
+        if p.pty is not None:
+            p.pty.setblocking(False)
             try:
-                _, fds, _, _ = socket.recv_fds(pty_here, 16, 1)
+                _, fds, _, _ = socket.recv_fds(p.pty, 16, 1)
             except OSError:
                 fds = []
-            pty_here.close()
+            p.pty.close()
             if fds:
-                relay.streams, relay.partial, relay.tty = {fds[0]: b"stdout"}, {fds[0]: b""}, fds[0]
-                mine.append(fds[0])
+                p.relay.streams, p.relay.partial, p.relay.tty = {fds[0]: b"stdout"}, {fds[0]: b""}, fds[0]
+                p.mine.append(fds[0])
             elif not error:
                 error = "the container's terminal did not come back"
-        if relay is not None:
+        if p.relay is not None:
             if not error:
                 child = os.fork()
                 if child == 0:
-                    run_relay(relay, {*mine, *([relay.listener.fileno()] if relay.listener else [])})
+                    run_relay(p.relay, {*p.mine, *([p.relay.listener.fileno()] if p.relay.listener else [])})
                 self.exits[child] = ("", "")  # reaped without a report
-            for fd in mine:
+            for fd in p.mine:
                 os.close(fd)
-            if relay.listener is not None:
-                relay.listener.close()
+            if p.relay.listener is not None:
+                p.relay.listener.close()
         if error:
-            self.exits[pid] = ("", cgroup)  # reaped without a report: it never started
+            if p.pid in self.exits:
+                self.exits[p.pid] = ("", self.exits[p.pid][1])  # it never started: no status to report
             return {"error": error}
-        self.exits[pid] = (req.get("exit") or "", cgroup)
-        return {"pid": pid, "started": started}
+        return {"pid": p.pid, "started": p.started}
+
+    def run(self, req: dict) -> dict:
+        """start and finish, waiting for the child (for callers without an event loop)."""
+        p = self.start(req)
+        if isinstance(p, dict):
+            return p
+        with os.fdopen(p.report, "rb") as f:
+            error = f.read().decode(errors="replace")
+        return self.finish(p, error)
 
     def reap(self) -> None:
         """Write each ended child's exit status, then reap it: the kubelet sees a process gone only
@@ -313,7 +344,16 @@ def serve(path: str) -> None:
         while True:
             for key, _ in sel.select():
                 if key.fileobj is srv:
-                    _answer(spawner, srv)
+                    _answer(spawner, srv, sel)
+                elif isinstance(key.data, Pending):
+                    p = key.data
+                    chunk = os.read(p.report, 65536)
+                    if chunk:
+                        p.said += chunk
+                        continue
+                    sel.unregister(p.report)
+                    os.close(p.report)
+                    p.answer(spawner.finish(p, p.said.decode(errors="replace")))
                 else:
                     while True:
                         try:
@@ -326,24 +366,32 @@ def serve(path: str) -> None:
         os.unlink(path)
 
 
-def _answer(spawner: Spawner, srv: socket.socket) -> None:
+def _answer(spawner: Spawner, srv: socket.socket, sel: selectors.BaseSelector) -> None:
     try:
         conn, _ = srv.accept()
     except OSError:
         return
-    with conn:
-        conn.settimeout(5)
-        try:
-            data = b""
-            while chunk := conn.recv(65536):
-                data += chunk
-            try:
-                reply = spawner.start(json.loads(data))
-            except (ValueError, KeyError, TypeError, OSError) as e:
-                reply = {"error": f"bad request: {e}"}
+    conn.settimeout(5)
+
+    def answer(reply: dict) -> None:
+        with conn, contextlib.suppress(OSError):
             conn.sendall(json.dumps(reply).encode())
-        except OSError:
-            pass
+    try:
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    except OSError:
+        conn.close()
+        return
+    try:
+        out = spawner.start(json.loads(data))
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        out = {"error": f"bad request: {e}"}
+    if isinstance(out, Pending):  # answered once the child has executed its program
+        out.answer = answer
+        sel.register(out.report, selectors.EVENT_READ, out)
+    else:
+        answer(out)
 
 
 def main(argv: list[str] | None = None) -> None:
