@@ -2,8 +2,9 @@
 from inside a pod, the lab's token, CA key and store are not there; a write to /root stays in the
 container; another pod's processes are neither visible nor signalable; the host's network namespace
 cannot be entered; the runtime's socket is not reachable; capabilities are containerd's default set
-unless the pod asks; runAsUser and readOnlyRootFilesystem hold; a memory hog is OOMKilled; the
-cpu limit is the cgroup's; and nothing a pod started survives `netlab down`."""
+unless the pod asks, seccomp's RuntimeDefault when asked; runAsUser and readOnlyRootFilesystem hold;
+a memory hog is OOMKilled; the cpu limit is the cgroup's; and nothing a pod started survives
+`netlab down`."""
 
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def test_capabilities_are_containerds_default_unless_the_pod_asks(netlab_lab):
         sleeper("plain"),
         sleeper("netadmin", securityContext={"capabilities": {"add": ["NET_ADMIN"], "drop": ["MKNOD"]}}),
         sleeper("none", securityContext={"capabilities": {"drop": ["ALL"]}}),
-        sleeper("priv", securityContext={"privileged": True})])
+        sleeper("priv", securityContext={"privileged": True}),
+        sleeper("confined", securityContext={"seccompProfile": {"type": "RuntimeDefault"}})])
 
     def caps(container: str) -> dict[str, str]:
         text = run(lab, "iso-caps", "grep", "^Cap", "/proc/1/status", container=container).stdout
@@ -125,6 +127,10 @@ def test_capabilities_are_containerds_default_unless_the_pod_asks(netlab_lab):
     assert caps("none")["CapEff"] == "0000000000000000"
     host = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("CapBnd:"))
     assert caps("priv")["CapEff"] == host, "privileged: every capability the node has"
+    # seccomp: Unconfined unless the pod asks for RuntimeDefault, as upstream (a filter: mode 2)
+    seccomp = {c: run(lab, "iso-caps", "grep", "^Seccomp:", "/proc/1/status", container=c).stdout.split()[1]
+               for c in ("plain", "confined")}
+    assert seccomp == {"plain": "0", "confined": "2"}
     # what they allow: NET_ADMIN adds an address in the pod's namespace, the default set does not
     out = run(lab, "iso-caps", "ip", "addr", "add", "127.0.0.2/8", "dev", "lo", container="plain")
     assert out.returncode != 0 and "Operation not permitted" in out.stderr

@@ -50,6 +50,11 @@ def test_security_context_merges_pod_and_container():
         security.context(pod | {"spec": {"securityContext": {"runAsNonRoot": True}}}, {"name": "c"})
     with pytest.raises(security.ConfigError, match="runAsUser breaks non-root policy"):
         security.context(pod | {"spec": {}}, {"name": "c", "securityContext": {"runAsNonRoot": True, "runAsUser": 0}})
+    assert sec["seccomp"] is None  # Unconfined, upstream's default
+    confined = {"name": "c", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}
+    assert security.context(pod, confined)["seccomp"] == "RuntimeDefault"
+    with pytest.raises(security.ConfigError, match="Localhost"):
+        security.context(pod, {"name": "c", "securityContext": {"seccompProfile": {"type": "Localhost"}}})
     argv = security.enter_argv(sec)
     assert argv[0] == "setpriv" and argv[-1] == "--" and "--reuid=1000" in argv and "--no-new-privs" in argv
     assert "--groups=5,2000" in argv and argv[1].startswith("--bounding-set=-all,+chown")

@@ -264,7 +264,7 @@ def container_request(*, netns: str | None, pause: Process | None, spec: dict, a
     return {"netns": netns and net.ns_path(netns), "pidns": pidns, "ipc": ipc,
             "uts": pid_of and f"/proc/{pid_of}/ns/uts", "cgroup": cgroup if cgroup and cgroups.available() else None,
             "resources": resources, "root": root,
-            "security": {k: security.get(k) for k in ("caps", "uid", "gid", "groups", "noNewPrivs")},
+            "security": {k: security.get(k) for k in ("caps", "uid", "gid", "groups", "noNewPrivs", "seccomp")},
             "argv": argv, "env": env, "cwd": workdir or "/", "log": str(log), "logFormat": "cri",
             "stdin": bool(container.get("stdin")), "stdinOnce": bool(container.get("stdinOnce")),
             "tty": bool(container.get("tty")), "attach": attach and str(attach)}

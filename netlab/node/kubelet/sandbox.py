@@ -264,10 +264,48 @@ def _permitted() -> int:
 PERMITTED = _permitted()
 
 
+# what containerd's default profile (RuntimeDefault) refuses a container without the capabilities
+# that would allow them: the kernel's keyring, modules, clocks, mounts and namespaces, tracing
+# other processes, kexec, BPF, perf, userfaultfd (a deny list: the profile's allow list less these)
+SECCOMP_DENIED = ("acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module",
+                  "finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "init_module", "ioperm",
+                  "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr",
+                  "move_mount", "name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open",
+                  "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl",
+                  "reboot", "request_key", "setns", "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl",
+                  "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old")
+SCMP_ACT_ALLOW, SCMP_ACT_ERRNO_EPERM = 0x7FFF0000, 0x00050000 | 1
+
+
+def seccomp_runtime_default() -> None:
+    """Load the RuntimeDefault profile's denials (EPERM, as the profile answers) with libseccomp;
+    done while the process still has CAP_SYS_ADMIN, as runc loads a profile without no_new_privs."""
+    lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
+    if not ctx:
+        raise OSError("seccomp_init failed")
+    try:
+        for name in SECCOMP_DENIED:
+            nr = lib.seccomp_syscall_resolve_name(name.encode())
+            if nr >= 0:  # a system call this architecture has
+                lib.seccomp_rule_add(ctx, SCMP_ACT_ERRNO_EPERM, nr, 0)
+        if lib.seccomp_load(ctx) != 0:
+            raise OSError("loading the seccomp profile failed")
+    finally:
+        lib.seccomp_release(ctx)
+
+
 def drop_privileges(sec: dict) -> None:
     """The capability bounding set to `caps` (and as root the effective and permitted sets too; the
     inheritable and ambient sets empty, as containerd leaves them), the user, groups, no_new_privs."""
     keep = set(sec.get("caps") or [])
+    if sec.get("seccomp") == "RuntimeDefault":
+        seccomp_runtime_default()
     for cap in range(last_cap() + 1):
         if cap not in keep:
             _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"dropping capability {cap}")

@@ -70,7 +70,12 @@ def context(pod: dict, container: dict, last_cap: int = len(CAPABILITIES) - 1) -
     if pod_sc.get("fsGroup") is not None:
         groups.append(pod_sc["fsGroup"])
     names = capabilities(container, last_cap)
+    profile = (_pick(pod, container, "seccompProfile") or {}).get("type") or "Unconfined"
+    if profile == "Localhost":
+        raise ConfigError("seccomp profile type Localhost is not supported by netlab's runtime (RuntimeDefault and "
+                          "Unconfined are)")
     return {"caps": [CAPABILITIES.index(c) for c in names], "uid": uid,
+            "seccomp": None if sc.get("privileged") or profile != "RuntimeDefault" else "RuntimeDefault",
             "gid": gid if gid is not None else (0 if uid is not None or groups else None),
             "groups": groups if groups or uid is not None or gid is not None else None,
             # allowPrivilegeEscalation: false is what sets no_new_privs (the default lets a process gain)
