@@ -28,6 +28,15 @@ def pod_spec(name: str, containers: list[dict], **spec) -> str:
                        "spec": {"containers": containers, **spec}})
 
 
+def shared(path, containers: list[dict]) -> dict:
+    """The spec fields that mount the test's directory into every container at the same path, where
+    the test and the containers leave each other marks (a container's root is its own: the host's
+    /tmp is not in it)."""
+    mount = {"name": "test-dir", "mountPath": str(path)}
+    return {"containers": [dict(c, volumeMounts=[*c.get("volumeMounts", []), mount]) for c in containers],
+            "volumes": [{"name": "test-dir", "hostPath": {"path": str(path), "type": "Directory"}}]}
+
+
 def test_docs_nginx_deployment_runs(netlab_lab):
     lab = netlab_lab
     lab.apply(EXAMPLES / "nginx-deployment.yaml")
@@ -145,10 +154,10 @@ def test_readiness_probe_drives_endpoints(netlab_lab, tmp_path):
     lab = netlab_lab
     flag = tmp_path / "ready"
     flag.touch()
-    lab.kubectl("apply", "-f", "-", input=pod_spec("probed", [
+    lab.kubectl("apply", "-f", "-", input=pod_spec("probed", **shared(tmp_path, [
         {"name": "web", "image": AGNHOST, "args": ["netexec"],
          "readinessProbe": {"exec": {"command": ["test", "-f", str(flag)]}, "periodSeconds": 1,
-                            "failureThreshold": 1}}]))
+                            "failureThreshold": 1}}])))
     lab.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "probed"},
         "spec": {"selector": {"test": "probed"}, "ports": [{"port": 80, "targetPort": 8080}]}}))
@@ -199,8 +208,8 @@ def test_kubelet_restart_keeps_pods_and_deletion_cleans_up(netlab_lab, tmp_path)
     nodes = {p["spec"]["nodeName"] for p in before.values()}
     # a container that ends while its kubelet is down: the node's runtime keeps its exit status
     flag = tmp_path / "exit-now"
-    lab.kubectl("apply", "-f", "-", input=pod_spec("exiter", [
-        {"name": "e", "image": "busybox", "command": ["sh", "-c", f"until [ -f {flag} ]; do sleep 0.1; done; exit 7"]}],
+    lab.kubectl("apply", "-f", "-", input=pod_spec("exiter", **shared(tmp_path, [
+        {"name": "e", "image": "busybox", "command": ["sh", "-c", f"until [ -f {flag} ]; do sleep 0.1; done; exit 7"]}]),
         restartPolicy="Never", nodeName=sorted(nodes)[0]))
     lab.wait(lambda: (lab.get("pods", "exiter")["status"].get("containerStatuses") or [{}])[0].get(
         "state", {}).get("running"), 20, "exiter running")

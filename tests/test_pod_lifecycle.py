@@ -1,8 +1,9 @@
 """Pods that behave like containers, in the kubelet's part: a container's environment from
 ConfigMaps that may not be there yet (CreateContainerConfigError until they are), postStart and
 preStop hooks (exec, httpGet), and a termination that waits for the preStop hook within the grace
-period, then SIGTERM, then SIGKILL at the deadline. The containers see the host's files (netlab
-overlays only /etc and /run), so the hooks leave their marks in the test's tmp_path."""
+period, then SIGTERM, then SIGKILL at the deadline. The containers do not see the host's /tmp (they
+have a root of their own), so the test's tmp_path is mounted into them (hostPath) and the hooks
+leave their marks there."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
 def pod(name: str, containers: list[dict], **spec) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                        "spec": {"containers": containers, **spec}})
+
+
+def shared(path, containers: list[dict]) -> dict:
+    """The spec fields that mount the test's directory into every container at the same path, where
+    the test and the containers leave each other marks (a container's root is its own: the host's
+    /tmp is not in it)."""
+    mount = {"name": "test-dir", "mountPath": str(path)}
+    return {"containers": [dict(c, volumeMounts=[*c.get("volumeMounts", []), mount]) for c in containers],
+            "volumes": [{"name": "test-dir", "hostPath": {"path": str(path), "type": "Directory"}}]}
 
 
 def status(lab, name: str, container: int = 0) -> dict:
@@ -60,9 +70,9 @@ def test_env_from_a_missing_configmap_waits_as_create_container_config_error(net
 def test_post_start_hooks_run_before_the_container_counts_as_running(netlab_lab, tmp_path):
     lab = netlab_lab
     mark = tmp_path / "post-start"
-    lab.kubectl("apply", "-f", "-", input=pod("poster", [{
+    lab.kubectl("apply", "-f", "-", input=pod("poster", **shared(tmp_path, [{
         "name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=8091", "--udp-port=-1"],
-        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", f"sleep 2; echo $HOSTNAME > {mark}"]}}}}]))
+        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", f"sleep 2; echo $HOSTNAME > {mark}"]}}}}])))
     seen: list[tuple[str, bool, bool]] = []  # (phase, running?, hook done?) as the API shows them
 
     def running() -> bool:
@@ -90,11 +100,11 @@ def test_post_start_hooks_run_before_the_container_counts_as_running(netlab_lab,
 def test_termination_waits_for_the_pre_stop_hook_then_sigterm(netlab_lab, tmp_path):
     lab = netlab_lab
     term, started, ended = tmp_path / "term", tmp_path / "pre-stop-start", tmp_path / "pre-stop-end"
-    lab.kubectl("apply", "-f", "-", input=pod("stopper", [{
+    lab.kubectl("apply", "-f", "-", input=pod("stopper", **shared(tmp_path, [{
         "name": "c", "image": "busybox",
         "command": ["sh", "-c", f"trap 'date +%s.%N > {term}; exit 0' TERM; while true; do sleep 0.1; done"],
         "lifecycle": {"preStop": {"exec": {"command": [
-            "sh", "-c", f"date +%s.%N > {started}; sleep 2; date +%s.%N > {ended}"]}}}}],
+            "sh", "-c", f"date +%s.%N > {started}; sleep 2; date +%s.%N > {ended}"]}}}}]),
         terminationGracePeriodSeconds=10))
     lab.wait(lambda: status(lab, "stopper").get("ready"), 30, "stopper ready")
     t0 = time.time()
@@ -122,11 +132,11 @@ def test_a_pre_stop_hook_longer_than_the_grace_period_is_cut_and_the_container_k
 def test_an_http_pre_stop_hook_reaches_the_container_and_a_failing_one_is_an_event(netlab_lab, tmp_path):
     lab = netlab_lab
     mark = tmp_path / "http-pre-stop"
-    lab.kubectl("apply", "-f", "-", input=pod("hooked", [
+    lab.kubectl("apply", "-f", "-", input=pod("hooked", **shared(tmp_path, [
         {"name": "web", "image": AGNHOST, "args": ["netexec", "--http-port=8092", "--udp-port=-1"],
          "lifecycle": {"preStop": {"httpGet": {"path": f"/shell?shellCommand=touch%20{mark}", "port": 8092}}}},
         {"name": "nobody", "image": AGNHOST, "args": ["pause"],
-         "lifecycle": {"preStop": {"httpGet": {"path": "/", "port": 8093}}}}], terminationGracePeriodSeconds=5))
+         "lifecycle": {"preStop": {"httpGet": {"path": "/", "port": 8093}}}}]), terminationGracePeriodSeconds=5))
     lab.wait(lambda: all(s.get("ready") for s in lab.get("pods", "hooked")["status"].get("containerStatuses") or [{}]),
              30, "hooked ready")
     lab.kubectl("delete", "pod", "hooked", "--wait=false")

@@ -18,8 +18,15 @@ component or a tool derives from a lab's name. Nothing else spells them out.
         cni/net.d/10-netlab.conflist   the node's CNI configuration
         cni/agent.sock, cni/ipam/      the CNI agent's socket, netlab-ipam's data
         runtime.sock                   the node's runtime (the spawner)
+        attach/<hash>.sock             each container's attach streams (its log relay's)
         pki/kubelet.crt, kubelet.key   the kubelet's serving certificate (port 10250)
-        pods/<uid>/                    one pod: state.json, logs/ (CRI format), exits/, overlays and volumes
+        rootfs/                        an empty directory: where each container's root is put together,
+                                       inside the container's own mount namespace
+        pods/<uid>/                    one pod: state.json, logs/ (CRI format), exits/, its /etc files
+                                       (etc-hosts, resolv.conf, hostname), volumes/<name>/
+
+Control groups (netlab.kit.cgroups, relative to each hierarchy's root): `netlab/<lab>` (the lab),
+`netlab/<lab>/<node>`, `.../pod<uid>` (a pod), `.../pod<uid>/pause` and `.../pod<uid>/<container>-<run>`.
 
 Network namespaces: `<lab>` (the node network), `<lab>-<node>` (a node), `<lab>-outside` (the outside:
 a machine on the node network that is not a node), `<lab>-pod-<12 hex of the pod's uid>` (a pod).
@@ -27,6 +34,7 @@ a machine on the node network that is not a node), `<lab>-pod-<12 hex of the pod
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +69,15 @@ def outside_netns(lab: str) -> str:
     return f"{lab}-{OUTSIDE}"
 
 
+def lab_cgroup(lab: str) -> str:
+    """The lab's control group: every pod process of every node is under it."""
+    return f"netlab/{lab}"
+
+
 @dataclass(frozen=True)
 class PodLayout:
     dir: Path
+    cgroup: str = ""  # the pod's control group (empty: none known, as for a bare directory in tests)
 
     @property
     def state(self) -> Path:
@@ -80,23 +94,38 @@ class PodLayout:
         """The last exit status the runtime wrote for the container."""
         return self.dir / "exits" / container
 
-    def etc_overlay(self, container: str) -> Path:
-        """The container's /etc overlay: `upper` and `work` under it."""
-        return self.dir / "overlay" / container
+    def etc_file(self, name: str) -> Path:
+        """The pod's /etc/hosts, /etc/resolv.conf and /etc/hostname, bind-mounted into each container
+        (the kubelet's etc-hosts, the runtime's sandbox files)."""
+        return self.dir / ("etc-hosts" if name == "hosts" else name)
 
     @property
-    def run_overlay(self) -> Path:
-        """The pod's /run overlay (its service account files): `upper` and `work` under it."""
-        return self.dir / "run"
+    def service_account(self) -> Path:
+        """The service account files mounted at /var/run/secrets/kubernetes.io/serviceaccount."""
+        return self.dir / "serviceaccount"
+
+    @property
+    def volumes(self) -> Path:
+        return self.dir / "volumes"
 
     def volume(self, name: str) -> Path:
-        """A configMap or emptyDir volume's files."""
-        return self.dir / "volumes" / name
+        """A volume's files (configMap, secret, projected, downwardAPI, emptyDir)."""
+        return self.volumes / name
+
+    @property
+    def pause_cgroup(self) -> str:
+        return f"{self.cgroup}/pause"
+
+    def container_cgroup(self, container: str, run: int) -> str:
+        """A container's control group for one run (a restart starts in a new one, as a new
+        container's does)."""
+        return f"{self.cgroup}/{container}-{run}"
 
 
 @dataclass(frozen=True)
 class NodeLayout:
     dir: Path
+    cgroup: str = ""  # the node's control group under the lab's
 
     @property
     def cni(self) -> Path:
@@ -128,12 +157,23 @@ class NodeLayout:
     def kubelet_key(self) -> Path:
         return self.dir / "pki" / "kubelet.key"
 
+    def attach_socket(self, uid: str, container: str) -> Path:
+        """Where a container's log relay serves its attach streams (a short name: a unix socket's
+        path has 107 bytes at most)."""
+        return self.dir / "attach" / (hashlib.sha256(f"{uid}/{container}".encode()).hexdigest()[:16] + ".sock")
+
+    @property
+    def rootfs(self) -> Path:
+        """An empty directory, where the runtime puts each container's root together (in the
+        container's own mount namespace: the host sees it empty)."""
+        return self.dir / "rootfs"
+
     @property
     def pods(self) -> Path:
         return self.dir / "pods"
 
     def pod(self, uid: str) -> PodLayout:
-        return PodLayout(self.pods / uid)
+        return PodLayout(self.pods / uid, f"{self.cgroup}/pod{uid}" if self.cgroup else "")
 
 
 @dataclass(frozen=True)
@@ -232,11 +272,15 @@ class Layout:
         """CNI_PATH: the lab's launchers first, then the reference plugins."""
         return f"{self.cni_bin}:{SYSTEM_CNI_BIN}"
 
+    @property
+    def cgroup(self) -> str:
+        return lab_cgroup(self.lab)
+
     def node(self, name: str) -> NodeLayout:
-        return NodeLayout(self.state / "nodes" / name)
+        return NodeLayout(self.state / "nodes" / name, f"{self.cgroup}/{name}")
 
     def nodes(self) -> list[NodeLayout]:
-        return [NodeLayout(d) for d in sorted((self.state / "nodes").glob("*")) if d.is_dir()]
+        return [self.node(d.name) for d in sorted((self.state / "nodes").glob("*")) if d.is_dir()]
 
     # --- the lab's namespaces ---
     @property

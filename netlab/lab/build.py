@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from netlab.kit import net, pace
+from netlab.kit import cgroups, net, pace
 from netlab.kit.cluster import Cluster, ClusterError
 from netlab.kit.layout import OUTSIDE, Layout, state_root
 from netlab.lab import kubeconfig, supervisor
@@ -346,6 +346,7 @@ def down(lab: str) -> bool:
             os.kill(sup, signal.SIGKILL)
     found = sup is not None
     pids = _kill_all(lab)
+    cgroups.remove(layout.cgroup)  # what a pod left anywhere (a process moved to another namespace) goes too
     namespaces = lab_namespaces(lab)
     for ns in namespaces:
         net.ns_delete(ns)

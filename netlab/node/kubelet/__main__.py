@@ -14,7 +14,7 @@ import os
 import time
 
 from netlab.api.client import Client, Informer
-from netlab.kit import logs, net
+from netlab.kit import cgroups, logs, net
 from netlab.kit.cluster import Cluster
 from netlab.node.kubelet import certs, runtime
 from netlab.node.kubelet import node as node_mod
@@ -44,10 +44,13 @@ class Kubelet:
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={node}")
         self.svcs = Informer(self.client, "services")
         self.cms = Informer(self.client, "configmaps")
+        self.secrets_inf = Informer(self.client, "secrets")
         self.workers: dict[str, PodWorker] = {}
         self.deleted: set[str] = set()
         self.pods.add_handler(self.on_pod, lambda old, new: self.on_pod(new), self.on_pod_deleted)
         self.cms.add_handler(self.on_configmap, lambda old, new: self.on_configmap(new), None)
+        self.secrets_inf.add_handler(self.on_secret, lambda old, new: self.on_secret(new), None)
+        self.node_layout.rootfs.mkdir(parents=True, exist_ok=True)
 
     def services(self, ns: str) -> list[dict]:
         return [s for s in self.svcs.list() if s["metadata"]["namespace"] in (ns, "default")
@@ -56,13 +59,19 @@ class Kubelet:
     def configmaps(self, ns: str) -> dict[str, dict]:
         return {c["metadata"]["name"]: c for c in self.cms.list() if c["metadata"]["namespace"] == ns}
 
-    def on_configmap(self, cm: dict) -> None:
+    def secrets(self, ns: str) -> dict[str, dict]:
+        return {s["metadata"]["name"]: s for s in self.secrets_inf.list() if s["metadata"]["namespace"] == ns}
+
+    def on_configmap(self, cm: dict, kind: str = "configMap") -> None:
         ns, name = cm["metadata"]["namespace"], cm["metadata"]["name"]
         for w in list(self.workers.values()):
-            if w.ns == ns and w.uses_configmap(name):
+            if w.ns == ns and w.uses(kind, name):
                 asyncio.create_task(w.refresh_volumes())
             if w.ns == ns:
-                w.configmap_came(name)
+                w.configmap_came(name, kind)
+
+    def on_secret(self, secret: dict) -> None:
+        self.on_configmap(secret, "secret")
 
     def gone(self, uid: str) -> bool:
         return uid in self.deleted
@@ -119,6 +128,7 @@ class Kubelet:
             if st.get("pause"):
                 procs.append(runtime.Process.from_json(st["pause"]))
             await asyncio.to_thread(runtime.stop, procs, 0)
+            await asyncio.to_thread(cgroups.remove, self.node_layout.pod(d.name).cgroup)
             ns_name = st.get("netns")
             if ns_name and net.ns_exists(ns_name):
                 ns, _, name = (st.get("pod") or "/").partition("/")
@@ -171,7 +181,7 @@ class Kubelet:
         tasks = [asyncio.create_task(self.serve_api())]
         await node_mod.register(self.client, self.cluster, self.me)
         tasks.append(asyncio.create_task(node_mod.heartbeat(self.client, self.me)))
-        for inf in (self.svcs, self.cms):
+        for inf in (self.svcs, self.cms, self.secrets_inf):
             tasks.append(asyncio.create_task(inf.run()))
             await inf.wait_synced()
         tasks.append(asyncio.create_task(self.pods.run()))

@@ -1,9 +1,9 @@
 """Exec as the kubelet serves it (`GET|POST /exec/{namespace}/{pod}/{container}?command=...`):
 over WebSocket, the protocol kubectl speaks (v5.channel.k8s.io, or v4): binary messages whose
 first byte is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 a terminal resize;
-v5's 255 closes a stream). The command runs in the container's network, UTS and mount namespaces
-with the container's environment and working directory, as the runtime started the container;
-with tty=true on a pseudo-terminal."""
+v5's 255 closes a stream). The command runs in the container's namespaces (its root among them), cgroup
+and privileges, with the container's environment and working directory, as the runtime started
+the container; with tty=true on a pseudo-terminal."""
 
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ import fcntl
 import json
 import os
 import pty
+import signal
 import struct
 import termios
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
+
+from netlab.node.kubelet import relay
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -40,15 +44,19 @@ def exit_status(code: int) -> dict:
             "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
 
 
-async def serve(request: web.Request, pid: int, env: dict[str, str] | None = None) -> web.WebSocketResponse:
+async def serve(request: web.Request, pid: int, env: dict[str, str] | None = None, enter: list[str] | None = None,
+                preexec: Callable[[], None] | None = None) -> web.WebSocketResponse:
     """Run the request's command in the namespaces of process `pid` with `env` (default: the
-    process's own), its streams on the WebSocket."""
+    process's own), its streams on the WebSocket. `enter` is the argv prefix that gets it there
+    (runtime.enter_argv: nsenter and the container's privileges), `preexec` what the new process
+    does first (joining the container's cgroup)."""
     q = request.query
     command = q.getall("command", [])
     want_stdin, tty = q.get("stdin") in ("1", "true"), q.get("tty") in ("1", "true")
     ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
     await ws.prepare(request)
-    argv = ["nsenter", f"--target={pid}", "--net", "--uts", "--mount", f"--wd=/proc/{pid}/cwd", "--", *command]
+    argv = [*(enter or ["nsenter", f"--target={pid}", "--net", "--uts", "--mount", f"--wd=/proc/{pid}/cwd", "--"]),
+            *command]
     env = env if env is not None else environ(pid)
     loop = asyncio.get_running_loop()
     master = None
@@ -56,6 +64,8 @@ async def serve(request: web.Request, pid: int, env: dict[str, str] | None = Non
         master, slave = pty.openpty()
 
         def controlling_terminal():
+            if preexec is not None:
+                preexec()
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         proc = await asyncio.create_subprocess_exec(*argv, stdin=slave, stdout=slave, stderr=slave, env=env,
@@ -64,7 +74,8 @@ async def serve(request: web.Request, pid: int, env: dict[str, str] | None = Non
     else:
         proc = await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=asyncio.subprocess.PIPE if want_stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=preexec,
+            start_new_session=True)  # its own process group, which goes with the client
 
     async def pump(reader, stream: int) -> None:
         while chunk := await reader():
@@ -105,9 +116,9 @@ async def serve(request: web.Request, pid: int, env: dict[str, str] | None = Non
                     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size["Height"], size["Width"], 0, 0))
             elif stream == CLOSE and data[:1] == bytes([STDIN]) and proc.stdin is not None:
                 proc.stdin.close()
-        if proc.returncode is None:  # the client went away: so does the command
+        if proc.returncode is None:  # the client went away: so does the command (nsenter and its child)
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
 
     reading = asyncio.create_task(inputs())
     try:
@@ -119,5 +130,59 @@ async def serve(request: web.Request, pid: int, env: dict[str, str] | None = Non
             loop.remove_reader(master)
             os.close(master)
         reading.cancel()
+        await ws.close()
+    return ws
+
+
+async def attach(request: web.Request, socket_path: Path) -> web.WebSocketResponse:
+    """Attach the WebSocket to a running container's stdio, through its log relay's attach socket
+    (relay.py): its output from now on on the stdout and stderr channels the client asked for, the
+    client's stdin (and terminal resizes) to it; the final Status once the container's output ends."""
+    q = request.query
+    want = {STDOUT: q.get("stdout", "1") in ("1", "true"), STDERR: q.get("stderr", "1") in ("1", "true")}
+    want_stdin = q.get("stdin") in ("1", "true")
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
+    await ws.prepare(request)
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+    except OSError as e:
+        await ws.send_bytes(bytes([ERROR]) + json.dumps({"metadata": {}, "status": "Failure", "message":
+                                                         f"cannot attach: {e.strerror}"}).encode())
+        await ws.close()
+        return ws
+
+    async def outputs() -> None:
+        while True:
+            try:
+                head = await reader.readexactly(relay.FRAME.size)
+                stream, n = relay.FRAME.unpack(head)
+                data = await reader.readexactly(n)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if want.get(stream):
+                await ws.send_bytes(bytes([stream]) + data)
+
+    async def inputs() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            stream, data = msg.data[0], msg.data[1:]
+            if stream == STDIN and want_stdin and data:
+                writer.write(relay.frame(relay.STDIN, data))
+            elif stream == RESIZE:
+                writer.write(relay.frame(relay.RESIZE, data))
+            elif stream == CLOSE and data[:1] == bytes([STDIN]):
+                writer.write(relay.frame(relay.CLOSE, data[:1]))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+
+    reading = asyncio.create_task(inputs())
+    try:
+        done, _ = await asyncio.wait([asyncio.create_task(outputs()), reading], return_when=asyncio.FIRST_COMPLETED)
+        if reading not in done:  # the container's output ended: so does the attach
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(0)).encode())
+    finally:
+        reading.cancel()
+        writer.close()
         await ws.close()
     return ws

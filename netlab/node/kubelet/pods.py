@@ -6,14 +6,15 @@ sandbox down and release the API object."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from typing import Any
 
 from netlab.api.client import ApiError, event
-from netlab.kit import clock, net, pace
-from netlab.node.kubelet import runtime
+from netlab.kit import cgroups, clock, net, pace
+from netlab.node.kubelet import runtime, sandbox, security, volumes
 from netlab.node.kubelet.cni import CNIError, port_mappings
 from netlab.node.workloads import UnknownImage, argv_for, image_name
 
@@ -28,8 +29,8 @@ KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "Cont
 class Container:
     """What the kubelet tracks for one container between syncs."""
 
-    def __init__(self, spec: dict, init: bool):
-        self.spec, self.init, self.name = spec, init, spec["name"]
+    def __init__(self, spec: dict, init: bool, ephemeral: bool = False):
+        self.spec, self.init, self.name, self.ephemeral = spec, init, spec["name"], ephemeral
         self.proc: runtime.Process | None = None
         self.restarts = 0
         self.started_at: str | None = None
@@ -43,6 +44,9 @@ class Container:
         self.probe_state: dict[str, dict] = {}  # probe kind -> {next, successes, failures}
         self.done = False  # an init container that succeeded, or a container that will not restart
         self.env: dict[str, str] = {}  # the running process's environment, which exec gives its commands too
+        self.security: dict | None = None  # its privileges (security.context), which exec gives its commands too
+        self.cgroup: str | None = None  # its cgroup for this run
+        self.mount_error = False  # waiting for a volume (FailedMount)
 
     def running(self) -> bool:
         """Started, and past its postStart hook (the state says so), and alive."""
@@ -56,12 +60,13 @@ class Container:
     def to_json(self) -> dict:
         return {"proc": self.proc.to_json() if self.proc else None, "restarts": self.restarts,
                 "startedAt": self.started_at, "state": self.state, "lastState": self.last_state, "done": self.done,
-                "env": self.env}
+                "env": self.env, "security": self.security, "cgroup": self.cgroup}
 
     def load(self, d: dict) -> None:
         self.restarts, self.started_at = d.get("restarts", 0), d.get("startedAt")
         self.state, self.last_state, self.done = d.get("state", self.state), d.get("lastState", {}), d.get("done", False)
         self.env = d.get("env") or {}
+        self.security, self.cgroup = d.get("security"), d.get("cgroup")
         if d.get("proc"):
             self.proc = runtime.Process.from_json(d["proc"])
 
@@ -79,7 +84,8 @@ class PodWorker:
         self.pause: runtime.Process | None = None
         self.cni_result: dict | None = None
         self.ip: str | None = None
-        self.containers = [Container(c, True) for c in (pod.get("spec") or {}).get("initContainers") or []] + \
+        self.containers = [Container(c, False, True) for c in (pod.get("spec") or {}).get("ephemeralContainers") or []] + \
+                          [Container(c, True) for c in (pod.get("spec") or {}).get("initContainers") or []] + \
                           [Container(c, False) for c in (pod.get("spec") or {}).get("containers") or []]
         self.sandbox_error: str | None = None
         self.sandbox_retry = 0.0
@@ -113,7 +119,15 @@ class PodWorker:
     # --- the loop --------------------------------------------------------------------------
 
     def update(self, pod: dict) -> None:
-        self.pod = pod
+        old, self.pod = self.pod["metadata"], pod
+        meta = pod["metadata"]
+        known = {c.name for c in self.containers}
+        for spec in (pod.get("spec") or {}).get("ephemeralContainers") or []:  # `kubectl debug` adds them
+            if spec["name"] not in known:
+                self.containers.append(Container(spec, False, True))
+        if (old.get("labels"), old.get("annotations")) != (meta.get("labels"), meta.get("annotations")) and any(
+                "downwardAPI" in v or "projected" in v for v in (pod.get("spec") or {}).get("volumes") or []):
+            asyncio.get_running_loop().create_task(self.refresh_volumes())  # the files follow the labels
         self.wake.set()
 
     async def run(self) -> None:
@@ -184,7 +198,8 @@ class PodWorker:
                 self.ip = self.k.node_ip
             self.forget_process(self.pause)
             self.pause = await asyncio.to_thread(runtime.start_pause, self.k.runtime, self.netns,
-                                                 runtime.pod_hostname(self.pod), self.where)
+                                                 runtime.pod_hostname(self.pod), self.where, self.pod.get("spec") or {},
+                                                 self.k.node_layout.rootfs, volumes.tmpfs_volumes(self.pod))
             self.start_time = self.start_time or clock.now()
             self.sandbox_error = None
             for c in self.containers:  # a new sandbox: containers start again
@@ -202,37 +217,56 @@ class PodWorker:
             self.sandbox_retry = time.monotonic() + 2
             return False
 
-    def uses_configmap(self, name: str) -> bool:
-        return any((v.get("configMap") or {}).get("name") == name for v in (self.pod.get("spec") or {}).get("volumes") or [])
+    def uses(self, kind: str, name: str) -> bool:
+        """Whether a volume of the pod reads the ConfigMap (kind "configMap") or Secret ("secret")."""
+        key = "name" if kind == "configMap" else "secretName"
+        for v in (self.pod.get("spec") or {}).get("volumes") or []:
+            if (v.get(kind) or {}).get(key) == name:
+                return True
+            if any((src.get(kind) or {}).get("name") == name for src in (v.get("projected") or {}).get("sources") or []):
+                return True
+        return False
 
-    def configmap_came(self, name: str) -> None:
-        """A ConfigMap was made or changed: containers waiting for it (CreateContainerConfigError)
-        are tried again now."""
-        waiting = [c for c in self.containers if c.proc is None and not c.done
-                   and c.state.get("waiting", {}).get("reason") == "CreateContainerConfigError"
-                   and name in runtime.configmaps_named(c.spec)]
+    def uses_configmap(self, name: str) -> bool:
+        return self.uses("configMap", name)
+
+    def configmap_came(self, name: str, kind: str = "configMap") -> None:
+        """A ConfigMap (or Secret) was made or changed: containers waiting for it (in their env:
+        CreateContainerConfigError; in a volume: ContainerCreating after FailedMount) are tried again now."""
+        mounted = self.uses(kind, name)
+        waiting = [c for c in self.containers if c.proc is None and not c.done and (
+            (c.state.get("waiting", {}).get("reason") == "CreateContainerConfigError"
+             and name in runtime.configmaps_named(c.spec, kind)) or (mounted and c.mount_error))]
         for c in waiting:
             c.next_start = 0.0
         if waiting:
             self.wake.set()
 
     async def refresh_volumes(self) -> None:
-        """A ConfigMap the pod mounts changed: its volume files, and the running containers'
-        copies under /etc, follow (as the kubelet's periodic volume sync does)."""
-        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.where, self.k.configmaps(self.ns))
-        for c in self.containers:
-            if c.proc is not None and c.proc.alive():
-                etc, _, _ = runtime.mounts_for(c.spec, sources)
-                upper = self.where.etc_overlay(c.name) / "upper"
-                await asyncio.to_thread(runtime.refresh_etc, upper, etc)
+        """A ConfigMap or Secret the pod mounts changed: its volumes follow (the atomic writer's
+        swap, which running containers see at once), as the kubelet's periodic volume sync does."""
+        with contextlib.suppress(volumes.VolumeError, OSError):
+            await asyncio.to_thread(volumes.prepare, self.pod, self.where, self.k.configmaps(self.ns),
+                                    self.k.secrets(self.ns), *self.k.identity, self.fs_group())
+
+    def fs_group(self) -> int | None:
+        return ((self.pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
 
     def _files(self) -> dict[str, str]:
         return {"hosts": runtime.hosts_file(self.pod, self.ip, self.k.cluster.dns_domain),
                 "resolv.conf": runtime.resolv_conf(self.pod, self.k.cluster.dns_service_ip, self.k.cluster.dns_domain),
                 "hostname": runtime.pod_hostname(self.pod) + "\n"}
 
+    async def waiting(self, c: Container, reason: str, message: str, event: str | None, retry: float = 10) -> None:
+        """The container cannot start yet: it waits with `reason`, an event says why once, and it is
+        tried again in `retry` seconds (or sooner, when what it waits for comes)."""
+        if event and c.state.get("waiting", {}).get("message") != message:
+            await self.record(event, message if event == "FailedMount" else f"Error: {message}", "Warning")
+        c.state = {"waiting": {"reason": reason, "message": message}}
+        c.next_start = time.monotonic() + retry
+
     async def start(self, c: Container) -> None:
-        spec = c.spec
+        spec, pod_spec = c.spec, self.pod.get("spec") or {}
         try:
             argv = argv_for(spec.get("image", ""), spec.get("command"), spec.get("args"))
         except UnknownImage as e:
@@ -241,33 +275,55 @@ class PodWorker:
             c.state = {"waiting": {"reason": "ErrImagePull", "message": str(e)}}
             c.next_start = time.monotonic() + 10
             return
-        configmaps = self.k.configmaps(self.ns)
-        sources = await asyncio.to_thread(runtime.volume_sources, self.pod, self.where, configmaps)
-        etc, binds, problems = runtime.mounts_for(spec, sources)
-        if problems:
-            c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": "; ".join(problems)}}
-            await self.record("Failed", f"Error: {'; '.join(problems)}", "Warning")
-            c.next_start = time.monotonic() + 10
+        configmaps, secrets = self.k.configmaps(self.ns), self.k.secrets(self.ns)
+        c.mount_error = False
+        try:
+            sources = await asyncio.to_thread(volumes.prepare, self.pod, self.where, configmaps, secrets,
+                                              *self.k.identity, self.fs_group())
+        except (volumes.VolumeError, OSError) as e:  # upstream: ContainerCreating, FailedMount events
+            c.mount_error = True
+            await self.waiting(c, "ContainerCreating", str(e), "FailedMount")
             return
         try:
-            env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps)
-        except runtime.ConfigError as e:  # tried again at the next sync, or as soon as the ConfigMap comes
-            if c.state.get("waiting", {}).get("message") != str(e):
-                await self.record("Failed", f"Error: {e}", "Warning")
-            c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
-            c.next_start = time.monotonic() + 10
+            env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps,
+                                        secrets)
+            sec = security.context(self.pod, spec, sandbox.last_cap())
+            res = security.resources(spec)
+        except (runtime.ConfigError, security.ConfigError, ValueError) as e:  # tried again, or when what it names comes
+            await self.waiting(c, "CreateContainerConfigError", str(e), "Failed")
             return
-        upper, work = await asyncio.to_thread(runtime.etc_files, self.where, self._files(), etc, c.name)
-        run_upper = await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.k.identity)
+        mounts = [{"source": str(path), "destination": dst, "readOnly": False}
+                  for dst, path in (await asyncio.to_thread(runtime.pod_files, self.where, self._files())).items()
+                  if not any(m["mountPath"].rstrip("/") == dst for m in spec.get("volumeMounts") or [])]
+        sa = await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.k.identity)
+        if sa is not None and not any(m["mountPath"].rstrip("/") == volumes.SERVICE_ACCOUNT_PATH
+                                      for m in spec.get("volumeMounts") or []):
+            mounts.append({"source": str(sa), "destination": volumes.SERVICE_ACCOUNT_PATH, "readOnly": True})
+        more, problems = volumes.container_mounts(spec, sources, env, self.pause.pid if self.pause else None)
+        if problems:
+            await self.waiting(c, "CreateContainerConfigError", "; ".join(problems), "Failed")
+            return
+        pidns = None
+        if c.ephemeral and spec.get("targetContainerName"):  # kubectl debug --target: the target's processes
+            target = next((x for x in self.containers if x.name == spec["targetContainerName"]), None)
+            if target is None or target.proc is None or not target.proc.alive():
+                await self.waiting(c, "ContainerCreating", f"target container {spec['targetContainerName']} is not "
+                                   "running", None, 1)
+                return
+            pidns = f"/proc/{target.proc.pid}/ns/pid"
+        c.security, c.cgroup = sec, (self.where.container_cgroup(c.name, c.restarts) if self.where.cgroup else None)
         log_file = self.where.log(c.name)
         if c.restarts and log_file.exists():
             log_file.replace(self.where.log(c.name, previous=True))
         if not c.restarts and not c.proc:
             await self.record("Pulled", f'Container image "{spec.get("image")}" already present on machine')
+        req = runtime.container_request(netns=self.netns, pause=self.pause, spec=pod_spec, argv=argv, env=env,
+                                        workdir=spec.get("workingDir", "/"), mounts=mounts + more, log=log_file,
+                                        cgroup=c.cgroup, security=sec, resources=res, scratch=self.k.node_layout.rootfs,
+                                        container=spec, attach=self.k.node_layout.attach_socket(self.uid, c.name),
+                                        pidns=pidns)
         try:
-            c.proc = await asyncio.to_thread(runtime.start_container, self.k.runtime, self.netns, self.pause, argv,
-                                             env, spec.get("workingDir", "/"), upper, work, binds, log_file,
-                                             self.where.exit_file(c.name), run_upper)
+            c.proc = await asyncio.to_thread(runtime.start_container, self.k.runtime, req, self.where.exit_file(c.name))
         except runtime.Unavailable as e:  # no runtime to ask: the container waits, and is tried again
             c.state = {"waiting": {"reason": "RunContainerError", "message": str(e)}}
             c.next_start = time.monotonic() + 2
@@ -301,8 +357,10 @@ class PodWorker:
 
     async def run_containers(self) -> None:
         policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
-        for c in self.containers:
+        for c in sorted(self.containers, key=lambda c: c.ephemeral):  # ephemeral ones once the pod runs
             if c.init and c.done:
+                continue
+            if c.ephemeral and (c.done or not all(x.done for x in self.containers if x.init)):
                 continue
             if c.proc is not None and not c.proc.alive():
                 await self.exited(c, policy)
@@ -317,7 +375,8 @@ class PodWorker:
         code = await c.proc.wait_exit_code()
         code = 0 if code is None else code  # its status is lost if the node's runtime went since
         log.info('container exited pod="%s/%s" containerName="%s" exitCode=%d', self.ns, self.name, c.name, code)
-        term = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": c.started_at,
+        reason = c.proc.exit_reason() or ("Completed" if code == 0 else "Error")
+        term = {"exitCode": code, "reason": reason, "startedAt": c.started_at,
                 "finishedAt": clock.now(), "containerID": self.container_id(c)}
         await self.ended(c, policy, term)
 
@@ -335,6 +394,9 @@ class PodWorker:
     async def ended(self, c: Container, policy: str, term: dict) -> None:
         code = term["exitCode"]
         c.proc, c.ready = None, False
+        if c.ephemeral:  # never restarted
+            c.done, c.state = True, {"terminated": term}
+            return
         restart = policy == "Always" or (policy == "OnFailure" and code != 0)
         if c.init:
             restart = code != 0 and policy != "Never"
@@ -367,7 +429,7 @@ class PodWorker:
 
     async def probe(self) -> None:
         for c in self.containers:
-            if c.init or c.proc is None or not c.proc.alive():
+            if c.init or c.ephemeral or c.proc is None or not c.proc.alive():
                 continue
             t = time.monotonic()
             kinds = ["startupProbe"] if not c.startup_ok else ["livenessProbe", "readinessProbe"]
@@ -429,7 +491,7 @@ class PodWorker:
                 return True, ""
             if "exec" in spec:
                 code, out = await asyncio.to_thread(runtime.exec_in, c.proc, spec["exec"].get("command") or [], timeout,
-                                                    c.env or None)
+                                                    c.env or None, c.security, c.cgroup)
                 return code == 0, out or f"command exited with {code}"
         except (OSError, asyncio.TimeoutError, ValueError) as e:
             where = spec.get("httpGet") or spec.get("tcpSocket") or {}
@@ -444,7 +506,8 @@ class PodWorker:
         pod = f"{self.name}_{self.ns}({self.uid})"
         if "exec" in handler:
             command = handler["exec"].get("command") or []
-            code, out = await asyncio.to_thread(runtime.exec_in, c.proc, command, timeout, c.env or None)
+            code, out = await asyncio.to_thread(runtime.exec_in, c.proc, command, timeout, c.env or None, c.security,
+                                                c.cgroup)
             return code == 0, (f"Exec lifecycle hook ([{' '.join(command)}]) for Container \"{c.name}\" in Pod "
                                f"\"{pod}\" failed - error: command '{' '.join(command)}' exited with {code}: , "
                                f"message: {json.dumps(out)}")
@@ -506,7 +569,8 @@ class PodWorker:
     def status(self) -> dict:
         spec = self.pod.get("spec") or {}
         inits = [c for c in self.containers if c.init]
-        mains = [c for c in self.containers if not c.init]
+        mains = [c for c in self.containers if not c.init and not c.ephemeral]
+        ephemeral = [c for c in self.containers if c.ephemeral]
         initialized = all(c.done for c in inits)
 
         def cstatus(c: Container) -> dict:
@@ -574,6 +638,8 @@ class PodWorker:
             out["podIP"], out["podIPs"] = self.ip, [{"ip": self.ip}]
         if inits:
             out["initContainerStatuses"] = [cstatus(c) for c in inits]
+        if ephemeral:
+            out["ephemeralContainerStatuses"] = [dict(cstatus(c), ready=False) for c in ephemeral]
         if self.sandbox_error:
             out["message"] = self.sandbox_error
         return out
@@ -629,6 +695,8 @@ class PodWorker:
             await asyncio.to_thread(runtime.stop, [self.pause], 0)
         for proc in self.processes():
             self.forget_process(proc)
+        if self.where.cgroup:  # whatever the pod's processes left (forked, moved elsewhere) goes with it
+            await asyncio.to_thread(cgroups.remove, self.where.cgroup)
         await self.cni_del()
         if self.netns:
             await asyncio.to_thread(net.kill_ns_processes, self.netns)

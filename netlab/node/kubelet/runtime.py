@@ -1,18 +1,21 @@
-"""The pod runtime without a container runtime: a pod is a network namespace, a pause process that
-holds the pod's UTS namespace (hostname = pod name), and one process per container that joins
-them and gets a mount namespace of its own, where /etc is an overlay carrying the pod's hosts,
-resolv.conf and hostname and the container's volumes under /etc (the host's /etc is untouched).
-The node's spawner (spawner.py) starts those processes and records how they exit.
+"""The pod runtime, the kubelet's side of it: a pod is a network namespace and a pause process
+(PID 1 of the pod's PID namespace, holding its IPC and UTS namespaces, hostname = pod name); each
+container is a process in the pod's network, IPC and UTS namespaces, in a PID namespace of its own
+(or the pod's, with shareProcessNamespace), a cgroup of its own under the pod's, and a private
+root: an overlay of the host's filesystem with a writable layer of its own, where the pod's
+/etc/hosts, resolv.conf and hostname, the service account and the volumes are mounted (see
+sandbox.py, which the node's spawner, spawner.py, runs in each process it starts).
 
 Everything about a pod lives in its directory, `<state>/nodes/<node>/pods/<uid>/` (its paths are
 netlab.kit.layout's PodLayout): state.json (pids, restart counts, environments, the CNI result),
 logs/<container>.log (in the CRI logging format, written by the spawner's log relay),
-exits/<container> (its last exit status), the overlays' upper and work dirs, the volumes.
+exits/<container> (its last exit status, and OOMKilled), the /etc files, the volumes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -21,12 +24,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netlab.kit import net
-from netlab.kit.layout import PodLayout
+from netlab.kit import cgroups, net
+from netlab.kit.layout import PodLayout, state_root
+from netlab.node.kubelet import volumes
+from netlab.node.kubelet.security import enter_argv as enter_privileges
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -96,8 +102,16 @@ class Process:
     def exit_code(self) -> int | None:
         """The exit status the spawner reported (128 + signal if signalled); None if unknown."""
         if self.exit_file:
-            with contextlib.suppress(OSError, ValueError):
-                return int(Path(self.exit_file).read_text())
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                return int(Path(self.exit_file).read_text().split()[0])
+        return None
+
+    def exit_reason(self) -> str | None:
+        """What the spawner saw besides the status: "OOMKilled" if the OOM killer killed in its cgroup."""
+        if self.exit_file:
+            with contextlib.suppress(OSError):
+                words = Path(self.exit_file).read_text().split()
+                return words[1] if len(words) > 1 else None
         return None
 
     def signal(self, sig: int) -> None:
@@ -176,95 +190,121 @@ def spawn(socket_path: Path, req: dict, exit_file: Path) -> Process:
     return Process(out["pid"], out["started"], str(exit_file))
 
 
-def start_pause(sock: Path, netns: str | None, hostname: str, pod: PodLayout) -> Process:
-    """The pod's pause process: a new UTS namespace with the pod's hostname, inside its network
-    namespace, sleeping until the pod goes."""
-    return spawn(sock, {"netns": netns and net.ns_path(netns), "hostname": hostname, "argv": ["sleep", "infinity"],
-                        "env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                        "log": str(pod.log("pause"))}, pod.exit_file("pause"))
+def start_pause(sock: Path, netns: str | None, hostname: str, pod: PodLayout, spec: dict | None = None,
+                scratch: Path | None = None, tmpfs: list[dict] | None = None) -> Process:
+    """The pod's pause process: PID 1 of the pod's PID namespace (unless hostPID), holding its IPC
+    (unless hostIPC) and UTS namespaces (hostname = pod name) inside its network namespace, in an
+    empty root of its own with the pod's memory-backed emptyDirs, with no capabilities."""
+    spec = spec or {}
+    req = {"netns": netns and net.ns_path(netns), "pidns": "host" if spec.get("hostPID") else "new",
+           "ipc": None if spec.get("hostIPC") else "new", "uts": "new", "hostname": hostname,
+           "cgroup": pod.pause_cgroup if pod.cgroup and cgroups.available() else None,
+           "security": {"caps": []}, "pause": True, "argv": ["/pause"], "env": {}, "log": str(pod.log("pause"))}
+    if scratch is not None:
+        req["root"] = {"scratch": str(scratch), "empty": True, "tmpfs": tmpfs or []}
+    return spawn(sock, req, pod.exit_file("pause"))
 
 
-def etc_files(pod: PodLayout, files: dict[str, str], volumes: dict[str, Path], name: str) -> tuple[Path, Path]:
-    """The upper and work dirs of a container's /etc overlay: the pod's files, and volumes that
-    mount under /etc copied in (a configMap is read-only data)."""
-    upper, work = pod.etc_overlay(name) / "upper", pod.etc_overlay(name) / "work"
-    if upper.exists():
-        shutil.rmtree(upper.parent)
-    upper.mkdir(parents=True)
-    work.mkdir(parents=True)
-    for rel, text in files.items():
-        (upper / rel).write_text(text)
-    for rel, src in volumes.items():
-        dst = upper / rel
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dst)
-    return upper, work
+def service_account(pod: dict, where: PodLayout, token: volumes.TokenSource, ca: bytes) -> Path | None:
+    """The directory of the pod's service account files (token, ca.crt, namespace), mounted at
+    /var/run/secrets/kubernetes.io/serviceaccount, unless the pod opts out with
+    automountServiceAccountToken: false. `token` is the pod's token source: a token, or a function of
+    (audience, expirationSeconds) giving one; projected serviceAccountToken volumes use the same."""
+    return volumes.service_account(pod, where, token, ca)
 
 
-SERVICE_ACCOUNT = "secrets/kubernetes.io/serviceaccount"  # under /run (/var/run links there)
+def pod_files(pod: PodLayout, files: dict[str, str]) -> dict[str, Path]:
+    """The pod's /etc/hosts, /etc/resolv.conf and /etc/hostname, written for its containers to mount."""
+    out = {}
+    for name, text in files.items():
+        path = pod.etc_file(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        out[f"/etc/{name}"] = path
+    return out
 
 
-def service_account(pod: dict, where: PodLayout, token: str, ca: bytes) -> Path | None:
-    """The upper dir of a /run overlay holding the pod's service account files (token, ca.crt,
-    namespace) at /var/run/secrets/kubernetes.io/serviceaccount, unless the pod opts out with
-    automountServiceAccountToken: false. netlab has one identity: the lab's token."""
-    if (pod.get("spec") or {}).get("automountServiceAccountToken") is False:
+def hidden_paths() -> list[str]:
+    """What a container's root does not show of the host's: its users' homes, its temporary and
+    run-time files (sockets, namespaces), every lab's state (tokens, keys, stores, runtime sockets)."""
+    return ["/root", "/home", "/tmp", "/var/tmp", "/run", "/var/lib/netlab", os.path.realpath(state_root())]
+
+
+def kept_paths(hide: list[str]) -> list[str]:
+    """Paths under hidden ones that a container still needs, read-only: the Python (and netlab)
+    the built-in programs and the coredns image run on."""
+    need = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, Path(__file__).resolve().parents[3])}
+    return sorted(p for p in need if any(p == h or p.startswith(h.rstrip("/") + "/") for h in hide))
+
+
+def container_request(*, netns: str | None, pause: Process | None, spec: dict, argv: list[str], env: dict[str, str],
+                      workdir: str, mounts: list[dict], log: Path, cgroup: str | None, security: dict,
+                      resources: dict, scratch: Path, container: dict | None = None, attach: Path | None = None,
+                      pidns: str | None = None) -> dict:
+    """What the spawner is asked to start for a container: the pod's namespaces (its own PID
+    namespace unless shareProcessNamespace or hostPID), its cgroup and limits, a private root with
+    `mounts` (pod files, volumes), its privileges."""
+    pid_of = pause.pid if pause is not None else None
+    container = container or {}
+    if pidns:  # an ephemeral container's target's
+        pass
+    elif spec.get("hostPID"):
+        pidns = "host"
+    elif spec.get("shareProcessNamespace") and pid_of:
+        pidns = f"/proc/{pid_of}/ns/pid"
+    else:
+        pidns = "new"
+    ipc = None if spec.get("hostIPC") or not pid_of else f"/proc/{pid_of}/ns/ipc"
+    hide = hidden_paths()
+    root = {"scratch": str(scratch), "hide": hide, "keep": kept_paths(hide), "mounts": mounts, "cwd": workdir or "/",
+            "readOnly": security.get("readOnly", False), "privileged": security.get("privileged", False)}
+    return {"netns": netns and net.ns_path(netns), "pidns": pidns, "ipc": ipc,
+            "uts": pid_of and f"/proc/{pid_of}/ns/uts", "cgroup": cgroup if cgroup and cgroups.available() else None,
+            "resources": resources, "root": root,
+            "security": {k: security.get(k) for k in ("caps", "uid", "gid", "groups", "noNewPrivs", "seccomp")},
+            "argv": argv, "env": env, "cwd": workdir or "/", "log": str(log), "logFormat": "cri",
+            "stdin": bool(container.get("stdin")), "stdinOnce": bool(container.get("stdinOnce")),
+            "tty": bool(container.get("tty")), "attach": attach and str(attach)}
+
+
+def start_container(sock: Path, req: dict, exit_file: Path) -> Process:
+    """A container process, as container_request describes it."""
+    return spawn(sock, req, exit_file)
+
+
+def enter_argv(container: Process, security: dict | None) -> list[str]:
+    """The argv prefix that runs a command in a running container, as runc exec does: in all of its
+    namespaces (its root among them), with its privileges."""
+    return ["nsenter", f"--target={container.pid}", "--net", "--uts", "--ipc", "--pid", "--mount", "--cgroup",
+            f"--wd=/proc/{container.pid}/cwd", "--", *enter_privileges(security)]
+
+
+def joiner(cgroup: str | None) -> Callable[[], None] | None:
+    """A preexec function putting an exec'd command into the container's cgroup (its limits, and
+    its end with the container's)."""
+    if not cgroup or not cgroups.available():
         return None
-    upper = where.run_overlay / "upper"
-    d = upper / SERVICE_ACCOUNT
-    d.mkdir(parents=True, exist_ok=True)
-    (where.run_overlay / "work").mkdir(exist_ok=True)
-    (d / "token").write_text(token)
-    (d / "ca.crt").write_bytes(ca)
-    (d / "namespace").write_text(pod["metadata"]["namespace"])
-    return upper
-
-
-def refresh_etc(upper: Path, volumes: dict[str, Path]) -> None:
-    """Bring a running container's /etc copies of its volumes up to date, as the kubelet updates
-    a configMap volume of a running pod. Files are rewritten in place (the same inode in the
-    overlay's upper layer), so the container sees the new content at the same path."""
-    for rel, src in volumes.items():
-        pairs = [(f, upper / rel / f.relative_to(src)) for f in src.rglob("*") if f.is_file()] if src.is_dir() \
-            else [(src, upper / rel)]
-        for f, dst in pairs:
-            data = f.read_bytes()
-            if not dst.exists() or dst.read_bytes() != data:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                with open(dst, "r+b" if dst.exists() else "wb") as out:
-                    out.write(data)
-                    out.truncate()
-
-
-def start_container(sock: Path, netns: str | None, pause: Process | None, argv: list[str], env: dict[str, str],
-                    workdir: str, upper: Path, work: Path, binds: list[tuple[Path, str]], log: Path,
-                    exit_file: Path, run_upper: Path | None = None) -> Process:
-    """A container process: joins the pod's network and UTS namespaces, takes its own mount
-    namespace with the /etc overlay (and a /run overlay for the service account) and
-    bind-mounted volumes, then becomes the program."""
-    mounts = [["overlay", "/etc", "overlay", f"lowerdir=/etc,upperdir={upper},workdir={work}"]]
-    if run_upper is not None:
-        mounts.append(["overlay", "/run", "overlay", f"lowerdir=/run,upperdir={run_upper},"
-                                                     f"workdir={run_upper.parent / 'work'}"])
-    mounts += [[str(src), dst, None, None] for src, dst in binds]
-    return spawn(sock, {"netns": netns and net.ns_path(netns), "uts": pause and f"/proc/{pause.pid}/ns/uts",
-                        "mounts": mounts, "argv": argv, "env": env, "cwd": workdir or "/", "log": str(log),
-                        "logFormat": "cri"}, exit_file)
+    return lambda: cgroups.join(cgroup)
 
 
 def exec_in(container: Process, argv: list[str], timeout: float | None,
-            env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run a command in a running container's namespaces (an exec probe, a lifecycle hook), with
-    the container's environment if given."""
+            env: dict[str, str] | None = None, security: dict | None = None, cgroup: str | None = None
+            ) -> tuple[int, str]:
+    """Run a command in a running container (an exec probe, a lifecycle hook), with the
+    container's environment if given."""
+    p = subprocess.Popen([*enter_argv(container, security), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env or None, stdin=subprocess.DEVNULL, preexec_fn=joiner(cgroup),
+                         start_new_session=True)  # its own process group: a timeout ends nsenter's child too
     try:
-        p = subprocess.run(["nsenter", f"--target={container.pid}", "--net", "--uts", "--mount", "--", *argv],
-                           capture_output=True, text=True, timeout=timeout, env=env or None,
-                           stdin=subprocess.DEVNULL)
-        return p.returncode, (p.stdout + p.stderr).strip()
+        out, err = p.communicate(timeout=timeout)
+        return p.returncode, (out + err).strip()
     except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         return -1, f"command timed out after {timeout}s"
 
 
@@ -358,7 +398,7 @@ def resolv_conf(pod: dict, dns_ip: str, cluster_domain: str, host_resolv: str = 
 
 
 def container_env(pod: dict, container: dict, services: list[dict], node_ip: str, pod_ip: str | None,
-                  configmaps: dict[str, dict]) -> dict[str, str]:
+                  configmaps: dict[str, dict], secrets: dict[str, dict] | None = None) -> dict[str, str]:
     """The container's environment: PATH and HOSTNAME, service links (enableServiceLinks, as the
     kubelet makes them), then the container's own env and envFrom with downward API fields."""
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": pod_hostname(pod)}
@@ -383,7 +423,16 @@ def container_env(pod: dict, container: dict, services: list[dict], node_ip: str
             env[f"{base}_PROTO"], env[f"{base}_PORT"], env[f"{base}_ADDR"] = proto.lower(), str(p["port"]), ip
         env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}"
     ns = pod["metadata"]["namespace"]
+    secrets = secrets or {}
     for src in container.get("envFrom") or []:
+        if "secretRef" in src:
+            ref = src["secretRef"] or {}
+            sec = secrets.get(ref.get("name", ""))
+            if sec is None and not ref.get("optional"):
+                raise ConfigError(f'secret "{ref.get("name", "")}" not found')
+            for k, v in ((sec or {}).get("data") or {}).items():
+                env[src.get("prefix", "") + k] = base64.b64decode(v).decode(errors="replace")
+            continue
         ref = src.get("configMapRef") or {}
         cm = configmaps.get(ref.get("name", ""))
         if cm is None and ref and not ref.get("optional"):
@@ -393,12 +442,30 @@ def container_env(pod: dict, container: dict, services: list[dict], node_ip: str
     fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"],
               "metadata.uid": pod["metadata"]["uid"], "spec.nodeName": (pod.get("spec") or {}).get("nodeName", ""),
               "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", ""),
-              "status.hostIP": node_ip, "status.podIP": pod_ip or ""}
+              "status.hostIP": node_ip, "status.podIP": pod_ip or "", "status.hostIPs": node_ip,
+              "status.podIPs": pod_ip or ""}
     for e in container.get("env") or []:
         if "value" in e:
             env[e["name"]] = _expand(e["value"], env)
         elif (e.get("valueFrom") or {}).get("fieldRef"):
-            env[e["name"]] = fields.get(e["valueFrom"]["fieldRef"].get("fieldPath", ""), "")
+            path = e["valueFrom"]["fieldRef"].get("fieldPath", "")
+            try:
+                env[e["name"]] = fields[path] if path in fields else volumes.field_value(pod, path)
+            except volumes.VolumeError:
+                env[e["name"]] = ""
+        elif (e.get("valueFrom") or {}).get("resourceFieldRef"):
+            env[e["name"]] = volumes.resource_value(pod, e["valueFrom"]["resourceFieldRef"], container["name"])
+        elif (e.get("valueFrom") or {}).get("secretKeyRef"):
+            ref = e["valueFrom"]["secretKeyRef"]
+            sec = secrets.get(ref["name"])
+            data = (sec or {}).get("data") or {}
+            if ref.get("optional") and ref["key"] not in data:
+                continue
+            if sec is None:
+                raise ConfigError(f'secret "{ref["name"]}" not found')
+            if ref["key"] not in data:
+                raise ConfigError(f"couldn't find key {ref['key']} in Secret {ns}/{ref['name']}")
+            env[e["name"]] = base64.b64decode(data[ref["key"]]).decode(errors="replace")
         elif (e.get("valueFrom") or {}).get("configMapKeyRef"):
             ref = e["valueFrom"]["configMapKeyRef"]
             cm = configmaps.get(ref["name"])
@@ -418,10 +485,10 @@ class ConfigError(Exception):
     CreateContainerConfigError, tried again until it is."""
 
 
-def configmaps_named(container: dict) -> set[str]:
-    """The ConfigMaps a container's env and envFrom read."""
-    names = {(src.get("configMapRef") or {}).get("name") for src in container.get("envFrom") or []}
-    names |= {((e.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("name") for e in container.get("env") or []}
+def configmaps_named(container: dict, ref: str = "configMap") -> set[str]:
+    """The ConfigMaps (or with ref="secret", the Secrets) a container's env and envFrom read."""
+    names = {(src.get(f"{ref}Ref") or {}).get("name") for src in container.get("envFrom") or []}
+    names |= {((e.get("valueFrom") or {}).get(f"{ref}KeyRef") or {}).get("name") for e in container.get("env") or []}
     return names - {None}
 
 
@@ -441,56 +508,3 @@ def _expand(value: str, env: dict[str, str]) -> str:
             out += value[i]
             i += 1
     return out
-
-
-def volume_sources(pod: dict, where: PodLayout, configmaps: dict[str, dict]) -> dict[str, Path]:
-    """Each volume's files on the node: configMap data written out, emptyDir a directory,
-    hostPath the host's path."""
-    out: dict[str, Path] = {}
-    for v in (pod.get("spec") or {}).get("volumes") or []:
-        if "configMap" in v:
-            d = where.volume(v["name"])
-            d.mkdir(parents=True, exist_ok=True)
-            cm = configmaps.get(v["configMap"]["name"]) or {}
-            items = v["configMap"].get("items")
-            data = cm.get("data") or {}
-            for k, text in data.items():
-                if items is None:
-                    (d / k).write_text(text)
-            for it in items or []:
-                if it["key"] in data:
-                    (d / it["path"]).parent.mkdir(parents=True, exist_ok=True)
-                    (d / it["path"]).write_text(data[it["key"]])
-            out[v["name"]] = d
-        elif "emptyDir" in v:
-            d = where.volume(v["name"])
-            d.mkdir(parents=True, exist_ok=True)
-            out[v["name"]] = d
-        elif "hostPath" in v:
-            out[v["name"]] = Path(v["hostPath"]["path"])
-    return out
-
-
-def mounts_for(container: dict, sources: dict[str, Path]) -> tuple[dict[str, Path], list[tuple[Path, str]], list[str]]:
-    """Split a container's volumeMounts into files for the /etc overlay and bind mounts at existing
-    directories; what cannot be mounted comes back as problems to report."""
-    etc: dict[str, Path] = {}
-    binds: list[tuple[Path, str]] = []
-    problems: list[str] = []
-    for m in container.get("volumeMounts") or []:
-        src = sources.get(m["name"])
-        if src is None:
-            problems.append(f"volume {m['name']!r} is not defined or its type is not supported (configMap, emptyDir, "
-                            "hostPath)")
-            continue
-        if m.get("subPath"):
-            src = src / m["subPath"]
-        path = m["mountPath"].rstrip("/")
-        if path == "/etc" or path.startswith("/etc/"):
-            etc[path[5:]] = src
-        elif os.path.exists(path):
-            binds.append((src, path))
-        else:
-            problems.append(f"mountPath {path} does not exist on this node: netlab mounts volumes under /etc or "
-                            "at existing directories")
-    return etc, binds, problems

@@ -7,6 +7,8 @@ status.daemonEndpoints.kubeletEndpoint names), as upstream's kubelet serves the 
                                                          sinceSeconds, sinceTime, timestamps
     GET|POST /exec/{namespace}/{pod}/{container}         ?command=...&stdin=&stdout=&stderr=&tty=
                                                          (WebSocket, v5/v4.channel.k8s.io)
+    GET|POST /attach/{namespace}/{pod}/{container}       ?stdin=&stdout=&stderr=&tty= (WebSocket, the same
+                                                         channels: the container's own stdio from now on)
 
 Every request needs the lab's bearer token (the API server's credential; upstream's kubelet runs
 with anonymous auth off, as kubeadm configures it): without it, 401 Unauthorized. Errors are
@@ -23,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from netlab.node.kubelet import exec as exec_mod
-from netlab.node.kubelet import logs
+from netlab.node.kubelet import logs, runtime
 from netlab.node.kubelet.pods import Container, PodWorker
 
 log = logging.getLogger("netlab.kubelet")
@@ -40,6 +42,8 @@ class KubeletServer:
         self.app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         self.app.router.add_route("GET", "/exec/{namespace}/{pod}/{container}", self.exec)
         self.app.router.add_route("POST", "/exec/{namespace}/{pod}/{container}", self.exec)
+        self.app.router.add_route("GET", "/attach/{namespace}/{pod}/{container}", self.attach)
+        self.app.router.add_route("POST", "/attach/{namespace}/{pod}/{container}", self.attach)
         self.runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int, cert: str, key: str) -> None:
@@ -134,7 +138,20 @@ class KubeletServer:
             return web.Response(status=500, text=f'container not found ("{c.name}")')
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.Response(status=400, text="exec is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io)")
-        return await exec_mod.serve(request, c.proc.pid, c.env or None)
+        return await exec_mod.serve(request, c.proc.pid, c.env or None, runtime.enter_argv(c.proc, c.security),
+                                    runtime.joiner(c.cgroup))
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        try:
+            w = self._worker(request)
+            c = self._container(w, request.match_info["container"])
+        except logs.LogError as e:
+            return web.Response(status=e.code, text=str(e))
+        if c.proc is None or not c.proc.alive():
+            return web.Response(status=500, text=f'container not found ("{c.name}")')
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.Response(status=400, text="attach is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io)")
+        return await exec_mod.attach(request, self.k.node_layout.attach_socket(w.uid, c.name))
 
 
 def log_file(w: PodWorker, c: Container, previous: bool) -> Path:

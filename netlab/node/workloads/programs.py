@@ -249,8 +249,15 @@ working. Further configuration is required.</p>
 """
 
 
-def web(page: str, server: str) -> None:
+def web(page: str, server: str, docroot: str) -> None:
+    """The image's default page, or what a volume mounted at its document root holds (as the
+    two-container pod of the Kubernetes docs writes nginx's index.html)."""
     def handle(r: Request):
+        rel = r.path.split("?")[0].lstrip("/") or "index.html"
+        f = os.path.join(docroot, rel)
+        if ".." not in rel.split("/") and os.path.isfile(f):
+            with open(f, "rb") as fh:
+                return 200, "text/html" if f.endswith((".html", ".htm")) else "text/plain", fh.read()
         if r.path in ("/", "/index.html"):
             return 200, "text/html", page.format(host=HOSTNAME)
         return 404, "text/html", f"<html><body><h1>404 Not Found</h1><hr><center>{server}</center></body></html>\n"
@@ -279,9 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     if name == "agnhost":
         agnhost(args)
     elif name == "nginx":
-        web(NGINX_PAGE, "nginx")
+        web(NGINX_PAGE, "nginx", "/usr/share/nginx/html")
     elif name == "httpd":
-        web("<html><body><h1>It works!</h1></body></html>\n", "Apache")
+        web("<html><body><h1>It works!</h1></body></html>\n", "Apache", "/usr/local/apache2/htdocs")
     elif name == "http-echo":
         http_echo(args)
     elif name == "pause":
