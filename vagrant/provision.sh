@@ -8,10 +8,10 @@ test_tools=0
 if [ "${1:-}" = --test-tools ]; then test_tools=1; shift; fi
 repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 
+# nginx: what the ingress-nginx controller drives, inside its pod (docs/ingress.md)
 packages=(
   iproute2 iptables nftables conntrack ipset ipvsadm iputils-ping curl dnsutils tcpdump
-  containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv
-  nginx  # what the ingress-nginx controller drives, inside its pod (docs/ingress.md)
+  containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv nginx
 )
 if [ "$test_tools" = 1 ]; then packages+=(vagrant); fi
 

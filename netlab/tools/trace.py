@@ -258,7 +258,10 @@ def _nginx_upstream(lab: Lab, pod: dict | None, client: str) -> str | None:
     name = pod["spec"]["containers"][0]["name"]
     with contextlib.suppress(OSError):
         for line in reversed(logs.log(name).read_text(errors="replace").splitlines()):
-            if line.startswith(f"{client} ") and (m := re.search(r"\] (\d[\d.]+:\d+)", line)):
+            # the CRI logging format: <time> <stream> <F|P> <the container's line>
+            parts = line.split(" ", 3)
+            text = parts[3] if len(parts) == 4 and parts[1] in ("stdout", "stderr") else line
+            if text.startswith(f"{client} ") and (m := re.search(r"\] (\d[\d.]+:\d+)", text)):
                 return m.group(1)
     return None
 
