@@ -245,3 +245,26 @@ def test_scheduler_rules_and_events(cp):
     assert node == "worker"
     cp.kubectl("uncordon", "worker2")
     cp.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_shared_informers_keep_one_meaning_per_index():
+    """The ReplicaSet controller counts the pods it controls; the garbage collector needs every
+    dependent of an owner, controller or not. Both read the process's one pods informer."""
+    import asyncio
+
+    from netlab.control.controllers.base import Context
+    from netlab.control.controllers.lifecycle import GarbageCollector
+    from netlab.control.controllers.replicaset import ReplicaSetController
+
+    ctx = Context(client=None)
+    rs, gc = ReplicaSetController(ctx), GarbageCollector(ctx)
+    pods = ctx.informers["pods"]
+    pod = {"metadata": {"namespace": "default", "name": "p", "resourceVersion": "1", "ownerReferences": [
+        {"uid": "rs-uid", "controller": True, "kind": "ReplicaSet", "name": "rs"},
+        {"uid": "cm-uid", "kind": "ConfigMap", "name": "cm"}]}}
+    asyncio.run(pods._apply("ADDED", pod))
+    assert [p["metadata"]["name"] for p in rs.pods.by_index("controller", "rs-uid")] == ["p"]
+    assert rs.pods.by_index("controller", "cm-uid") == []
+    assert [p["metadata"]["name"] for p in gc.infs["pods"].by_index("owner", "cm-uid")] == ["p"]
+    with pytest.raises(ValueError, match="index 'owner' is already defined otherwise"):
+        pods.add_index("owner", lambda o: [])

@@ -391,6 +391,10 @@ class Informer:
         self.handlers.append((on_add, on_update, on_delete))
 
     def add_index(self, name: str, fn: Callable[[dict], list[str]]) -> None:
+        if name in self.indexers:
+            if self.indexers[name] is not fn:  # two users of one shared informer disagree
+                raise ValueError(f"informer {self.resource}: index {name!r} is already defined otherwise")
+            return
         self.indexers[name] = fn
         self.indices[name] = {}
         for k, o in self.store.items():

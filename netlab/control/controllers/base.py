@@ -23,15 +23,28 @@ class Context:
         self.root_ca = root_ca  # the CA the root CA publisher puts in every namespace
         self.informers: dict[str, Informer] = {}
 
-    def informer(self, resource: str) -> Informer:
+    def informer(self, resource: str, *indexes: str) -> Informer:
+        """The shared informer of `resource`, with the named INDEXES added."""
         if resource not in self.informers:
             self.informers[resource] = Informer(self.client, resource)
-        return self.informers[resource]
+        inf = self.informers[resource]
+        for name in indexes:
+            inf.add_index(name, INDEXES[name])
+        return inf
 
     async def start(self) -> list[asyncio.Task]:
         tasks = [asyncio.create_task(inf.run()) for inf in self.informers.values()]
         await asyncio.gather(*(inf.wait_synced() for inf in self.informers.values()))
         return tasks
+
+
+# The indexes controllers share. The informers are shared by every controller of the process, so
+# an index name has one meaning here (Informer.add_index refuses a second).
+INDEXES: dict[str, Any] = {
+    "controller": lambda o: [r["uid"] for r in o["metadata"].get("ownerReferences") or [] if r.get("controller")],
+    "owner": lambda o: [r["uid"] for r in o["metadata"].get("ownerReferences") or []],
+    "namespace": lambda o: [o["metadata"].get("namespace") or ""],
+}
 
 
 def owner_ref(obj: dict, controller: bool = True) -> dict:

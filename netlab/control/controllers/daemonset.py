@@ -105,14 +105,9 @@ class DaemonSetController(Controller):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.sets = ctx.informer("daemonsets")
-        self.pods = ctx.informer("pods")
+        self.pods = ctx.informer("pods", "controller", "namespace")
         self.nodes = ctx.informer("nodes")
-        self.revisions = ctx.informer("controllerrevisions")
-        controlled = lambda o: [r["uid"] for r in o["metadata"].get("ownerReferences") or []  # noqa: E731
-                                if r.get("controller")]
-        self.pods.add_index("controller", controlled)
-        self.pods.add_index("namespace", lambda p: [p["metadata"]["namespace"]])
-        self.revisions.add_index("owner", controlled)
+        self.revisions = ctx.informer("controllerrevisions", "controller")
         self.history = History(self.client, self.revisions)
         self.sets.add_handler(self.enqueue_obj, self.enqueue_obj, None)
         self.pods.add_handler(self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_changed)

@@ -64,10 +64,8 @@ class DeploymentController(Controller):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.deps = ctx.informer("deployments")
-        self.rs = ctx.informer("replicasets")
+        self.rs = ctx.informer("replicasets", "controller")
         self.pods = ctx.informer("pods")
-        self.rs.add_index("owner", lambda r: [o["uid"] for o in r["metadata"].get("ownerReferences") or []
-                                              if o.get("controller")])
         self.deps.add_handler(self.enqueue_obj, self.enqueue_obj, None)
         self.rs.add_handler(self._rs_changed, lambda old, new: self._rs_changed(new), self._rs_changed)
 
@@ -83,7 +81,7 @@ class DeploymentController(Controller):
             return
         d = dict(d)  # its metadata is replaced below when the revision annotation is written
         spec = d.get("spec") or {}
-        owned = self.rs.by_index("owner", d["metadata"]["uid"])
+        owned = self.rs.by_index("controller", d["metadata"]["uid"])
         template = spec.get("template") or {}
         new_rs = next((r for r in owned if strip_hash((r.get("spec") or {}).get("template") or {}) == template), None)
         old = [r for r in owned if r is not new_rs]

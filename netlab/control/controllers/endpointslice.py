@@ -33,14 +33,13 @@ class EndpointSliceController(Controller):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.svcs = ctx.informer("services")
-        self.pods = ctx.informer("pods")
+        self.pods = ctx.informer("pods", "namespace")
         self.slices = ctx.informer("endpointslices")
         self.endpoints = ctx.informer("endpoints")
         def owner(s: dict) -> list[str]:
             svc = (s["metadata"].get("labels") or {}).get(SERVICE_NAME)
             return [f"{s['metadata']['namespace']}/{svc}"] if svc else []
         self.slices.add_index("service", owner)
-        self.pods.add_index("namespace", lambda p: [p["metadata"]["namespace"]])
         self.svcs.add_handler(self.enqueue_obj, self.enqueue_obj, self.enqueue_obj)
         self.pods.add_handler(self._pod, lambda old, new: (self._pod(old), self._pod(new)), self._pod)
         self.slices.add_handler(None, None, self._slice_gone)

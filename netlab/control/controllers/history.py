@@ -85,7 +85,7 @@ class History:
         self.client, self.informer = client, informer
 
     def owned(self, owner: dict) -> list[dict]:
-        return sort_revisions(self.informer.by_index("owner", owner["metadata"]["uid"]))
+        return sort_revisions(self.informer.by_index("controller", owner["metadata"]["uid"]))
 
     async def create(self, rev: dict) -> dict:
         """Create `rev`; an existing revision of the same name and data is the same revision

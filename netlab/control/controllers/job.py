@@ -348,9 +348,7 @@ class JobController(Controller):
         super().__init__(ctx)
         self.now = now
         self.jobs = ctx.informer("jobs")
-        self.pods = ctx.informer("pods")
-        self.pods.add_index("job", lambda p: [r["uid"] for r in p["metadata"].get("ownerReferences") or []
-                                              if r.get("controller") and r.get("kind") == "Job"])
+        self.pods = ctx.informer("pods", "controller")
         self.jobs.add_handler(self.enqueue_obj, self._job_updated, self._job_deleted)
         self.pods.add_handler(self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_changed)
         # pods made or deleted, and finalizers removed, that the informer has not shown yet
@@ -376,7 +374,7 @@ class JobController(Controller):
         self._cleanup_finalizers(job)
 
     def _cleanup_finalizers(self, job: dict) -> None:
-        for p in self.pods.by_index("job", job["metadata"]["uid"]):
+        for p in self.pods.by_index("controller", job["metadata"]["uid"]):
             if has_finalizer(p):
                 self.enqueue(f"orphan:{self._key(p)}")
 
@@ -488,7 +486,7 @@ class _Sync:
         self.uncounted_succeeded = set(uncounted.get("succeeded") or [])
         self.uncounted_failed = set(uncounted.get("failed") or [])
         satisfied = c._expectations_met(self.key)
-        pods = [p for p in c.pods.by_index("job", job["metadata"]["uid"])]
+        pods = [p for p in c.pods.by_index("controller", job["metadata"]["uid"])]
         self.pods = pods
         active = [p for p in pods if (p.get("status") or {}).get("phase") not in TERMINAL
                   and not p["metadata"].get("deletionTimestamp")]

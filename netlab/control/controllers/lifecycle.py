@@ -60,9 +60,8 @@ class GarbageCollector(Controller):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.infs = {r: ctx.informer(r) for r in GC_RESOURCES}
+        self.infs = {r: ctx.informer(r, "owner") for r in GC_RESOURCES}
         for r, inf in self.infs.items():
-            inf.add_index("owner", lambda o: [ref["uid"] for ref in o["metadata"].get("ownerReferences") or []])
             inf.add_handler(self._added(r), lambda old, new, r=r: self._added(r)(new), self._deleted)
 
     def _added(self, resource: str):

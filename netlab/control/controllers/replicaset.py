@@ -20,9 +20,7 @@ class ReplicaSetController(Controller):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.rs = ctx.informer(self.resource)
-        self.pods = ctx.informer("pods")
-        self.pods.add_index("owner", lambda p: [r["uid"] for r in p["metadata"].get("ownerReferences") or []
-                                                if r.get("controller")])
+        self.pods = ctx.informer("pods", "controller")
         self.rs.add_handler(self.enqueue_obj, self.enqueue_obj, None)
         self.pods.add_handler(self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_changed)
         # Expectations, as upstream: creates and deletes this controller made that the informer
@@ -35,7 +33,7 @@ class ReplicaSetController(Controller):
             self.enqueue(f"{pod['metadata']['namespace']}/{ref['name']}")
 
     def _owned(self, rs: dict) -> list[dict]:
-        return [p for p in self.pods.by_index("owner", rs["metadata"]["uid"])]
+        return [p for p in self.pods.by_index("controller", rs["metadata"]["uid"])]
 
     def _expectations_met(self, key: str) -> bool:
         adds, dels, since = self.expect.get(key, (set(), set(), 0.0))
