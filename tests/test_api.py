@@ -289,3 +289,15 @@ def test_objects_survive_a_restart_and_old_watches_get_410(cp):
     first = json.loads(resp.readline())
     assert first["type"] == "ERROR" and first["object"]["code"] == 410 and first["object"]["reason"] == "Expired"
     api.delete_namespaced_config_map("keep", "default")
+
+
+def test_selector_columns_print_expressions_as_kubectl(cp):
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "sel", "namespace": "default"},
+          "spec": {"replicas": 0, "selector": {"matchLabels": {"tier": "web"}, "matchExpressions": [
+              {"key": "app", "operator": "In", "values": ["b", "a"]}, {"key": "canary", "operator": "DoesNotExist"}]},
+              "template": {"metadata": {"labels": {"tier": "web", "app": "a"}},
+                           "spec": {"containers": [{"name": "c", "image": "agnhost"}]}}}}
+    cp.kubectl("apply", "-f", "-", input=json.dumps(rs))
+    wide = cp.kubectl("get", "rs", "sel", "-o", "wide", "--no-headers").stdout
+    assert wide.rstrip().endswith("   app in (a,b),!canary,tier=web")  # sorted by key, as metav1 formats it
+    cp.kubectl("delete", "rs", "sel")

@@ -48,13 +48,10 @@ def col(name: str, type_: str = "string", priority: int = 0, fmt: str = "", desc
     return {"name": name, "type": type_, "format": fmt, "description": desc or name, "priority": priority}
 
 
-def selector_text(sel: dict | None) -> str:
-    if not sel:
-        return "<none>"
-    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or sel).items()) if isinstance(v, str)]
-    for e in (sel.get("matchExpressions") or []) if "matchLabels" in sel or "matchExpressions" in sel else []:
-        parts.append(f"{e['key']} {e['operator'].lower()} ({','.join(e.get('values') or [])})")
-    return ",".join(parts) or "<none>"
+def labels_text(labels: dict | None) -> str:
+    """A label map as kubectl prints it (labels.FormatLabels): sorted `k=v`, `<none>` if empty.
+    LabelSelectors print with selectors.format_label_selector."""
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "<none>"
 
 
 def containers_text(spec: dict) -> tuple[str, str]:

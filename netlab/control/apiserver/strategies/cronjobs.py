@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from netlab.api.selectors import format_label_selector
 from netlab.control import cron
 from netlab.control.apiserver import podspec, tables
 from netlab.control.apiserver import validation as v
@@ -109,7 +110,7 @@ class Strategy(base.Strategy):
                 "<unset>" if suspend is None else "True" if suspend else "False", len(st.get("active") or []),
                 tables.age(st["lastScheduleTime"]) if st.get("lastScheduleTime") else "<none>",
                 tables.age(c["metadata"].get("creationTimestamp")), names, images,
-                tables.selector_text(job.get("selector"))]
+                format_label_selector(job.get("selector"))]
 
 
 def _tz_in_schedule(spec: dict, old_spec: dict | None) -> list[v.FieldError]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from netlab.api.selectors import format_label_selector
 from netlab.control.apiserver import podspec, tables
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.strategies import base
@@ -96,7 +97,7 @@ class Strategy(base.Strategy):
         return [d["metadata"]["name"], st.get("desiredNumberScheduled", 0), st.get("currentNumberScheduled", 0),
                 st.get("numberReady", 0), st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0),
                 node_selector or "<none>", tables.age(d["metadata"].get("creationTimestamp")), names, images,
-                tables.selector_text(spec.get("selector"))]
+                format_label_selector(spec.get("selector"))]
 
 
 def _int_or_percent_invalid(path: str, value: Any, detail: str) -> v.FieldError:

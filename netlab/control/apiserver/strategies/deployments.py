@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from netlab.api.selectors import format_label_selector
 from netlab.control.apiserver import podspec, tables
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.strategies import base
@@ -46,5 +47,5 @@ class Strategy(base.Strategy):
         return [d["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
                 st.get("updatedReplicas", 0), st.get("availableReplicas", 0),
                 tables.age(d["metadata"].get("creationTimestamp")), names, images,
-                tables.selector_text(spec.get("selector"))]
+                format_label_selector(spec.get("selector"))]
 

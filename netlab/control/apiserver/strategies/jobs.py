@@ -10,7 +10,7 @@ import copy
 import re
 from typing import Any
 
-from netlab.api.selectors import selector_matches
+from netlab.api.selectors import selector_matches, format_label_selector
 from netlab.control.apiserver import podspec, tables
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.strategies import base
@@ -290,7 +290,7 @@ class Strategy(base.Strategy):
         names, images = tables.containers_text((spec.get("template") or {}).get("spec") or {})
         return [j["metadata"]["name"], job_status_text(j), completions, duration,
                 tables.age(j["metadata"].get("creationTimestamp")), names, images,
-                tables.selector_text(spec.get("selector"))]
+                format_label_selector(spec.get("selector"))]
 
 
 def condition_true(job: dict, kind: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from netlab.api.selectors import format_label_selector
 from netlab.control.apiserver import podspec, tables
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.strategies import base
@@ -39,4 +40,4 @@ class Strategy(base.Strategy):
         names, images = tables.containers_text((spec.get("template") or {}).get("spec") or {})
         return [r["metadata"]["name"], spec.get("replicas", 1), st.get("replicas", 0), st.get("readyReplicas", 0),
                 tables.age(r["metadata"].get("creationTimestamp")), names, images,
-                tables.selector_text(spec.get("selector"))]
+                format_label_selector(spec.get("selector"))]

@@ -80,7 +80,7 @@ class Strategy(base.Strategy):
                          else f"{p['port']}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []) or "<none>"
         cluster_ip = spec.get("clusterIP") or ("<none>" if stype == "ExternalName" else "")
         return [s["metadata"]["name"], stype, cluster_ip, external, ports, tables.age(s["metadata"].get("creationTimestamp")),
-                tables.selector_text(spec.get("selector"))]
+                tables.labels_text(spec.get("selector"))]
 
 
 def _validate(spec: Any) -> list[v.FieldError]:
