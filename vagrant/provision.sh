@@ -11,7 +11,7 @@ repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 # nginx: what the ingress-nginx controller drives, inside its pod (docs/ingress.md)
 packages=(
   iproute2 iptables nftables conntrack ipset ipvsadm iputils-ping curl dnsutils tcpdump
-  containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv nginx
+  containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv nginx gettext
 )
 if [ "$test_tools" = 1 ]; then packages+=(vagrant); fi
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# 01 · Pod to pod: every pod has its own IP from its node's pod subnet, and reaches every other
-# pod by that IP, on the same node or across nodes, with no NAT.
-#   sudo docs/tutorials/01-pod-to-pod.sh
+# 01 · Pod to pod.
+#   sudo docs/tutorials/01-pod-to-pod.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "Pod to pod"
+about "Every pod has its own IP from its node's pod subnet, and reaches every other pod by that IP, on the same node or across nodes, with no NAT."
 cleanup+=("netlab delete pod t01-a" "netlab delete pod t01-b")
 
 step "two pods, pinned to different nodes"
@@ -25,7 +26,7 @@ netlab wait -l tutorial=t01 --count 2
 run netlab get pods -l tutorial=t01 -o wide 2>/dev/null || run netlab get pods -o wide
 b_ip=$(netlab get pod t01-b -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["podIP"])')
 
-step "t01-a asks t01-b for its name, by IP ($b_ip): the answer names t01-b"
+step 't01-a asks t01-b for its name, by IP ($b_ip): the answer names t01-b'
 answer=$(netlab exec t01-a -- wget -qO- "http://$b_ip:8080/hostname")
 echo "$answer"
 [ "$answer" = t01-b ]

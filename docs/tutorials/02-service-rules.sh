@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# 02 · A Service and its iptables rules: a ClusterIP is not on any interface; kube-proxy's NAT
-# rules on every node catch packets to it and DNAT them to one of the Service's pods.
-#   sudo docs/tutorials/02-service-rules.sh
+# 02 · A Service and its iptables rules.
+#   sudo docs/tutorials/02-service-rules.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "A Service and its iptables rules"
+about "A ClusterIP is not on any interface: the NAT rules of kube-proxy on every node catch packets to it and DNAT them to one of the Service's pods."
 cleanup+=("netlab delete deployment t02" "netlab delete service t02")
 
 step "a Deployment of 3 agnhost pods and a Service in front of them"
@@ -31,7 +32,7 @@ run netlab get endpointslices
 ip=$(netlab get service t02 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["spec"]["clusterIP"])')
 sleep 1.5  # kube-proxy's minimum sync period
 
-step "the ClusterIP $ip is on no interface of the node"
+step 'the ClusterIP $ip is on no interface of the node'
 netlab exec worker -- ip -br addr | grep -c "$ip" || true
 
 step "KUBE-SERVICES matches it and jumps to the Service's chain"

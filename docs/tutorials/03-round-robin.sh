@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# 03 · Load balancing: new connections to a ClusterIP spread evenly over the ready pods.
-#   sudo docs/tutorials/03-round-robin.sh
+# 03 · Load balancing.
+#   sudo docs/tutorials/03-round-robin.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "Load balancing"
+about "New connections to a ClusterIP spread evenly over the ready pods."
 cleanup+=("netlab delete deployment t03" "netlab delete service t03" "netlab delete pod t03-client")
 
 netlab apply -f - <<'YAML'

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# 04 · NodePort: the Service answers on a port of every node's address, from outside the pods.
-#   sudo docs/tutorials/04-nodeport.sh
+# 04 · NodePort.
+#   sudo docs/tutorials/04-nodeport.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "NodePort"
+about "The Service answers on a port of every node's address, from outside the pods."
 cleanup+=("netlab delete deployment t04" "netlab delete service t04")
 
 netlab apply -f - <<'YAML'
@@ -30,7 +32,7 @@ run netlab get service t04
 port=$(netlab get service t04 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["spec"]["ports"][0]["nodePort"])')
 worker_ip=$(netlab status | awk '$1 == "worker" {print $3}')
 
-step "from node control-plane to worker's address $worker_ip:$port"
+step 'from node control-plane to the address of worker, $worker_ip:$port'
 netlab exec control-plane -- curl -s "http://$worker_ip:$port/hostname"; echo
 
 step "the rules: KUBE-NODEPORTS -> KUBE-EXT (masquerade: the client is outside the pods) -> KUBE-SVC"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# 05 · DNS and ndots: a pod's resolv.conf sends every name with fewer than 5 dots through the
-# search path first, so `web` becomes web.default.svc.cluster.local.
-#   sudo docs/tutorials/05-dns.sh
+# 05 · DNS and ndots.
+#   sudo docs/tutorials/05-dns.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "DNS and ndots"
+about "The resolv.conf of a pod sends every name with fewer than 5 dots through the search path first, so web becomes web.default.svc.cluster.local."
 cleanup+=("netlab delete service t05" "netlab delete pod t05-client")
 
 netlab apply -f - <<'YAML'

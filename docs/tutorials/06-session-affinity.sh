@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# 06 · Session affinity: with sessionAffinity ClientIP, every connection from one client goes to
-# the same pod (iptables: the `recent` match remembers the client for timeoutSeconds).
-#   sudo docs/tutorials/06-session-affinity.sh
+# 06 · Session affinity.
+#   sudo docs/tutorials/06-session-affinity.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "Session affinity"
+about "With sessionAffinity ClientIP, every connection from one client goes to the same pod (iptables: the recent match remembers the client for timeoutSeconds)."
 cleanup+=("netlab delete deployment t06" "netlab delete service t06" "netlab delete pod t06-client")
 
 netlab apply -f - <<'YAML'

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# 07 · iptables mode vs nftables mode: the same Service, two kube-proxy modes. iptables walks a
-# list (KUBE-SERVICES grows with every Service); nftables looks the destination up in a map.
-# Makes its own two small labs (and removes them).
-#   sudo docs/tutorials/07-nftables-mode.sh
+# 07 · iptables mode vs nftables mode.
+#   sudo docs/tutorials/07-nftables-mode.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "iptables mode vs nftables mode"
+about "The same Service, two kube-proxy modes. iptables walks a list (KUBE-SERVICES grows with every Service); nftables looks the destination up in a map. This tutorial makes its own two small labs, and removes them."
 prefix=${TUTORIAL_LAB_PREFIX:-t07}
 net=${TUTORIAL_NET:-172.30.7}       # node subnets $net.0/25 and $net.128/25
 pods=${TUTORIAL_PODS:-10.207}       # pod subnets $pods.0.0/17 and $pods.128.0/17
@@ -37,7 +37,7 @@ name: $lab
 nodes: [{role: control-plane}, {role: worker}]
 networking: {proxyMode: $mode, nodeSubnet: $net.$half/25, podSubnet: $pods.$half.0/17}
 YAML
-  step "a lab in $mode mode"
+  step 'a lab in $mode mode'
   netlab up -f "/tmp/$lab.yaml"
   echo "$svc" | netlab apply --name "$lab" -f -
   netlab wait --name "$lab" -l app=web --count 2

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# 08 · Cross-node pod traffic, host-gw vs vxlan: host-gw routes each node's pod subnet to that
-# node's address; vxlan (as flannel) wraps pod packets in UDP port 8472 between nodes.
-# Makes its own two small labs (and removes them).
-#   sudo docs/tutorials/08-host-gw-vs-vxlan.sh
+# 08 · Cross-node pod traffic, host-gw vs vxlan.
+#   sudo docs/tutorials/08-host-gw-vs-vxlan.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "Cross-node pod traffic, host-gw vs vxlan"
+about "host-gw routes each node's pod subnet to that node's address; vxlan (as flannel does) wraps pod packets in UDP port 8472 between nodes. This tutorial makes its own two small labs, and removes them."
 prefix=${TUTORIAL_LAB_PREFIX:-t08}
 net=${TUTORIAL_NET:-172.30.8}
 pods=${TUTORIAL_PODS:-10.208}
@@ -19,7 +19,7 @@ name: $lab
 nodes: [{role: control-plane}, {role: worker}]
 networking: {backend: $backend, nodeSubnet: $net.$half/25, podSubnet: $pods.$half.0/17}
 YAML
-  step "a lab with backend $backend: worker's routes"
+  step 'a lab with backend $backend: the routes of worker'
   netlab up -f "/tmp/$lab.yaml" >/dev/null
   run netlab exec --name "$lab" worker -- ip route
   i=$((i + 1))

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# 09 · When a pod dies: its endpoint leaves the EndpointSlice, kube-proxy drops its rule, the
-# Deployment makes a new pod, and clients keep being answered.
-#   sudo docs/tutorials/09-pod-dies.sh
+# 09 · When a pod dies.
+#   sudo docs/tutorials/09-pod-dies.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "When a pod dies"
+about "Its endpoint leaves the EndpointSlice, kube-proxy drops its rule, the Deployment makes a new pod, and clients keep being answered."
 cleanup+=("netlab delete deployment t09" "netlab delete service t09" "netlab delete pod t09-client")
 
 netlab apply -f - <<'YAML'
@@ -38,7 +39,7 @@ import json, sys
 print(next(p["metadata"]["name"] for p in json.load(sys.stdin)["items"] if p["metadata"]["name"].startswith("t09-")
            and not p["metadata"]["name"].startswith("t09-client")))')
 
-step "delete $victim"
+step 'delete $victim'
 run netlab delete pod "$victim"
 netlab wait -l app=t09 --count 2
 sleep 1.5

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# 10 · NetworkPolicy: once a policy selects a pod, only what some policy allows gets in. The
-# network-policy agent on the pod's node turns the policies into nftables rules you can read:
-# a map from the pod's address to its chain, a chain per policy, sets of peer addresses, counters.
-#   sudo docs/tutorials/10-network-policy.sh
+# 10 · NetworkPolicy.
+#   sudo docs/tutorials/10-network-policy.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "NetworkPolicy"
+about "Once a policy selects a pod, only what some policy allows gets in. The network-policy agent on the pod's node turns the policies into nftables rules you can read: a map from the pod's address to its chain, a chain per policy, sets of peer addresses, counters."
 ns=t10
 cleanup+=("netlab delete namespace $ns")
 
-step "namespace $ns: a web pod on worker, a frontend client on worker2, another client beside web"
+step 'namespace $ns: a web pod on worker, a frontend client on worker2, another client beside web'
 netlab apply -f - <<YAML
 apiVersion: v1
 kind: Namespace
@@ -56,7 +56,7 @@ step "no policy yet: both clients reach web, by IP and through the Service"
 expect frontend "$web_ip:8080" web
 expect other "web.$ns" web
 
-step "a default deny: a policy that selects every pod of $ns and allows nothing in"
+step 'a default deny: a policy that selects every pod of $ns and allows nothing in'
 netlab apply -f - <<YAML
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy

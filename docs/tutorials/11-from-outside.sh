@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# 11 · From outside the cluster: a LoadBalancer Service gets an address from the pool, one node
-# answers ARP for it (MetalLB's L2 mode), kube-proxy takes the packet on; externalTrafficPolicy
-# Local keeps the client's address; then an Ingress, routed by ingress-nginx behind its own
-# LoadBalancer Service, asked by name with curl --resolve.
-#   sudo docs/tutorials/11-from-outside.sh
+# 11 · From outside the cluster.
+#   sudo docs/tutorials/11-from-outside.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
+title "From outside the cluster"
+about "A LoadBalancer Service gets an address from the pool, one node answers ARP for it (MetalLB's L2 mode), kube-proxy takes the packet on; externalTrafficPolicy Local keeps the client's address; then an Ingress, routed by ingress-nginx behind its own LoadBalancer Service, asked by name with curl --resolve."
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cleanup+=("netlab delete deployment t11" "netlab delete service t11")
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
@@ -44,7 +43,7 @@ step "the outside (a machine on the nodes' network, not a node) asks for it: fre
 for _ in 1 2 3 4 5 6; do netlab exec outside -- curl -s -m 2 "http://$ip/hostname"; echo; done | sort | uniq -c | tee /tmp/t11.out
 [ "$(wc -l < /tmp/t11.out)" = 2 ]
 
-step "who answered ARP for $ip: one node's eth0 MAC (its lb-speaker); the address is on no interface"
+step 'who answered ARP for $ip: the eth0 MAC of one node (its lb-speaker); the address is on no interface'
 run netlab exec outside -- ip neigh show "$ip"
 
 step "the request's path: ARP, the announcing node's rules (KUBE-SERVICES -> KUBE-EXT -> KUBE-SVC -> DNAT), the pod"
@@ -65,16 +64,16 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 YAML
 sleep 2
-step "externalTrafficPolicy Local: only a node with a pod announces it, and the pod sees the outside ($outside)"
+step 'externalTrafficPolicy Local: only a node with a pod announces it, and the pod sees the outside ($outside)'
 netlab exec outside -- curl -s -m 2 "http://$ip/clientip" | tee /tmp/t11.client; echo
 grep -q "^$outside:" /tmp/t11.client
 hc=$(netlab get service t11 -o json | json 'd["spec"]["healthCheckNodePort"]')
 worker_ip=$(netlab status | awk '$1 == "worker" {print $3}')
-step "kube-proxy's health-check node port $hc on worker: how many of the Service's pods are there"
+step 'the health-check node port $hc of kube-proxy on worker: how many of the pods of the Service are there'
 netlab exec outside -- curl -s -m 2 "http://$worker_ip:$hc/healthz"; echo
 
 if ! command -v nginx >/dev/null; then
-  echo "(nginx is not installed: apt-get install nginx, then run this again for the Ingress part)"
+  say "(nginx is not installed: apt-get install nginx, then run this again for the Ingress part)"
   exit 0
 fi
 cleanup+=("netlab delete ingress t11" "netlab delete namespace ingress-nginx" "netlab delete ingressclass nginx")
@@ -99,7 +98,7 @@ for _ in $(seq 50); do
   [ -n "$lb" ] && break; sleep 0.2
 done
 run netlab get ingress t11
-step "by name from the outside: curl --resolve t11.example:80:$lb"
+step 'by name from the outside: curl --resolve t11.example:80:$lb'
 for _ in $(seq 30); do
   out=$(netlab exec outside -- curl -s -m 2 --resolve "t11.example:80:$lb" http://t11.example/hostname || true)
   case "$out" in t11-*) break ;; esac; sleep 0.2

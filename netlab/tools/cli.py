@@ -219,11 +219,36 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from netlab.api.client import resource_for, type_name
+    """Delete, then wait until the object is gone, as kubectl delete does (--wait, the default):
+    a pod ends its grace period first, so a name can be reused as soon as this returns."""
+    import asyncio
+
+    from netlab.api.client import ApiError, resource_for, type_name
 
     resource = resource_for(args.kind)
-    _lab(args.name).api(lambda c: c.delete(resource, args.object, args.namespace))
-    print(f'{type_name(resource)} "{args.object}" deleted')
+
+    async def go(c) -> bool:
+        out = await c.delete(resource, args.object, args.namespace) or {}
+        uid = (out.get("metadata") or {}).get("uid") if out.get("kind") != "Status" else None
+        print(f'{type_name(resource)} "{args.object}" deleted', flush=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + args.timeout
+        while uid and args.wait and loop.time() < deadline:
+            try:
+                now = await c.get(resource, args.object, args.namespace)
+            except ApiError as e:
+                if e.status == 404:
+                    return True
+                raise
+            if (now.get("metadata") or {}).get("uid") != uid:  # gone, and made again
+                return True
+            await asyncio.sleep(0.2)
+        return not (uid and args.wait)
+
+    if not _lab(args.name).api(go):
+        print(f"netlab: timed out after {args.timeout:g}s waiting for {args.kind} {args.object} to be deleted",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -374,6 +399,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
     "delete": (cmd_delete, "delete an object", [
         (("kind",), {"help": "resource type"}), (("object",), {"help": "name"}),
         (("-n", "--namespace"), {"default": "default"}),
+        (("--wait",), {"action": argparse.BooleanOptionalAction, "default": True,
+                       "help": "wait until the object is gone (default), as kubectl delete"}),
+        (("--timeout",), {"type": float, "default": 120, "help": "seconds to wait (default 120)"}),
     ]),
     "wait": (cmd_wait, "wait until the pods matching a selector are Ready", [
         (("-l", "--selector"), {"required": True, "help": "label selector, e.g. app=web"}),
