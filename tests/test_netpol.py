@@ -70,7 +70,8 @@ def test_chains_and_sets_are_named_for_the_policy_and_pod():
     rs = render.build([pol], m.pods, m.namespaces, m.node("x/a"))
     assert rs.sets["ingress-pods"].elements == [f'{m.ip("x/a")} comment "x/a" : goto pod-ingress-x/a']
     assert rs.chains["pod-ingress-x/a"].rules == [
-        "jump ingress-x/allow-b", 'counter drop comment "x/a is isolated for ingress: no policy allowed this"']
+        'jump ingress-x/allow-b comment "NetworkPolicy x/allow-b"',
+        'counter drop comment "default deny ingress of x/a (x/allow-b)"']
     assert rs.chains["ingress-x/allow-b"].comment == "NetworkPolicy x/allow-b: its ingress rules"
     assert rs.chains["ingress-x/allow-b"].rules == [
         'ip saddr @ingress-x/allow-b/0/0 meta l4proto . th dport { tcp . 80 } counter accept '
@@ -86,6 +87,16 @@ def test_drops_can_be_logged():
     m = model()
     text = render.render([DENY_INGRESS_X], m.pods, m.namespaces, m.node("x/a"), log_drops=True)
     assert 'counter log prefix "netpol drop ingress x/a: " drop comment' in text
+
+
+def test_a_policy_annotated_log_drops_logs_the_drops_of_the_pods_it_selects():
+    m = model()
+    logged = policy("x", "deny-a", {"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress"]})
+    logged["metadata"]["annotations"] = {"netpol.netlab.io/log-drops": "true"}
+    rs = render.build([DENY_INGRESS_X, logged], m.pods, m.namespaces, m.node("x/a"))
+    assert rs.chains["pod-ingress-x/a"].rules[-1].startswith('counter log prefix "netpol drop ingress x/a: " drop')
+    other = next(c for n, c in rs.chains.items() if n.startswith("pod-ingress-") and n != "pod-ingress-x/a")
+    assert "log" not in other.rules[-1]  # a pod only the unannotated policy selects
 
 
 def test_a_policy_with_no_rules_has_an_empty_chain_that_says_so():
@@ -259,7 +270,9 @@ def test_multiple_policies_are_unioned():
     check([from_y, from_z], lambda s, d: ns_of(d) != "x" or ns_of(s) == "y" or (d == "x/a" and ns_of(s) == "z"))
     m = model()
     rs = render.build([from_y, from_z], m.pods, m.namespaces, m.node("x/a"))
-    assert rs.chains["pod-ingress-x/a"].rules[:2] == ["jump ingress-x/from-y", "jump ingress-x/from-z"]
+    assert rs.chains["pod-ingress-x/a"].rules == [
+        'jump ingress-x/from-y comment "NetworkPolicy x/from-y"', 'jump ingress-x/from-z comment "NetworkPolicy x/from-z"',
+        'counter drop comment "default deny ingress of x/a (x/from-y, x/from-z)"']
 
 
 def test_ingress_and_egress_both_hold_between_pods_of_one_node():

@@ -205,3 +205,34 @@ def test_changes_keep_established_connections(cluster):
         for p in (held, other):
             p.kill()
             p.wait()
+
+
+def test_the_kernel_trace_names_the_deciding_policy(cluster):
+    """`netlab trace`'s reading of `nft monitor trace`: which policy allowed a SYN, whose default
+    deny dropped one, in which direction; the drop counted in the pod's chain."""
+    from netlab.tools import trace
+
+    program([ALLOW_B_TO_A, DENY_EGRESS_Z])
+    ip = {k: v[1] for k, v in PODS.items()}
+
+    def verdicts(src_ns: str, dst: str, port: int) -> tuple[bool, list[str]]:
+        ok, out = trace.traced_in({"node": NODE}, "meta l4proto tcp tcp flags syn",
+                                  lambda: connects(src_ns, dst, port))
+        return ok, [str(v) for p in trace._hop("node", out["node"]).packets for v in p["verdicts"]]
+
+    assert verdicts(PODS["y/b"][0], ip["x/a"], 80) == (True, [
+        "ingress of pod x/a on node node: allowed by NetworkPolicy x/allow-b rule 0 from[0] namespaceSelector ns=y "
+        "and podSelector pod=b, ports TCP/80 [chain ingress-x/allow-b]"])
+    assert verdicts(FAR[0], ip["x/a"], 80) == (False, [
+        "ingress of pod x/a on node node: DROPPED by the default deny of NetworkPolicy x/allow-b: no rule of theirs "
+        "allows it [chain pod-ingress-x/a]"])
+    assert verdicts(PODS["z/c"][0], ip["y/b"], 80) == (False, [
+        "egress of pod z/c on node node: DROPPED by the default deny of NetworkPolicy z/deny-egress: no rule of "
+        "theirs allows it [chain pod-egress-z/c]"])
+    assert verdicts(PODS["x/a"][0], ip["y/b"], 80) == (True, [])  # neither end isolated: nothing judged
+    assert verdicts(NODE, ip["x/a"], 81)[1] == [
+        "ingress of pod (the destination) on node node: allowed by the rule for traffic from this node: always "
+        "allowed (the kubelet's probes) [chain ingress-output]"]
+    # the drops are counted where the trace says
+    listing = net.run(NODE, ["nft", "list", "chain", "inet", render.TABLE, "pod-ingress-x/a"]).stdout
+    assert int(listing.split("counter packets ")[1].split()[0]) >= 1, listing

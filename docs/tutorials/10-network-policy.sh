@@ -73,7 +73,7 @@ expect other "$web_ip:8080" ""
 step "on worker, the agent's table: web's address maps to web's chain, which ends in a counted drop"
 run netlab exec worker -- nft list map inet netlab-netpol ingress-pods
 run netlab exec worker -- nft list chain inet netlab-netpol pod-ingress-$ns/web | tee /tmp/t10.chain
-grep -q "jump ingress-$ns/default-deny" /tmp/t10.chain
+grep -q "jump ingress-$ns/default-deny comment \"NetworkPolicy $ns/default-deny\"" /tmp/t10.chain
 grep -Eq "counter packets [1-9]" /tmp/t10.chain
 
 step "allow the frontend in, on web's port named http (policies add up: default-deny stays)"
