@@ -391,3 +391,29 @@ def test_render_command_prints_the_table_for_a_state_file(tmp_path):
 @pytest.mark.parametrize("rule", [{"from": [{}]}, {"from": [{"ipBlock": {"cidr": "bogus"}}]}])
 def test_a_peer_that_matches_nothing_allows_nothing(rule):
     check([policy("x", "odd", {"podSelector": {}, "ingress": [rule]})], lambda s, d: ns_of(d) != "x")
+
+
+def test_netlab_rules_groups_a_policy_from_the_kernel_listing():
+    """`netlab rules --policy`'s grouping of `nft -j list table inet netlab-netpol`, as a real
+    kernel (nft 1.0.6) listed the table for a policy with a pod+namespace peer, an ipBlock with
+    except, a numbered and a named port, and a default-deny egress policy."""
+    import json
+    from pathlib import Path
+
+    from netlab.tools.rules import format_policies, netpol_policies
+
+    pcs = netpol_policies(json.loads((Path(__file__).parent / "data" / "netpol-table.json").read_text()))
+    assert [(p.policy, p.direction, p.chain) for p in pcs] == [
+        ("x/allow-client", "ingress", "ingress-x/allow-client"), ("z/deny-egress", "egress", "egress-z/deny-egress")]
+    allow = pcs[0]
+    assert allow.pods == [("x/a", "10.244.1.2", "pod-ingress-x/a", 0)]
+    assert [(p.peer, p.addresses, [q.ports for q in p.ports]) for p in allow.rules[0]] == [
+        ("from[0] namespaceSelector ns=y and podSelector pod=b", ["10.244.1.3"],
+         ["TCP/80", "named TCP/serve-81-tcp (10.244.1.2 tcp/81)"]),
+        ("from[1] ipBlock 10.244.2.0/24 except 10.244.2.9/32", ["10.244.2.0/24", "except 10.244.2.9"],
+         ["TCP/80", "named TCP/serve-81-tcp (10.244.1.2 tcp/81)"])]
+    text = format_policies(pcs, "z/deny-egress")
+    assert text.splitlines() == [
+        "NetworkPolicy z/deny-egress  egress  chain egress-z/deny-egress",
+        "  selects pod z/c (10.244.1.4): 0 packets dropped by its default deny  [pod-egress-z/c]",
+        "  no egress rules: allows nothing (a default deny)"]

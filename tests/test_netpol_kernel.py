@@ -233,6 +233,13 @@ def test_the_kernel_trace_names_the_deciding_policy(cluster):
     assert verdicts(NODE, ip["x/a"], 81)[1] == [
         "ingress of pod (the destination) on node node: allowed by the rule for traffic from this node: always "
         "allowed (the kubelet's probes) [chain ingress-output]"]
-    # the drops are counted where the trace says
+    # the drops are counted where the trace says, and `netlab rules --policy` reads the counters back
     listing = net.run(NODE, ["nft", "list", "chain", "inet", render.TABLE, "pod-ingress-x/a"]).stdout
     assert int(listing.split("counter packets ")[1].split()[0]) >= 1, listing
+    from netlab.tools.rules import policy_rules
+
+    allow = next(pc for pc in policy_rules(NODE) if pc.policy == "x/allow-b")
+    assert allow.direction == "ingress" and allow.pods[0][:3] == ("x/a", ip["x/a"], "pod-ingress-x/a")
+    assert allow.pods[0][3] >= 1  # far's SYN
+    (peer,) = allow.rules[0]
+    assert peer.addresses == [ip["y/b"]] and peer.ports[0].ports == "TCP/80" and peer.ports[0].packets >= 1
