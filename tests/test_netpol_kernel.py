@@ -243,3 +243,33 @@ def test_the_kernel_trace_names_the_deciding_policy(cluster):
     assert allow.pods[0][3] >= 1  # far's SYN
     (peer,) = allow.rules[0]
     assert peer.addresses == [ip["y/b"]] and peer.ports[0].ports == "TCP/80" and peer.ports[0].packets >= 1
+
+
+def test_the_docs_show_the_rules_the_kernel_lists():
+    """docs/network-policy.md's listings (each block after a "kernel listing" marker) are, line
+    for line, in `nft list table` of the table its two policies make, as the kernel prints it."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "network-policy.md").read_text()
+    blocks = re.findall(r"<!-- kernel listing:[^>]*-->\n```\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 2, "the markers are gone from the doc"
+    pods = [pod("x", "a", "10.244.1.2", "node", ports=(("serve-81-tcp", 81, "TCP"),)),
+            pod("y", "b", "10.244.1.3", "node"), pod("z", "c", "10.244.1.4", "node"), pod("x", "d", "10.244.2.5", "other")]
+    pols = [policy("x", "allow-client", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [
+        {"namespaceSelector": {"matchLabels": {"ns": "y"}}, "podSelector": {"matchLabels": {"pod": "b"}}},
+        {"ipBlock": {"cidr": "10.244.2.0/24", "except": ["10.244.2.9/32"]}}],
+        "ports": [{"port": 80}, {"port": "serve-81-tcp"}]}]}),
+        policy("z", "egress", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+            {"to": [{"namespaceSelector": {"matchLabels": {"ns": "x"}}}], "ports": [{"protocol": "UDP"}]},
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53},
+                       {"port": 8000, "endPort": 8080}]}]})]
+    try:
+        net.ns_create(NODE)
+        net.call_in(NODE, sync.Syncer().sync, render.render(pols, pods, [namespace(n) for n in "xyz"], "node",
+                                                              "10.244.1.0/24"))
+        listing = {ln.strip() for ln in net.run(NODE, ["nft", "list", "table", "inet", render.TABLE]).stdout.splitlines()}
+    finally:
+        net.ns_delete(NODE)
+    missing = [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip() and ln.strip() not in listing]
+    assert not missing, f"in the doc, not in the kernel's listing: {missing}"
