@@ -160,6 +160,8 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
     order = {name: i for i, name in enumerate([src_node.name] + [n.name for n in cluster.nodes])}
     hops.sort(key=lambda h: order.get(h.node, 99))
     policy = _policy_summary(lab, hops, source, dnat)
+    if any("DROPPED" in v for v in policy):
+        receiver = None  # the address's pod, but the policy's drop kept the probe from it
     return Trace(f"{source} ({source.ip})", f"{dest}:{port}/{proto}", answer, route[0] if route else "", hops,
                  receiver, policy=policy)
 
@@ -168,11 +170,11 @@ def _policy_summary(lab: Lab, hops: list[Hop], source: Target, dst_ip: str) -> l
     """Every NetworkPolicy verdict the probe met, in path order, and for a direction that no
     node's rules judged (the pod is in no dispatch map): that no policy isolates it."""
     found = [v for h in hops for p in h.packets for v in p.get("verdicts", [])]
-    lines = [str(v) for v in found]
-    if any(not v.allowed for v in found):
-        return lines
+    lines = list(dict.fromkeys(str(v) for v in found))  # a retransmitted SYN meets the same verdict again
     if source.kind == "pod" and not any(v.direction == "egress" for v in found):
         lines.insert(0, f"egress of pod {source.name}: allowed, not isolated (no NetworkPolicy selects it for egress)")
+    if any(not v.allowed for v in found):
+        return lines
     dst = next((f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in lab.items("pods", None)
                 if (p.get("status") or {}).get("podIP") == dst_ip and not p["spec"].get("hostNetwork")), None)
     if dst and not any(v.direction == "ingress" for v in found):
