@@ -417,3 +417,15 @@ def test_netlab_rules_groups_a_policy_from_the_kernel_listing():
         "NetworkPolicy z/deny-egress  egress  chain egress-z/deny-egress",
         "  selects pod z/c (10.244.1.4): 0 packets dropped by its default deny  [pod-egress-z/c]",
         "  no egress rules: allows nothing (a default deny)"]
+
+
+def test_the_log_drops_annotation_is_a_change_the_agent_syncs_for():
+    from netpol.agent import _relevant
+
+    before = policy("x", "p", {"podSelector": {}})
+    after = policy("x", "p", {"podSelector": {}})
+    after["metadata"]["annotations"] = {"netpol.netlab.io/log-drops": "true"}
+    assert _relevant("networkpolicies", before) != _relevant("networkpolicies", after)
+    after["metadata"]["annotations"]["other"] = "x"
+    relabelled = dict(after, metadata={**after["metadata"], "labels": {"a": "b"}})
+    assert _relevant("networkpolicies", relabelled) == _relevant("networkpolicies", after)

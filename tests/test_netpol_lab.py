@@ -344,6 +344,11 @@ def test_trace_names_the_verdict_and_rules_show_the_policy(model, policies, lab)
     ys = sorted((model.pods[f"y/{p}"][0] for p in PODS), key=lambda a: tuple(map(int, a.split("."))))
     assert lines[4] == f"    from[0] namespaceSelector ns=y: {', '.join(ys)}", out
     assert lines[5].split()[:2] == ["ports", "TCP/80"] and int(lines[5].split()[2]) >= 1, out
+    # the annotation asks for the drops to be logged too: the agent puts a log before x/a's drop
+    lab.kubectl("annotate", "networkpolicy", "from-y", "-n", NS["x"], "netpol.netlab.io/log-drops=true")
+    chain = ["nft", "list", "chain", "inet", "netlab-netpol", f"pod-ingress-{NS['x']}/a"]
+    lab.wait(lambda: f'log prefix "netpol drop ingress {NS["x"]}/a: " drop' in lab.node_exec(node, chain).stdout,
+             timeout=10, what="the drop logged")
 
 
 # The Kubernetes docs' tutorial "Declare Network Policy" (tasks/administer-cluster/declare-network-policy),
