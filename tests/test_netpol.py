@@ -429,3 +429,38 @@ def test_the_log_drops_annotation_is_a_change_the_agent_syncs_for():
     after["metadata"]["annotations"]["other"] = "x"
     relabelled = dict(after, metadata={**after["metadata"], "labels": {"a": "b"}})
     assert _relevant("networkpolicies", relabelled) == _relevant("networkpolicies", after)
+
+
+# `nft monitor trace` of one SYN y/b -> x/a, dropped, as a real kernel printed it (the kernel test
+# makes such traces live; this one pins the reading)
+TRACE = """\
+trace id ec7c4120 ip netlab-trace pre packet: iif "eth1" ether saddr 2e:48:a0:9c:48:e6 ether daddr be:8a:75:4d:14:ce \
+ip saddr 10.244.2.5 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 27428 ip length 60 tcp sport 55642 \
+tcp dport 80 tcp flags == syn tcp window 64240
+trace id ec7c4120 ip netlab-trace pre rule tcp flags syn meta nftrace set 1 (verdict continue)
+trace id ec7c4120 inet netlab-netpol egress-forward policy accept
+trace id ec7c4120 inet netlab-netpol ingress-forward rule ip daddr vmap @ingress-pods (verdict goto pod-ingress-x/a)
+trace id ec7c4120 inet netlab-netpol pod-ingress-x/a rule jump ingress-x/allow-b comment "NetworkPolicy x/allow-b" \
+(verdict jump ingress-x/allow-b)
+trace id ec7c4120 inet netlab-netpol pod-ingress-x/a rule counter packets 0 bytes 0 drop comment \
+"default deny ingress of x/a (x/allow-b)" (verdict drop)
+"""
+
+
+def test_trace_reads_the_verdict_from_the_rules_comments():
+    from netlab.tools.trace import _hop
+
+    (pkt,) = _hop("worker", TRACE).packets
+    assert [str(v) for v in pkt["verdicts"]] == [
+        "ingress of pod x/a on node worker: DROPPED by the default deny of NetworkPolicy x/allow-b: no rule of theirs "
+        "allows it [chain pod-ingress-x/a]"]
+    assert pkt["rules"][-1] == ('netlab-netpol pod-ingress-x/a: drop comment "default deny ingress of x/a (x/allow-b)" '
+                                "(verdict drop)")
+    accepted = TRACE.replace('rule counter packets 0 bytes 0 drop comment "default deny ingress of x/a (x/allow-b)" '
+                             "(verdict drop)", "x").splitlines()[:-1] + [
+        'trace id ec7c4120 inet netlab-netpol ingress-x/allow-b rule ip saddr @ingress-x/allow-b/0/0 counter packets 1 '
+        'bytes 60 accept comment "rule 0 from[0] podSelector pod=b" (verdict accept)']
+    (pkt,) = _hop("worker", "\n".join(accepted)).packets
+    assert [str(v) for v in pkt["verdicts"]] == [
+        "ingress of pod x/a on node worker: allowed by NetworkPolicy x/allow-b rule 0 from[0] podSelector pod=b "
+        "[chain ingress-x/allow-b]"]
