@@ -80,8 +80,9 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--pod-cidr", default="", help="this node's pod CIDR (run: by default the Node's "
                        "spec.podCIDR); a pod bound here with an address outside it is not policed here")
         s.add_argument("--log-drops", action="store_true", help="log each dropped packet (nft log, prefix "
-                       "'netpol drop'); in a namespace other than the host's, the kernel logs only with "
-                       "net.netfilter.nf_log_all_netns=1")
+                       "'netpol drop'; without it, only the drops of pods that a policy annotated "
+                       "netpol.netlab.io/log-drops=true selects); in a namespace other than the host's, the "
+                       "kernel logs only with net.netfilter.nf_log_all_netns=1")
         if name == "run":
             s.add_argument("--kubeconfig", required=True)
             s.add_argument("--min-sync-period", type=float, default=0.2,

@@ -16,7 +16,7 @@ from netlab.kit import serving
 from netlab.kit.metrics import Registry, exponential_buckets
 from netlab.kit.runner import BoundedFrequencyRunner
 from netpol import render, sync
-from netpol.model import namespace_labels, pod_view
+from netpol.model import LOG_DROPS, namespace_labels, pod_view
 
 log = logging.getLogger("netlab.netpol")
 BURST_SYNCS = 2
@@ -30,7 +30,8 @@ def _relevant(resource: str, obj: dict):
         return pod_view(obj)
     if resource == "namespaces":
         return namespace_labels(obj)
-    return obj.get("spec"), (obj.get("metadata") or {}).get("name")
+    meta = obj.get("metadata") or {}
+    return obj.get("spec"), meta.get("name"), (meta.get("annotations") or {}).get(LOG_DROPS)
 
 
 class Agent:

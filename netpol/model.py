@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 NAME_LABEL = "kubernetes.io/metadata.name"  # every namespace has it (the API server sets it)
+# on a NetworkPolicy, "true": the drops of the pods it selects are logged (nft log), as Antrea's
+# policy.antrea.io/enable-np-logging annotation asks for a namespace's policies
+LOG_DROPS = "netpol.netlab.io/log-drops"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Policy:
     pod_selector: dict
     ingress: tuple[Rule, ...] | None   # None: the policy does not select pods for ingress
     egress: tuple[Rule, ...] | None
+    log_drops: bool = False            # annotation LOG_DROPS: log what its default deny drops
 
     @property
     def key(self) -> str:
@@ -146,4 +150,5 @@ def policy_view(obj: dict) -> Policy:
     types = policy_types(spec)
     return Policy(meta.get("namespace") or "default", meta.get("name", ""), spec.get("podSelector") or {},
                   _rules(spec.get("ingress"), "from") if "Ingress" in types else None,
-                  _rules(spec.get("egress"), "to") if "Egress" in types else None)
+                  _rules(spec.get("egress"), "to") if "Egress" in types else None,
+                  (meta.get("annotations") or {}).get(LOG_DROPS) == "true")

@@ -11,7 +11,8 @@ transaction that replaces the table whole, as kube-network-policies writes its o
     chain ingress-output   hook output, priority filter + 1   to a pod: the node's own traffic passes
         ct state established,related accept                  replies, and the rest of allowed connections
         ip daddr vmap @ingress-pods                           an isolated pod -> its chain; others pass
-    chain pod-ingress-<ns>/<pod>     jump ingress-<ns>/<policy> ... ; counter drop
+    chain pod-ingress-<ns>/<pod>     jump ingress-<ns>/<policy> comment "NetworkPolicy <ns>/<policy>" ...;
+                                     counter drop comment "default deny ingress of <ns>/<pod> (<policies>)"
     chain ingress-<ns>/<policy>      one rule per (rule, peer, kind of port) that accepts
     set   ingress-<ns>/<policy>/<i>/<j>   the addresses of the pods that peer j of rule i selects
 
@@ -51,6 +52,9 @@ NFT_PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 MAX_NAME = 255      # nftables' limit on chain and set names
 MAX_COMMENT = 128   # and on comments
 MAX_LOG_PREFIX = 127
+# the words the comments start with, which `netlab trace` and `netlab rules --policy` look for
+POLICY_WORD = "NetworkPolicy"
+DEFAULT_DENY = "default deny"
 
 
 @dataclass
@@ -313,9 +317,13 @@ def build(policies: Iterable[dict], pods: Iterable[dict], namespaces: Iterable[d
                 continue
             claimed.add((d, p.ip))
             chain = pod_chain(d, p)
-            drop = "counter " + (f"log prefix {_q(f'netpol drop {d} {p.key}: ', MAX_LOG_PREFIX)} " if log_drops else "")
-            drop += f"drop comment {_q(f'{p.key} is isolated for {d}: no policy allowed this')}"
-            rs.chains[chain] = Chain(chain, [f"jump {policy_chain(d, pol)}" for pol in pols_of] + [drop],
+            # each jump names its policy, and the drop the policies whose default deny it is: what
+            # `netlab trace` reads back from the kernel's trace to name the verdict
+            log = log_drops or any(pol.log_drops for pol in pols_of)
+            drop = "counter " + (f"log prefix {_q(f'netpol drop {d} {p.key}: ', MAX_LOG_PREFIX)} " if log else "")
+            drop += f"drop comment {_q(f'{DEFAULT_DENY} {d} of {p.key} (' + ', '.join(q.key for q in pols_of) + ')')}"
+            rs.chains[chain] = Chain(chain, [f"jump {policy_chain(d, pol)} comment {_q(f'{POLICY_WORD} {pol.key}')}"
+                                             for pol in pols_of] + [drop],
                                      comment=f"pod {p.key} ({p.ip}): the policies that select it for {d}")
             rs.sets[f"{d}-pods"].elements.append(f"{p.ip} comment {_q(p.key)} : goto {chain}")
     for d in DIRECTIONS:

@@ -205,3 +205,71 @@ def test_changes_keep_established_connections(cluster):
         for p in (held, other):
             p.kill()
             p.wait()
+
+
+def test_the_kernel_trace_names_the_deciding_policy(cluster):
+    """`netlab trace`'s reading of `nft monitor trace`: which policy allowed a SYN, whose default
+    deny dropped one, in which direction; the drop counted in the pod's chain."""
+    from netlab.tools import trace
+
+    program([ALLOW_B_TO_A, DENY_EGRESS_Z])
+    ip = {k: v[1] for k, v in PODS.items()}
+
+    def verdicts(src_ns: str, dst: str, port: int) -> tuple[bool, list[str]]:
+        ok, out = trace.traced_in({"node": NODE}, "meta l4proto tcp tcp flags syn",
+                                  lambda: connects(src_ns, dst, port))
+        return ok, [str(v) for p in trace._hop("node", out["node"]).packets for v in p["verdicts"]]
+
+    assert verdicts(PODS["y/b"][0], ip["x/a"], 80) == (True, [
+        "ingress of pod x/a on node node: allowed by NetworkPolicy x/allow-b rule 0 from[0] namespaceSelector ns=y "
+        "and podSelector pod=b, ports TCP/80 [chain ingress-x/allow-b]"])
+    assert verdicts(FAR[0], ip["x/a"], 80) == (False, [
+        "ingress of pod x/a on node node: DROPPED by the default deny of NetworkPolicy x/allow-b: no rule of theirs "
+        "allows it [chain pod-ingress-x/a]"])
+    assert verdicts(PODS["z/c"][0], ip["y/b"], 80) == (False, [
+        "egress of pod z/c on node node: DROPPED by the default deny of NetworkPolicy z/deny-egress: no rule of "
+        "theirs allows it [chain pod-egress-z/c]"])
+    assert verdicts(PODS["x/a"][0], ip["y/b"], 80) == (True, [])  # neither end isolated: nothing judged
+    assert verdicts(NODE, ip["x/a"], 81)[1] == [
+        "ingress of pod (the destination) on node node: allowed by the rule for traffic from this node: always "
+        "allowed (the kubelet's probes) [chain ingress-output]"]
+    # the drops are counted where the trace says, and `netlab rules --policy` reads the counters back
+    listing = net.run(NODE, ["nft", "list", "chain", "inet", render.TABLE, "pod-ingress-x/a"]).stdout
+    assert int(listing.split("counter packets ")[1].split()[0]) >= 1, listing
+    from netlab.tools.rules import policy_rules
+
+    allow = next(pc for pc in policy_rules(NODE) if pc.policy == "x/allow-b")
+    assert allow.direction == "ingress" and allow.pods[0][:3] == ("x/a", ip["x/a"], "pod-ingress-x/a")
+    assert allow.pods[0][3] >= 1  # far's SYN
+    (peer,) = allow.rules[0]
+    assert peer.addresses == [ip["y/b"]] and peer.ports[0].ports == "TCP/80" and peer.ports[0].packets >= 1
+
+
+def test_the_docs_show_the_rules_the_kernel_lists():
+    """docs/network-policy.md's listings (each block after a "kernel listing" marker) are, line
+    for line, in `nft list table` of the table its two policies make, as the kernel prints it."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "network-policy.md").read_text()
+    blocks = re.findall(r"<!-- kernel listing:[^>]*-->\n```\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 2, "the markers are gone from the doc"
+    pods = [pod("x", "a", "10.244.1.2", "node", ports=(("serve-81-tcp", 81, "TCP"),)),
+            pod("y", "b", "10.244.1.3", "node"), pod("z", "c", "10.244.1.4", "node"), pod("x", "d", "10.244.2.5", "other")]
+    pols = [policy("x", "allow-client", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [
+        {"namespaceSelector": {"matchLabels": {"ns": "y"}}, "podSelector": {"matchLabels": {"pod": "b"}}},
+        {"ipBlock": {"cidr": "10.244.2.0/24", "except": ["10.244.2.9/32"]}}],
+        "ports": [{"port": 80}, {"port": "serve-81-tcp"}]}]}),
+        policy("z", "egress", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+            {"to": [{"namespaceSelector": {"matchLabels": {"ns": "x"}}}], "ports": [{"protocol": "UDP"}]},
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53},
+                       {"port": 8000, "endPort": 8080}]}]})]
+    try:
+        net.ns_create(NODE)
+        net.call_in(NODE, sync.Syncer().sync, render.render(pols, pods, [namespace(n) for n in "xyz"], "node",
+                                                              "10.244.1.0/24"))
+        listing = {ln.strip() for ln in net.run(NODE, ["nft", "list", "table", "inet", render.TABLE]).stdout.splitlines()}
+    finally:
+        net.ns_delete(NODE)
+    missing = [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip() and ln.strip() not in listing]
+    assert not missing, f"in the doc, not in the kernel's listing: {missing}"

@@ -1,7 +1,12 @@
 """NetworkPolicy in a running lab, as upstream's e2e suite checks it (test/e2e/network/netpol):
 namespaces x, y, z with pods a, b, c, each serving TCP 80 and 81 on named ports; every pod probes
 every other on both ports (all at once, one process per source pod, short timeouts), and the whole
-truth table must become what the policies say. The agents on all nodes enforce it."""
+truth table must become what the policies say. The agents on all nodes enforce it.
+
+The module runs twice, once per kube-proxy mode that DNATs in netfilter (iptables: the session
+lab; nftables: a lab of its own, up for this module only), so a Service's traffic is judged after
+either mode's DNAT. The pods alternate between the two workers, so every case has pairs within
+one node (the bridge) and across nodes (the node network)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from netlab.kit import net
+from netlab.tools.testing import Lab
 
 pytestmark = pytest.mark.lab
 
@@ -48,9 +54,10 @@ with ThreadPoolExecutor(max(1, len(targets))) as ex:
 """
 
 
-def pod_manifest(ns: str, name: str) -> dict:
+def pod_manifest(ns: str, name: str, node: str) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS[ns], "labels": {"pod": name}},
-            "spec": {"containers": [{"name": f"cont-{p}-tcp", "image": IMAGE,
+            "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
+                     "containers": [{"name": f"cont-{p}-tcp", "image": IMAGE,
                                      "args": ["serve-hostname", f"--port={p}"],
                                      "ports": [{"name": f"serve-{p}-tcp", "containerPort": p, "protocol": "TCP"}]}
                                     for p in PORTS]}}
@@ -62,9 +69,11 @@ class Model:
     def __init__(self, lab):
         self.lab = lab
         self.pods: dict[str, tuple[str, str]] = {}
+        self.nodes: dict[str, str] = {}
         for ns in NS:
             for p in lab.wait_ready("pod", namespace=NS[ns], count=len(PODS), timeout=90):
                 self.pods[f"{ns}/{p['metadata']['name']}"] = (p["status"]["podIP"], lab.pod_netns(p, NS[ns]))
+                self.nodes[f"{ns}/{p['metadata']['name']}"] = p["spec"]["nodeName"]
 
     def keys(self) -> list[str]:
         return sorted(self.pods)
@@ -122,16 +131,30 @@ def ns_of(key: str) -> str:
     return key.split("/")[0]
 
 
+@pytest.fixture(scope="module", params=["iptables", "nftables"])
+def lab(request):
+    """The session lab (iptables mode), or a lab in nftables mode for this module's tests."""
+    if request.param == "iptables":
+        yield request.getfixturevalue("netlab_lab")
+        return
+    with Lab("nltnpnft", nodes=3, proxyMode="nftables") as lab:
+        yield lab
+
+
 @pytest.fixture(scope="module")
-def model(netlab_lab):
-    lab = netlab_lab
+def model(lab):
+    workers = [n.name for n in lab.cluster.nodes if n.role == "worker"]
     docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS[ns], "labels": {"ns": ns}}} for ns in NS]
-    docs += [pod_manifest(ns, p) for ns in NS for p in PODS]
+    docs += [pod_manifest(ns, p, workers[(3 * i + j) % len(workers)])
+             for i, ns in enumerate(NS) for j, p in enumerate(PODS)]
     docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": NS["x"]},
                  "spec": {"selector": {"pod": "a"}, "ports": [{"port": 80, "targetPort": "serve-80-tcp"}]}})
     lab.kubectl("apply", "-f", "-", input=as_list(docs))
     try:
         m = Model(lab)
+        # every case crosses nodes and stays within one: the pairs land on both kinds of path
+        pairs = [(s, d) for s in m.keys() for d in m.keys() if s != d]
+        assert {m.nodes[s] == m.nodes[d] for s, d in pairs} == {True, False}, m.nodes
         converge(m, lambda s, d, p: True)  # no policy: everything flows
         yield m
     finally:
@@ -139,14 +162,14 @@ def model(netlab_lab):
 
 
 @pytest.fixture
-def policies(netlab_lab, model):
+def policies(lab, model):
     """Apply policies (YAML documents); they are deleted after the test, and labels put back."""
     def apply(*docs: dict) -> None:
-        netlab_lab.kubectl("apply", "-f", "-", input=as_list(docs))
+        lab.kubectl("apply", "-f", "-", input=as_list(docs))
     yield apply
     for ns in NS.values():
-        netlab_lab.kubectl("delete", "networkpolicy", "--all", "-n", ns, check=False)
-    netlab_lab.kubectl("label", "pod", "b", "-n", NS["x"], "deny-", check=False)
+        lab.kubectl("delete", "networkpolicy", "--all", "-n", ns, check=False)
+    lab.kubectl("label", "pod", "b", "-n", NS["x"], "deny-", check=False)
 
 
 def np(ns: str, name: str, spec: dict) -> dict:
@@ -165,10 +188,10 @@ def pod_peer(pod: str) -> dict:
 A = {"matchLabels": {"pod": "a"}}
 
 
-def test_default_deny_ingress(model, policies, netlab_lab):
+def test_default_deny_ingress(model, policies, lab):
     policies(np("x", "deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}))
     converge(model, lambda s, d, p: ns_of(d) != "x")
-    out = netlab_lab.kubectl("get", "networkpolicy", "-n", NS["x"]).stdout.split()
+    out = lab.kubectl("get", "networkpolicy", "-n", NS["x"]).stdout.split()
     assert out[:4] == ["NAME", "POD-SELECTOR", "AGE", "deny-ingress"] and out[4] == "<none>"
 
 
@@ -182,11 +205,11 @@ def test_allow_from_same_namespace(model, policies):
     converge(model, lambda s, d, p: ns_of(d) != "x" or ns_of(s) == "x")
 
 
-def test_allow_from_a_namespace_by_label_also_through_a_service(model, policies, netlab_lab):
+def test_allow_from_a_namespace_by_label_also_through_a_service(model, policies, lab):
     policies(np("x", "from-y", {"podSelector": A, "ingress": [{"from": [ns_peer("y")]}]}))
     converge(model, lambda s, d, p: d != "x/a" or ns_of(s) == "y")
     # the Service in front of x/a: judged after kube-proxy's DNAT, as the pod itself
-    vip = netlab_lab.get("services", "a", NS["x"])["spec"]["clusterIP"]
+    vip = lab.get("services", "a", NS["x"])["spec"]["clusterIP"]
     got = model.probe(lambda src: [(vip, 80, "tcp")])
     assert {s: ok[0] for s, ok in got.items() if s != "x/a"} == {s: ns_of(s) == "y" for s in model.keys() if s != "x/a"}
 
@@ -211,18 +234,18 @@ def test_end_port(model, policies):
     converge(model, lambda s, d, p: ns_of(d) != "x" or p == 80)
 
 
-def test_ip_block_with_except(model, policies, netlab_lab):
+def test_ip_block_with_except(model, policies, lab):
     yb = model.pods["y/b"][0]
     policies(np("x", "block", {"podSelector": A, "ingress": [{"from": [
-        {"ipBlock": {"cidr": netlab_lab.cluster.pod_subnet, "except": [f"{yb}/32"]}}]}]}))
+        {"ipBlock": {"cidr": lab.cluster.pod_subnet, "except": [f"{yb}/32"]}}]}]}))
     converge(model, lambda s, d, p: d != "x/a" or s != "y/b")
 
 
-def test_egress_to_dns_only(model, policies, netlab_lab):
+def test_egress_to_dns_only(model, policies, lab):
     policies(np("x", "dns-only", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [
         {"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}))
     converge(model, lambda s, d, p: ns_of(s) != "x")
-    dns = netlab_lab.cluster.dns_service_ip
+    dns = lab.cluster.dns_service_ip
     got = model.probe(lambda src: [(dns, 53, "dns")])
     assert all(ok == [True] for ok in got.values()), got  # x's pods still resolve names
 
@@ -233,10 +256,141 @@ def test_multiple_policies_are_unioned(model, policies):
     converge(model, lambda s, d, p: d != "x/a" or ns_of(s) in ("y", "z"))
 
 
-def test_a_pod_whose_labels_change_enters_a_policy(model, policies, netlab_lab):
+def test_a_pod_whose_labels_change_enters_a_policy(model, policies, lab):
     policies(np("x", "deny-marked", {"podSelector": {"matchLabels": {"deny": "yes"}}, "policyTypes": ["Ingress"]}))
     converge(model, lambda s, d, p: True)
-    netlab_lab.kubectl("label", "pod", "b", "-n", NS["x"], "deny=yes")
+    lab.kubectl("label", "pod", "b", "-n", NS["x"], "deny=yes")
     converge(model, lambda s, d, p: d != "x/b")
-    netlab_lab.kubectl("label", "pod", "b", "-n", NS["x"], "deny-")
+    lab.kubectl("label", "pod", "b", "-n", NS["x"], "deny-")
     converge(model, lambda s, d, p: True)
+
+
+def test_policies_on_both_ends_must_both_allow(model, policies):
+    """x/a may send only to namespace y; y's pods take only x/a, on port 80: a connection needs
+    the source's egress and the destination's ingress."""
+    policies(np("x", "a-to-y", {"podSelector": A, "policyTypes": ["Egress"], "egress": [{"to": [ns_peer("y")]}]}),
+             np("y", "from-x-a", {"podSelector": {}, "ingress": [{"from": [{**ns_peer("x"), **pod_peer("a")}],
+                                                                   "ports": [{"port": 80}]}]}))
+    converge(model, lambda s, d, p: (s != "x/a" or ns_of(d) == "y") and (ns_of(d) != "y" or (s == "x/a" and p == 80)))
+
+
+# held open inside a pod: one HTTP/1.1 keep-alive connection; each line on stdin asks once more
+HELD = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+print("connected", flush=True)
+for line in sys.stdin:
+    try:
+        s.sendall(b"GET /hostname HTTP/1.1\r\nHost: x\r\n\r\n")
+        print("ok" if s.recv(4096).startswith(b"HTTP/1.1 200") else "ERR", flush=True)
+    except OSError:
+        print("ERR", flush=True)
+"""
+
+
+def test_a_policy_added_and_removed_while_a_connection_is_open(model, policies, lab):
+    """The connection y/b -> x/a (one across nodes or not, as the model places them) stays up
+    while a policy that allows it comes and goes; new connections meet each policy at once."""
+    xa = model.pods["x/a"][0]
+    held = net.popen(model.pods["y/b"][1], [sys.executable, "-c", HELD, xa, "80"], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout.readline().strip() == "connected"
+
+        def ask() -> str:
+            held.stdin.write("again\n")
+            held.stdin.flush()
+            return held.stdout.readline().strip()
+        assert ask() == "ok"
+        policies(np("x", "from-y", {"podSelector": A, "ingress": [{"from": [ns_peer("y")]}]}))
+        converge(model, lambda s, d, p: d != "x/a" or ns_of(s) == "y")
+        assert ask() == "ok"  # allowed before and after: it never stopped
+        lab.kubectl("delete", "networkpolicy", "from-y", "-n", NS["x"])
+        converge(model, lambda s, d, p: True)
+        assert ask() == "ok"
+    finally:
+        held.kill()
+        held.wait()
+
+
+def netlab_cli(lab, *args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "netlab.tools.cli", *args, "--name", lab.name], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_trace_names_the_verdict_and_rules_show_the_policy(model, policies, lab):
+    """`netlab trace` from y/b and z/c to x/a (different nodes from one of them at least) names
+    the allowing policy and rule, and the default deny that drops; `netlab rules --policy` shows
+    the same policy from the kernel, with the counters the probes moved."""
+    policies(np("x", "from-y", {"podSelector": A, "ingress": [{"from": [ns_peer("y")], "ports": [{"port": 80}]}]}))
+    converge(model, lambda s, d, p: d != "x/a" or (ns_of(s) == "y" and p == 80))
+    node = model.nodes["x/a"]
+    out = netlab_cli(lab, "trace", "b", "x/a".replace("x/", NS["x"] + "/") + ":80", "-n", NS["y"])
+    assert (f"ingress of pod {NS['x']}/a on node {node}: allowed by NetworkPolicy {NS['x']}/from-y rule 0 from[0] "
+            f"namespaceSelector ns=y, ports TCP/80 [chain ingress-{NS['x']}/from-y]") in out, out
+    assert f"egress of pod {NS['y']}/b: allowed, not isolated" in out, out
+    out = netlab_cli(lab, "trace", "c", f"{NS['x']}/a:80", "-n", NS["z"])
+    assert (f"ingress of pod {NS['x']}/a on node {node}: DROPPED by the default deny of NetworkPolicy "
+            f"{NS['x']}/from-y: no rule of theirs allows it [chain pod-ingress-{NS['x']}/a]") in out, out
+    print(out)
+    out = netlab_cli(lab, "rules", "--policy", f"{NS['x']}/from-y")
+    print(out)
+    lines = out.splitlines()
+    assert lines[:2] == [f"node {node}", f"NetworkPolicy {NS['x']}/from-y  ingress  chain ingress-{NS['x']}/from-y"]
+    drops = int(lines[2].split("): ")[1].split()[0])
+    assert lines[2].startswith(f"  selects pod {NS['x']}/a ({model.pods['x/a'][0]}): ") and drops >= 1, out
+    ys = sorted((model.pods[f"y/{p}"][0] for p in PODS), key=lambda a: tuple(map(int, a.split("."))))
+    assert lines[4] == f"    from[0] namespaceSelector ns=y: {', '.join(ys)}", out
+    assert lines[5].split()[:2] == ["ports", "TCP/80"] and int(lines[5].split()[2]) >= 1, out
+    # the annotation asks for the drops to be logged too: the agent puts a log before x/a's drop
+    lab.kubectl("annotate", "networkpolicy", "from-y", "-n", NS["x"], "netpol.netlab.io/log-drops=true")
+    chain = ["nft", "list", "chain", "inet", "netlab-netpol", f"pod-ingress-{NS['x']}/a"]
+    lab.wait(lambda: f'log prefix "netpol drop ingress {NS["x"]}/a: " drop' in lab.node_exec(node, chain).stdout,
+             timeout=10, what="the drop logged")
+
+
+# The Kubernetes docs' tutorial "Declare Network Policy" (tasks/administer-cluster/declare-network-policy),
+# its commands as written, in a namespace of its own
+ACCESS_NGINX = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "access-nginx"},
+                "spec": {"podSelector": {"matchLabels": {"app": "nginx"}},
+                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"access": "true"}}}]}]}}
+
+
+def test_declare_network_policy_tutorial(lab, model):
+    ns = "netpol-declare"
+    k = lambda *a, **kw: lab.kubectl("-n", ns, *a, **kw)  # noqa: E731
+    lab.kubectl("create", "namespace", ns)
+    try:
+        k("create", "deployment", "nginx", "--image=nginx")
+        k("expose", "deployment", "nginx", "--port=80")
+        lab.wait_ready("app=nginx", namespace=ns, count=1, timeout=60)
+
+        def busybox(*labels: str) -> tuple[str, str]:
+            """The tutorial's `wget --spider --timeout=1 nginx` in a busybox pod (run to its end
+            rather than from an interactive shell): the pod's phase and its output."""
+            # (--tries=2: netlab's busybox runs the host's GNU wget, which would try 20 times; and
+            # run at once rather than typed into a shell, the new pod's first SYN can come before
+            # its address is in the policy's peer set, as with any agent that learns addresses
+            # from the API, so one try more)
+            k("run", "busybox", "--restart=Never", "--image=busybox:1.28", *labels, "--",
+              "wget", "--spider", "--timeout=1", "--tries=2", "nginx")
+            try:
+                phase = lab.wait(lambda: (lab.get("pod", "busybox", ns).get("status") or {}).get("phase")
+                                 in ("Succeeded", "Failed") and lab.get("pod", "busybox", ns)["status"]["phase"],
+                                 timeout=30, what="busybox ran wget")
+                return phase, k("logs", "busybox").stdout
+            finally:
+                k("delete", "pod", "busybox", "--grace-period=0", "--force", check=False)
+                lab.wait(lambda: not any(p["metadata"]["name"] == "busybox" for p in lab.items("pods", ns)),
+                         timeout=30, what="busybox gone")
+        assert busybox()[0] == "Succeeded"  # before any policy: nginx answers
+        k("apply", "-f", "-", input=json.dumps(ACCESS_NGINX))
+        deadline = time.monotonic() + 20
+        while (got := busybox())[0] == "Succeeded" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert got[0] == "Failed" and "timed out" in got[1], got  # the pod without access=true
+        assert busybox("--labels=access=true")[0] == "Succeeded", "the pod with access=true"
+    finally:
+        lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)

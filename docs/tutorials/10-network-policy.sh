@@ -73,8 +73,16 @@ expect other "$web_ip:8080" ""
 step "on worker, the agent's table: web's address maps to web's chain, which ends in a counted drop"
 run netlab exec worker -- nft list map inet netlab-netpol ingress-pods
 run netlab exec worker -- nft list chain inet netlab-netpol pod-ingress-$ns/web | tee /tmp/t10.chain
-grep -q "jump ingress-$ns/default-deny" /tmp/t10.chain
+grep -q "jump ingress-$ns/default-deny comment \"NetworkPolicy $ns/default-deny\"" /tmp/t10.chain
 grep -Eq "counter packets [1-9]" /tmp/t10.chain
+
+step "trace one probe: the kernel's own trace names the verdict, its node, direction and policy"
+run netlab trace -n $ns other web:8080 | tee /tmp/t10.trace
+grep -q "ingress of pod $ns/web on node worker: DROPPED by the default deny of NetworkPolicy $ns/default-deny" /tmp/t10.trace
+
+step "the policy as the kernel holds it, grouped: the pods it selects, their drops, its rules (none)"
+run netlab rules --policy $ns/default-deny | tee /tmp/t10.rules
+grep -Eq "selects pod $ns/web \\($web_ip\\): [1-9][0-9]* packets dropped" /tmp/t10.rules
 
 step "allow the frontend in, on web's port named http (policies add up: default-deny stays)"
 netlab apply -f - <<YAML
@@ -100,3 +108,11 @@ run netlab exec worker -- nft list chain inet netlab-netpol ingress-$ns/allow-fr
 run netlab exec worker -- nft list set inet netlab-netpol ingress-$ns/allow-frontend/0/0
 run netlab exec worker -- nft list set inet netlab-netpol ingress-$ns/allow-frontend/0/named-ports | tee /tmp/t10.ports
 grep -q "$web_ip . tcp . 8080" /tmp/t10.ports
+
+step "trace the frontend's probe again: now a rule of allow-frontend lets it in"
+run netlab trace -n $ns frontend web:8080 | tee /tmp/t10.trace
+grep -q "ingress of pod $ns/web on node worker: allowed by NetworkPolicy $ns/allow-frontend rule 0" /tmp/t10.trace
+
+step "allow-frontend grouped: rule 0, its peer (the frontend's address), its port, the packets it let in"
+run netlab rules --policy $ns/allow-frontend | tee /tmp/t10.rules
+grep -Eq "ports named TCP/http \\($web_ip tcp/8080\\) +[1-9][0-9]* packets accepted" /tmp/t10.rules

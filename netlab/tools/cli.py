@@ -295,6 +295,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from netlab.tools.rules import format_routes, raw, routes
 
     cluster = Cluster.from_state(args.name)
+    if args.policy:  # the NetworkPolicy's chains, on each node that has them (the nodes of the pods it selects)
+        return _policy_rules(cluster, args.policy, args.node, args.raw)
     node = cluster.node(args.node or cluster.nodes[-1].name)
     if args.raw:
         sys.stdout.write(raw(node.netns, cluster.proxy_mode))
@@ -307,6 +309,30 @@ def cmd_rules(args: argparse.Namespace) -> int:
     rs = routes(node.netns, cluster.proxy_mode, names)
     print(f"node {node.name} ({cluster.proxy_mode} mode)")
     sys.stdout.write(format_routes(rs, args.service))
+    return 0
+
+
+def _policy_rules(cluster: Cluster, policy: str, node: str | None, raw: bool) -> int:
+    from netlab.kit import net
+    from netlab.tools.rules import NETPOL_TABLE, format_policies, policy_rules
+
+    if "/" not in policy:
+        raise ClusterError(f"netlab rules --policy: {policy!r} must be NAMESPACE/NAME")
+    found = False
+    for n in [cluster.node(node)] if node else cluster.nodes:
+        pcs = [pc for pc in policy_rules(n.netns) if pc.policy == policy]
+        if not pcs:
+            continue
+        found = True
+        print(f"node {n.name}")
+        if raw:  # the kernel's own listing of the policy's chains
+            for pc in pcs:
+                sys.stdout.write(net.run(n.netns, ["nft", "list", "chain", *NETPOL_TABLE, pc.chain]).stdout)
+        else:
+            sys.stdout.write(format_policies(pcs, policy))
+    if not found:
+        print(f"NetworkPolicy {policy}: no rules on {'node ' + node if node else 'any node'} (it selects no pod "
+              "there, or does not exist)")
     return 0
 
 
@@ -420,9 +446,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
     "topology": (cmd_topology, "the lab's nodes, bridges, veths and pods, as a table and a picture", [
         (("-o", "--output"), {"help": "also draw it to FILE.svg or FILE.png (graphviz)"}),
     ]),
-    "rules": (cmd_rules, "the Service rules kube-proxy programmed in a node", [
-        (("--node",), {"help": "node name (default: the last worker)"}),
+    "rules": (cmd_rules, "the Service rules kube-proxy programmed in a node, or a NetworkPolicy's", [
+        (("--node",), {"help": "node name (default: the last worker; with --policy, every node)"}),
         (("--service",), {"help": "only this Service: NAMESPACE/NAME"}),
+        (("--policy",), {"help": "the rules of this NetworkPolicy (NAMESPACE/NAME), as the network-policy agent "
+                                 "programmed them: policy -> rule -> peers -> ports, with counters"}),
         (("--raw",), {"action": "store_true", "help": "the kernel's whole listing, ungrouped"}),
     ]),
     "link": (cmd_link, "impair a node's uplink: netlab link NODE [--delay MS] [--jitter MS] [--loss PCT] [--rate R]", [

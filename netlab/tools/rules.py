@@ -3,6 +3,10 @@ it: Service port -> its chain (or IPVS virtual server) -> endpoints, with the ch
 
 The grouping parses the node's own dumps (`iptables-save`, `nft -j list table`, `ipvsadm -Ln`),
 so it shows what the kernel holds, not what kube-proxy meant to write.
+
+The same for what the network-policy agent programmed (table inet netlab-netpol): NetworkPolicy
+-> direction -> the pods it selects (with the drops their default deny counted) -> rule -> peers
+(their addresses) -> ports (with the packets each rule accepted).
 """
 
 from __future__ import annotations
@@ -210,4 +214,145 @@ def format_routes(rs: list[Route], service: str | None = None) -> str:
             lines.append(f"    {chance:>4}  {addr:<22} {chain}")
         if not r.endpoints:
             lines.append(f"          (nothing to send to: {r.chain})")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+# --- NetworkPolicy: the network-policy agent's table, grouped policy -> rule -> peers -> ports ---
+
+NETPOL_TABLE = ("inet", "netlab-netpol")   # netpol/render.py's table
+
+
+@dataclass
+class PolicyPorts:
+    ports: str                  # "TCP/80, TCP/81-90", "named TCP/http (10.244.1.10 tcp/8080)", "every port"
+    packets: int                # the counter of the rule that accepts them
+
+
+@dataclass
+class PolicyPeer:
+    peer: str                   # "from[0] namespaceSelector ns=y", "to anywhere"
+    addresses: list[str]        # the set's elements, or the ipBlock and its holes
+    ports: list[PolicyPorts] = field(default_factory=list)
+
+
+@dataclass
+class PolicyChain:
+    policy: str                 # NS/NAME
+    direction: str              # ingress or egress
+    chain: str
+    pods: list[tuple[str, str, str, int]] = field(default_factory=list)  # (pod, address, its chain, dropped)
+    rules: dict[int, list[PolicyPeer]] = field(default_factory=dict)
+
+
+def _elems(obj: dict) -> list[str]:
+    out = []
+    for e in obj.get("elem") or []:
+        v = e.get("elem", {}).get("val") if isinstance(e, dict) and "elem" in e else e
+        if isinstance(v, dict) and "concat" in v:
+            ip, proto, port = v["concat"]
+            v = f"{ip} {proto}/{port}"
+        elif isinstance(v, dict) and "prefix" in v:
+            v = f"{v['prefix']['addr']}/{v['prefix']['len']}"
+        out.append(str(v))
+    return out
+
+
+def _addr(right) -> str:
+    if isinstance(right, dict) and "prefix" in right:
+        return f"{right['prefix']['addr']}/{right['prefix']['len']}"
+    if isinstance(right, dict) and "set" in right:
+        return "{ " + ", ".join(_addr(x) for x in right["set"]) + " }"
+    return str(right)
+
+
+def netpol_policies(listing: dict) -> list[PolicyChain]:
+    """From `nft -j list table inet netlab-netpol`: each policy chain (found through the pod
+    chains' jumps, whose comments name the policy), the pods whose chains jump to it with their
+    counted drops, and its rules by the comment each carries ("rule I from[J] PEER, ports P"),
+    with the peer set's addresses and the rule's counter."""
+    objs = listing.get("nftables", [])
+    sets = {(o.get("set") or o.get("map"))["name"]: (o.get("set") or o.get("map")) for o in objs
+            if "set" in o or "map" in o}
+    chains: dict[str, list[dict]] = {}
+    for o in objs:
+        if "rule" in o:
+            chains.setdefault(o["rule"]["chain"], []).append(o["rule"])
+    addr_of = {}  # pod chain -> (pod, address)
+    for m in ("ingress-pods", "egress-pods"):
+        for key, verdict in (sets.get(m) or {}).get("elem") or []:
+            target = (verdict.get("goto") or verdict.get("jump") or {}).get("target")
+            val = key.get("elem", {}) if isinstance(key, dict) else {"val": key}
+            addr_of[target] = (val.get("comment", ""), str(val.get("val")))
+    out: dict[str, PolicyChain] = {}
+    for chain, rules in chains.items():
+        m = re.match(r"pod-(ingress|egress)-(.*)$", chain)
+        if not m:
+            continue
+        pod, ip = addr_of.get(chain, (m.group(2), "?"))
+        drops = sum(e["counter"]["packets"] for r in rules if any("drop" in e for e in r["expr"])
+                    for e in r["expr"] if "counter" in e)
+        for r in rules:
+            jump = next((e["jump"]["target"] for e in r["expr"] if "jump" in e), None)
+            if jump is None:
+                continue
+            name = (r.get("comment") or "").removeprefix("NetworkPolicy ").strip() or jump
+            pc = out.setdefault(jump, PolicyChain(name, m.group(1), jump))
+            pc.pods.append((pod or m.group(2), ip, chain, drops))
+    for pc in out.values():
+        for r in chains.get(pc.chain, []):
+            cm = re.match(r"rule (\d+) (.*)$", r.get("comment") or "")
+            if not cm:
+                continue
+            peer, _, ports = cm.group(2).rpartition(", ports ") if ", ports " in cm.group(2) else (cm.group(2), "", "")
+            addrs, excepts, named = [], [], []
+            for e in r["expr"]:
+                mt = e.get("match")
+                if not mt:
+                    continue
+                left, right = mt["left"], mt["right"]
+                if isinstance(left, dict) and (left.get("payload") or {}).get("field") in ("saddr", "daddr"):
+                    if isinstance(right, str) and right.startswith("@"):
+                        addrs += _elems(sets.get(right[1:], {}))
+                    elif mt["op"] == "!=":
+                        excepts.append(_addr(right))
+                    else:
+                        addrs.append(_addr(right))
+                elif isinstance(right, str) and right.startswith("@"):   # the named ports' set
+                    named += _elems(sets.get(right[1:], {}))
+            addrs += [f"except {x}" for x in excepts]
+            packets = sum(e["counter"]["packets"] for e in r["expr"] if "counter" in e)
+            peers = pc.rules.setdefault(int(cm.group(1)), [])
+            if not peers or peers[-1].peer != peer:
+                peers.append(PolicyPeer(peer, addrs))
+            text = ports or "every port"
+            if named:
+                text += f" ({', '.join(named)})"
+            peers[-1].ports.append(PolicyPorts(text, packets))
+    return sorted(out.values(), key=lambda p: (p.policy, p.direction))
+
+
+def policy_rules(ns: str) -> list[PolicyChain]:
+    """A node's policy chains, from its kernel (none when the agent's table is not there)."""
+    r = net.run(ns, ["nft", "-j", "list", "table", *NETPOL_TABLE], check=False)
+    return netpol_policies(json.loads(r.stdout)) if r.returncode == 0 else []
+
+
+def format_policies(pcs: list[PolicyChain], policy: str | None = None) -> str:
+    """One block per policy and direction; `policy` (NAMESPACE/NAME) keeps only that policy's."""
+    lines = []
+    for pc in pcs:
+        if policy and pc.policy != policy:
+            continue
+        lines.append(f"NetworkPolicy {pc.policy}  {pc.direction}  chain {pc.chain}")
+        for pod, ip, chain, drops in pc.pods:
+            lines.append(f"  selects pod {pod} ({ip}): {drops} packets dropped by its default deny  [{chain}]")
+        if not pc.rules:
+            lines.append(f"  no {pc.direction} rules: allows nothing (a default deny)")
+        for i, peers in sorted(pc.rules.items()):
+            lines.append(f"  rule {i}")
+            for p in peers:
+                lines.append(f"    {p.peer}" + (f": {', '.join(p.addresses)}" if p.addresses else
+                                                  (": (no pod matches: allows nothing)" if "[" in p.peer else "")))
+                for q in p.ports:
+                    lines.append(f"      ports {q.ports:<44} {q.packets:>6} packets accepted")
     return "\n".join(lines) + ("\n" if lines else "")

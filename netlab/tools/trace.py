@@ -6,6 +6,11 @@ source node took and the pod that received it.
 
 SRC is a pod or a node; DST an IP, a pod, a node or a Service (`name` or `namespace/name`).
 
+Where the network-policy agent's rules (table inet netlab-netpol) judged the probe, the trace
+names the verdict: on which node, in which direction, which NetworkPolicy's rule allowed it, or
+whose default deny dropped it (read from the rules' comments, which name the policy), and for a
+direction no rule judged, that no policy isolates the pod.
+
 `netlab trace outside HOST|IP` starts on the outside (a machine on the nodes' network that is not
 a node): DST a LoadBalancer address, a LoadBalancer Service, or a host an Ingress routes (asked
 with that Host header at its address). It shows the outside's ARP exchange for the address (which
@@ -49,6 +54,7 @@ class Trace:
     arp: list[str] = field(default_factory=list)  # from the outside: the ARP exchange for the address
     announcer: str | None = None                  # the node whose MAC answered it
     proxied: str | None = None                    # through an Ingress: where nginx sent the request
+    policy: list[str] = field(default_factory=list)  # the NetworkPolicy verdicts, in path order
 
 
 @dataclass
@@ -153,23 +159,48 @@ def run(lab: Lab, src: str, dst: str, port: int | None = None, proto: str = "tcp
                      for p in lab.items("pods", None) if (p.get("status") or {}).get("podIP") == dnat), None)
     order = {name: i for i, name in enumerate([src_node.name] + [n.name for n in cluster.nodes])}
     hops.sort(key=lambda h: order.get(h.node, 99))
+    policy = _policy_summary(lab, hops, source, dnat)
+    if any("DROPPED" in v for v in policy):
+        receiver = None  # the address's pod, but the policy's drop kept the probe from it
     return Trace(f"{source} ({source.ip})", f"{dest}:{port}/{proto}", answer, route[0] if route else "", hops,
-                 receiver)
+                 receiver, policy=policy)
+
+
+def _policy_summary(lab: Lab, hops: list[Hop], source: Target, dst_ip: str) -> list[str]:
+    """Every NetworkPolicy verdict the probe met, in path order, and for a direction that no
+    node's rules judged (the pod is in no dispatch map): that no policy isolates it."""
+    found = [v for h in hops for p in h.packets for v in p.get("verdicts", [])]
+    lines = list(dict.fromkeys(str(v) for v in found))  # a retransmitted SYN meets the same verdict again
+    if source.kind == "pod" and not any(v.direction == "egress" for v in found):
+        lines.insert(0, f"egress of pod {source.name}: allowed, not isolated (no NetworkPolicy selects it for egress)")
+    if any(not v.allowed for v in found):
+        return lines
+    dst = next((f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in lab.items("pods", None)
+                if (p.get("status") or {}).get("podIP") == dst_ip and not p["spec"].get("hostNetwork")), None)
+    if dst and not any(v.direction == "ingress" for v in found):
+        lines.append(f"ingress of pod {dst}: allowed, not isolated (no NetworkPolicy selects it for ingress)")
+    return lines
 
 
 def _traced(cluster, match: str, probe) -> tuple[tuple[str, int], dict[str, str]]:
     """Run `probe()` with nftrace set, on every node, for the packets `match` selects; its answer
     (and source port) and each node's `nft monitor trace` output."""
+    return traced_in({n.name: n.netns for n in cluster.nodes}, match, probe)
+
+
+def traced_in(namespaces: dict[str, str], match: str, probe):
+    """`probe()` traced in each of `namespaces` (name -> network namespace); its result and each
+    one's `nft monitor trace` output."""
     rules = (f"table ip {TABLE} {{\n"
              f"  chain pre {{ type filter hook prerouting priority -400; {match} meta nftrace set 1; }}\n"
              f"  chain out {{ type filter hook output priority -400; {match} meta nftrace set 1; }}\n}}\n")
     monitors = {}
     try:
-        for n in cluster.nodes:
-            net.run(n.netns, ["nft", "-f", "-"], input=rules)
+        for name, netns in namespaces.items():
+            net.run(netns, ["nft", "-f", "-"], input=rules)
             # line-buffered: what nft has printed is not lost in its buffer when it is stopped
-            monitors[n.name] = net.popen(n.netns, ["stdbuf", "-oL", "nft", "monitor", "trace"],
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            monitors[name] = net.popen(netns, ["stdbuf", "-oL", "nft", "monitor", "trace"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(0.5)  # the monitors subscribe to the kernel's trace events
         answer = probe()
         time.sleep(0.5)
@@ -178,8 +209,8 @@ def _traced(cluster, match: str, probe) -> tuple[tuple[str, int], dict[str, str]
         for name, p in monitors.items():
             p.terminate()
             outputs[name] = p.communicate(timeout=5)[0]
-        for n in cluster.nodes:
-            net.run(n.netns, ["nft", "delete", "table", "ip", TABLE], check=False)
+        for netns in namespaces.values():
+            net.run(netns, ["nft", "delete", "table", "ip", TABLE], check=False)
     return answer, outputs
 
 
@@ -269,10 +300,12 @@ def _nginx_upstream(lab: Lab, pod: dict | None, client: str) -> str | None:
 def _hop(node: str, text: str) -> Hop:
     hop, by_id = Hop(node), {}
     for line in text.splitlines():
-        m = re.match(r"trace id (\w+) ip (\S+) (\S+) (packet|rule|policy|verdict)\s*:?\s*(.*)$", line)
+        m = re.match(r"trace id (\w+) (?:ip|ip6|inet) (\S+) (\S+) (packet|rule|policy|verdict)\s*:?\s*(.*)$", line)
         if not m:
             continue
         tid, table, chain, kind, rest = m.groups()
+        if table == NETPOL_TABLE and tid in by_id:
+            by_id[tid]["netpol"].append((chain, kind, rest))
         if table == TABLE:
             if kind == "packet" and tid not in by_id:
                 iif = re.search(r'iif "([^"]+)"', rest)
@@ -282,7 +315,7 @@ def _hop(node: str, text: str) -> Hop:
                 what = (f"{addrs.group(1)}:{ports.group(2)} -> {addrs.group(2)}:{ports.group(3)} {ports.group(1)}"
                         if addrs and ports else rest[:80])
                 by_id[tid] = {"in": iif.group(1) if iif else "(local)", "out": oif.group(1) if oif else "",
-                              "what": what, "rules": []}
+                              "what": what, "rules": [], "netpol": []}
                 hop.packets.append(by_id[tid])
             continue
         p = by_id.get(tid)
@@ -298,7 +331,66 @@ def _hop(node: str, text: str) -> Hop:
             p["rules"].append(f"{table} {chain}: {rule}")
         elif kind == "policy" and "drop" in rest:
             p["rules"].append(f"{table} {chain}: policy drop")
+    for p in hop.packets:
+        p["verdicts"] = policy_verdicts(node, p.pop("netpol"))
     return hop
+
+
+NETPOL_TABLE = "netlab-netpol"   # the network-policy agent's table (netpol/render.py)
+
+
+@dataclass
+class Verdict:
+    """What the NetworkPolicy rules of one node decided for a packet, in one direction."""
+    node: str
+    direction: str      # ingress or egress
+    pod: str            # the pod judged: the destination (ingress) or the source (egress)
+    allowed: bool
+    by: str             # NetworkPolicy NS/NAME and its rule, the default deny and whose, or why it passed
+    chain: str          # the chain whose counter counted it
+
+    def __str__(self) -> str:
+        return (f"{self.direction} of pod {self.pod} on node {self.node}: "
+                f"{'allowed' if self.allowed else 'DROPPED'} by {self.by} [chain {self.chain}]")
+
+
+def _comment(rule: str) -> str:
+    m = re.search(r'comment "([^"]*)"', rule)
+    return m.group(1) if m else ""
+
+
+def policy_verdicts(node: str, events: list[tuple[str, str, str]]) -> list[Verdict]:
+    """The verdicts in one node's trace of the agent's table: each pod chain a packet entered
+    (from the dispatch map) ends in a policy chain's accept, named by the jump's comment
+    ("NetworkPolicy NS/NAME") and the rule's, or in the pod chain's counted drop, whose comment
+    names the policies whose default deny it is. The node's own traffic to a pod is the rule
+    that says so."""
+    out: list[Verdict] = []
+    pod = policy = ""
+    for chain, kind, rest in events:
+        if kind != "rule":
+            continue
+        verdict = m.group(1) if (m := re.search(r"\(verdict (\w+)", rest)) else ""
+        if m := re.search(r"\(verdict goto pod-(ingress|egress)-(\S+)\)", rest):
+            pod, policy = m.group(2), ""
+        elif chain.startswith("ingress-output") and verdict == "accept" and "fib saddr" in rest:
+            out.append(Verdict(node, "ingress", "(the destination)", True, f"the rule for traffic {_comment(rest)}",
+                               chain))
+        elif chain.startswith(("pod-ingress-", "pod-egress-")):
+            direction = chain.split("-")[1]
+            if verdict == "jump":
+                policy = _comment(rest).removeprefix("NetworkPolicy ").strip() or rest.split()[1]
+            elif verdict == "drop":
+                c = _comment(rest)
+                m = re.match(r"default deny \w+ of (\S+) \((.*)\)", c)
+                who = m.group(2) if m else "the policies that select it"
+                out.append(Verdict(node, direction, m.group(1) if m else pod or chain, False,
+                                   f"the default deny of NetworkPolicy {who}: no rule of theirs allows it", chain))
+        elif verdict == "accept" and chain.startswith(("ingress-", "egress-")) and "/" in chain:
+            direction = chain.split("-")[0]
+            name = policy or chain.split("-", 1)[1]
+            out.append(Verdict(node, direction, pod, True, f"NetworkPolicy {name} {_comment(rest)}".strip(), chain))
+    return out
 
 
 def format_trace(t: Trace) -> str:
@@ -313,9 +405,13 @@ def format_trace(t: Trace) -> str:
         for p in h.packets:
             lines.append(f"  in {p['in']}{'  out ' + p['out'] if p['out'] else ''}   {p['what']}")
             lines += [f"    {r}" for r in p["rules"]]
+            lines += [f"    => {v}" for v in p.get("verdicts", [])]
     if t.route:
         lines.append(f"\nroute on the source node: {t.route}")
     lines.append(f"received by: {t.receiver or 'no pod (see the rules above)'}")
     if t.proxied:
         lines.append(f"proxied by nginx to: {t.proxied}")
+    if t.policy:
+        lines.append("network policy:")
+        lines += [f"  {v}" for v in t.policy]
     return "\n".join(lines) + "\n"
