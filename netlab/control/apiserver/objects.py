@@ -16,7 +16,7 @@ from typing import Any
 
 from netlab.api.resources import Resource, lookup
 from netlab.api.selectors import field_value, parse_selector
-from netlab.control.apiserver import codec, kinds, patch, tables
+from netlab.control.apiserver import codec, definitions, kinds, patch, tables
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.errors import (APIError, Invalid, already_exists, bad_request, conflict, invalid,
                                              not_found)
@@ -24,6 +24,7 @@ from netlab.control.apiserver.store import Conflict, Exists, Gone, NotFound, Sto
 from netlab.control.apiserver.strategies import base
 from netlab.kit import clock
 
+SCALE = "io.k8s.api.autoscaling.v1.Scale"
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's utilrand alphabet (no vowels, no 0/1/3)
 # metadata the server owns: an update keeps what the stored object has
 OWNED_METADATA = ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds",
@@ -253,7 +254,7 @@ class Objects:
               sub: str | None = None, strict: bool = False) -> dict:
         for _ in range(5):  # retried on conflicts with other writers, as upstream's GuaranteedUpdate
             old = self.get(r, namespace, name)
-            new = self._patched(self.strategy(r), content_type, copy.deepcopy(old), body)
+            new = self._patched(self.strategy(r), content_type, copy.deepcopy(old), body, definitions.of(r.group, r.version, r.kind))
             new = codec.decode(r, self.strategy(r), new, strict)
             explicit_rv = isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")
             if not explicit_rv:
@@ -267,12 +268,12 @@ class Objects:
         raise conflict(r, name)
 
     @staticmethod
-    def _patched(s: base.Strategy, content_type: str, target: dict, body: Any) -> dict:
+    def _patched(s: base.Strategy, content_type: str, target: dict, body: Any, schema: str | None = None) -> dict:
         if not s.strategic_merge and content_type.split(";")[0].strip() == patch.STRATEGIC:
             raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
                            f"media types include: {patch.JSON_PATCH}, {patch.MERGE_PATCH}, {patch.APPLY}")
         try:
-            return patch.apply(content_type, target, body)
+            return patch.apply(content_type, target, body, schema)
         except patch.PatchError as e:
             if "unsupported patch type" in str(e):
                 raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
@@ -418,7 +419,7 @@ class Objects:
             if not s.strategic_merge and content_type.split(";")[0].strip() == patch.STRATEGIC:
                 self._patched(s, content_type, {}, body)  # refused as the object itself refuses it
             try:
-                new_scale = patch.apply(content_type, s.to_scale(obj), body)
+                new_scale = patch.apply(content_type, s.to_scale(obj), body, SCALE)
             except patch.PatchError as e:
                 raise bad_request(str(e)) from None
         else:

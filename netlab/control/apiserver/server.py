@@ -153,6 +153,8 @@ class APIServer:
         served = self.objects.kinds.served()
         if path == "/apis":
             return json_response(discovery.group_list(served))
+        if path == "/openapi/v2":
+            return self.openapi.v2_response(request.headers.get("Accept", ""), self.objects.kinds.custom)
         if path == "/openapi/v3":
             return json_response(self.openapi_documents()[1])
         if parts[:2] == ["openapi", "v3"]:
