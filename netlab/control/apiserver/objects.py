@@ -254,7 +254,8 @@ class Objects:
               sub: str | None = None, strict: bool = False) -> dict:
         for _ in range(5):  # retried on conflicts with other writers, as upstream's GuaranteedUpdate
             old = self.get(r, namespace, name)
-            new = self._patched(self.strategy(r), content_type, copy.deepcopy(old), body, definitions.of(r.group, r.version, r.kind))
+            new = self._patched(self.strategy(r), content_type, copy.deepcopy(old), body,
+                                definitions.of(r.group, r.version, r.kind))
             new = codec.decode(r, self.strategy(r), new, strict)
             explicit_rv = isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")
             if not explicit_rv:
