@@ -5,6 +5,8 @@ descriptions, the patch extensions, and strict validation naming the unknown fie
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 import ssl
 import subprocess
 import urllib.request
@@ -115,3 +117,22 @@ spec:
     assert r.returncode != 0
     assert 'unknown field "spec.template.spec.containers[0].bogus"' in r.stderr
     assert kubectl(cp, version, "get", "deploy", "strict-web").returncode != 0  # nothing stored
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_explain_a_field_holding_a_kind_and_a_custom_resource(cp, version):
+    r = kubectl(cp, version, "explain", "deployment.spec")
+    assert r.returncode == 0 and "FIELD: spec <DeploymentSpec>" in r.stdout, r.stderr
+    assert "Specification of the desired behavior of the Deployment." in r.stdout
+    crd = Path(__file__).parent / "data" / "crontab" / "validation.yaml"
+    cp.kubectl("apply", "-f", str(crd))
+    try:
+        cp.kubectl("wait", "--for", "condition=established", "crd/crontabs.stable.example.com", "--timeout=20s")
+        for _ in range(20):  # kubectl caches nothing here, but the documents follow the CRD
+            r = kubectl(cp, version, "explain", "crontab.spec")
+            if r.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert "KIND:       CronTab" in r.stdout and "replicas\t<integer>" in r.stdout, r.stderr
+    finally:
+        cp.kubectl("delete", "crd", "crontabs.stable.example.com", "--ignore-not-found", timeout=60)

@@ -156,7 +156,7 @@ def _resolve(s: str | dict | None) -> dict | None:
     """A schema with its $ref (or allOf's single $ref) followed to the definition."""
     for _ in range(8):
         if isinstance(s, str):
-            s = definitions.raw().get(s.rsplit("/", 1)[-1])
+            s = definitions.definitions().get(s.rsplit("/", 1)[-1])
         elif isinstance(s, dict) and "$ref" in s:
             s = s["$ref"]
         elif isinstance(s, dict) and len(s.get("allOf") or ()) == 1:
