@@ -129,6 +129,10 @@ class APIServer:
         raw = await request.read()
         if not raw:
             raise bad_request("the request body is empty")
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            # 415 makes client-go (kubectl 1.32+) fall back to JSON, as it does with a server without protobuf
+            raise APIError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                           "accepted media types include: application/json, application/yaml")
         try:
             return codec.loads(raw)
         except RecursionError:
