@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from netlab.api.resources import Resource, lookup
-from netlab.control.apiserver import codec, discovery, eviction, nodes, openapi
+from netlab.control.apiserver import codec, discovery, eviction, fieldmanager, nodes, openapi
 from netlab.control.apiserver.bootstrap import bootstrap
 from netlab.control.apiserver.crdcontroller import CRDController
 from netlab.control.apiserver.errors import APIError, bad_request, no_route, status_body
@@ -139,8 +139,7 @@ class APIServer:
             raise bad_request("the request body is nested too deeply") from None
         except ValueError as e:
             if request.content_type in ("application/yaml", "application/apply-patch+yaml"):
-                raise APIError(415, "UnsupportedMediaType", "YAML bodies are not supported: send JSON "
-                               "(server-side apply is not served; use client-side `kubectl apply`)") from None
+                return codec.loads_yaml(raw)
             raise bad_request(f"the request body is not valid JSON: {e}") from None
 
     # --- routing ---------------------------------------------------------------------------
@@ -266,11 +265,15 @@ class APIServer:
         (fieldValidation=Warn, the default), as upstream's."""
         warn = request.query.get("fieldValidation", "Warn") == "Warn"
         token = codec.WARNINGS.set([] if warn else None)
+        fm = request.query.get("fieldManager", "")
+        manager = fieldmanager.REQUEST.set(fieldmanager.Request(
+            fieldmanager.manager_of(fm, request.headers.get("User-Agent", "")), request.query.get("force") == "true", fm))
         try:
             out = write()
             warnings = codec.WARNINGS.get() or []
         finally:
             codec.WARNINGS.reset(token)
+            fieldmanager.REQUEST.reset(manager)
         resp = json_response(out, status=status)
         for w in warnings:
             resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
@@ -409,7 +412,7 @@ class APIServer:
             ct = None
         else:
             raise APIError(405, "MethodNotAllowed", "the server does not allow this method on scale")
-        return json_response(self.objects.update_scale(r, namespace, name, ct, body))
+        return self.warned(request, lambda: self.objects.update_scale(r, namespace, name, ct, body))
 
     async def bind(self, request: web.Request, namespace: str | None, name: str | None) -> web.Response:
         self.objects.bind(namespace, name, await self.body(request))
