@@ -30,7 +30,7 @@ def kubectl(cp, version: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([KUBECTL.format(version), *args], capture_output=True, text=True, env=env, timeout=60)
 
 
-@pytest.mark.parametrize("version", ["1.27", "1.31"])
+@pytest.mark.parametrize("version", ["1.27", "1.31", "1.33"])  # 1.33 sends protobuf
 def test_kubectl_autoscale_and_get_hpa(cp, version):
     cp.kubectl("create", "deployment", "web", "--image=nginx")
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from netlab.api.resources import Resource, lookup
-from netlab.control.apiserver import codec, discovery, eviction, fieldmanager, nodes, openapi
+from netlab.control.apiserver import codec, discovery, eviction, fieldmanager, nodes, openapi, protobuf
 from netlab.control.apiserver.bootstrap import bootstrap
 from netlab.control.apiserver.crdcontroller import CRDController
 from netlab.control.apiserver.errors import APIError, bad_request, no_route, status_body
@@ -129,10 +129,13 @@ class APIServer:
         raw = await request.read()
         if not raw:
             raise bad_request("the request body is empty")
-        if request.content_type == "application/vnd.kubernetes.protobuf":
-            # 415 makes client-go (kubectl 1.32+) fall back to JSON, as it does with a server without protobuf
-            raise APIError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
-                           "accepted media types include: application/json, application/yaml")
+        if request.content_type == protobuf.MEDIA_TYPE:  # kubectl 1.32+'s typed clients
+            try:
+                return protobuf.decode(raw)
+            except (protobuf.ProtobufError, UnicodeDecodeError, ValueError) as e:
+                raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
+                               f"accepted media types include: application/json, application/yaml, "
+                               f"application/vnd.kubernetes.protobuf ({e})") from None
         try:
             return codec.loads(raw)
         except RecursionError:
