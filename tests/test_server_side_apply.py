@@ -142,3 +142,20 @@ def test_api_conflict_body_and_required_field_manager(cp):
         assert ops == {("two", "Apply"), ("OpenAPI-Generator", "Update")}
     finally:
         cp.kubectl("delete", "configmap", "ssa-cm", "--ignore-not-found")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_server_dry_run_writes_nothing(cp, version):
+    name = f"dry-{version.replace('.', '')}"
+    try:
+        r = kubectl(cp, version, "apply", "--server-side", "--dry-run=server", "-f", "-", input=manifest(name))
+        assert r.returncode == 0 and "serverside-applied (server dry run)" in r.stdout, r.stderr
+        assert cp.kubectl("get", "deploy", name, check=False).returncode != 0
+        kubectl(cp, version, "apply", "--server-side", "-f", "-", input=manifest(name))
+        r = kubectl(cp, version, "apply", "--server-side", "--dry-run=server", "-f", "-", input=manifest(name, 5))
+        assert r.returncode == 0, r.stderr
+        r = kubectl(cp, version, "scale", "deploy", name, "--replicas=4", "--dry-run=server")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(cp.kubectl("get", "deploy", name, "-o", "json").stdout)["spec"]["replicas"] == 2
+    finally:
+        cp.kubectl("delete", "deploy", name, "--ignore-not-found")

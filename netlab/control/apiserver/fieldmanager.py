@@ -49,6 +49,7 @@ class Request:
     force: bool = False
     field_manager: str = ""  # as the request gave it (an apply requires one)
     applying: bool = False  # inside an apply, whose managedFields are made already
+    dry_run: bool = False  # dryRun=All: everything but the write
 
 
 REQUEST: contextvars.ContextVar[Request | None] = contextvars.ContextVar("fieldmanager_request", default=None)

@@ -297,10 +297,11 @@ class Objects:
                                for m, p in c.conflicts]}) from None
             new.setdefault("metadata", {})["managedFields"] = entries
             new["metadata"]["name"] = name
-            token = fieldmanager.REQUEST.set(fieldmanager.Request(req.manager, req.force, req.field_manager, True))
+            token = fieldmanager.REQUEST.set(fieldmanager.Request(req.manager, req.force, req.field_manager, True,
+                                                                  req.dry_run))
             try:
                 if old is None:
-                    return self.create(r, namespace, new, strict)
+                    return self.create(r, namespace, new, strict, dry_run=req.dry_run)
                 new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
                 try:
                     return s.present(self._store_update(r, namespace, name, new, old, sub, check_rv=True))
@@ -397,6 +398,8 @@ class Objects:
         out = self.prepare_update(r, new, old, sub)
         self._record(r, old, out, sub or manager_sub)
         self._validate(r, out, old, sub)
+        if (fieldmanager.REQUEST.get() or fieldmanager.Request()).dry_run:
+            return out  # dryRun=All: validated, not written (nothing allocated)
         if sub is None:
             self._allocate(r, out, old)
         out.setdefault("metadata", {})["resourceVersion"] = cur_rv

@@ -270,7 +270,8 @@ class APIServer:
         token = codec.WARNINGS.set([] if warn else None)
         fm = request.query.get("fieldManager", "")
         manager = fieldmanager.REQUEST.set(fieldmanager.Request(
-            fieldmanager.manager_of(fm, request.headers.get("User-Agent", "")), request.query.get("force") == "true", fm))
+            fieldmanager.manager_of(fm, request.headers.get("User-Agent", "")), request.query.get("force") == "true", fm,
+            dry_run=request.query.get("dryRun") == "All"))
         try:
             out = write()
             warnings = codec.WARNINGS.get() or []
