@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,24 @@ def test_server_dry_run_writes_nothing(cp, version):
         assert json.loads(cp.kubectl("get", "deploy", name, "-o", "json").stdout)["spec"]["replicas"] == 2
     finally:
         cp.kubectl("delete", "deploy", name, "--ignore-not-found")
+
+
+def test_custom_resources_apply_with_their_schema(cp):
+    crd = "crontabs.stable.example.com"
+    cronjob = ('apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: my-cron}\n'
+               'spec:\n  cronSpec: "* * * * */5"\n  image: IMAGE\n')
+    cp.kubectl("apply", "-f", str(Path(__file__).parent / "data" / "crontab" / "validation.yaml"))
+    try:
+        cp.kubectl("wait", "--for", "condition=established", f"crd/{crd}", "--timeout=20s")
+        assert kubectl(cp, "1.33", "apply", "--server-side", "-f", "-", input=cronjob.replace("IMAGE", "a")
+                       ).returncode == 0
+        kubectl(cp, "1.33", "patch", "crontab", "my-cron", "--type=merge", "-p", '{"spec":{"image":"b"}}')
+        r = kubectl(cp, "1.33", "apply", "--server-side", "-f", "-", input=cronjob.replace("IMAGE", "a"))
+        assert r.stderr.startswith('error: Apply failed with 1 conflict: conflict with "kubectl-patch" using '
+                                   "stable.example.com/v1: .spec.image\n"), r.stderr
+        obj = json.loads(cp.kubectl("get", "crontab", "my-cron", "-o", "json", "--show-managed-fields").stdout)
+        assert {(e["manager"], e["operation"]): e["fieldsV1"] for e in obj["metadata"]["managedFields"]} == {
+            ("kubectl", "Apply"): {"f:spec": {"f:cronSpec": {}}},
+            ("kubectl-patch", "Update"): {"f:spec": {"f:image": {}}}}
+    finally:
+        cp.kubectl("delete", "crd", crd, "--ignore-not-found", timeout=60)
