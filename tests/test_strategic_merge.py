@@ -5,6 +5,8 @@ where the schema says so, lists the schema says nothing about replaced; and thro
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -85,3 +87,47 @@ def test_kubectl_patch_merges_ports_of_each_kind(cp):
         assert r.returncode != 0 and "does not contain declared merge key: port" in r.stderr
     finally:
         cp.kubectl("delete", "deployment,service", "smp-web", "--ignore-not-found")
+
+
+APPLIED = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: smp-apply}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: smp-apply}}
+  template:
+    metadata: {labels: {app: smp-apply}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+        ports: PORTS
+---
+apiVersion: v1
+kind: Service
+metadata: {name: smp-apply}
+spec:
+  selector: {app: smp-apply}
+  ports: SERVICE_PORTS
+"""
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.33"])  # 1.27 reads the v2 protobuf, 1.33 the v3
+def test_client_side_apply_adds_and_removes_ports(cp, version):
+    env = dict(os.environ, KUBECONFIG=str(cp.kubeconfig), HOME=str(cp.home))
+    steps = [("[{containerPort: 80}]", "[{port: 80, name: a}]", [80], [80]),
+             ("[{containerPort: 80}, {containerPort: 443}]", "[{port: 80, name: a}, {port: 443, name: b}]",
+              [80, 443], [80, 443]),
+             ("[{containerPort: 443}]", "[{port: 443, name: b}]", [443], [443])]
+    try:
+        for ports, service_ports, want, want_service in steps:
+            r = subprocess.run([f"/usr/lib/google-cloud-sdk/bin/kubectl.{version}", "apply", "-f", "-"],
+                               input=APPLIED.replace("SERVICE_PORTS", service_ports).replace("PORTS", ports),
+                               capture_output=True, text=True, env=env, timeout=60)
+            assert r.returncode == 0, r.stderr
+            d = json.loads(cp.kubectl("get", "deploy", "smp-apply", "-o", "json").stdout)
+            s = json.loads(cp.kubectl("get", "svc", "smp-apply", "-o", "json").stdout)
+            assert [p["containerPort"] for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]] == want
+            assert [p["port"] for p in s["spec"]["ports"]] == want_service
+    finally:
+        cp.kubectl("delete", "deployment,service", "smp-apply", "--ignore-not-found")
