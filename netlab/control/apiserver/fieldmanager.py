@@ -17,9 +17,8 @@ the CRD's structural schema for custom resources):
   manager owns is a conflict (409 naming the fields and their managers) unless `force=true`,
   which takes them over. The manager then owns exactly what it applied.
 - Migration from client-side apply: a conflict only with what the last-applied-configuration
-  annotation holds (the fields `kubectl apply` set, owned by kubectl-client-side-apply or
-  kubectl) is no conflict, and an apply keeps that annotation current, as upstream's
-  lastAppliedManager and lastAppliedUpdater do.
+  annotation holds (the fields `kubectl apply` set) is no conflict, and kubectl's applies keep
+  that annotation current, as upstream's lastAppliedManager and lastAppliedUpdater do.
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ class Request:
     field_manager: str = ""  # as the request gave it (an apply requires one)
     applying: bool = False  # inside an apply, whose managedFields are made already
     dry_run: bool = False  # dryRun=All: everything but the write
+    created: bool = False  # set by an apply that created the object (answered 201)
 
 
 REQUEST: contextvars.ContextVar[Request | None] = contextvars.ContextVar("fieldmanager_request", default=None)
@@ -462,8 +462,14 @@ def apply(live: dict | None, config: dict, schema: Any, manager: str, force: boo
     entries = _with_sets(entries, changed | removed, ident)
     entries = _set_entry(entries, ident, config.get("apiVersion", ""), applied, True)
     annotations = new["metadata"].get("annotations") or {}
-    if LAST_APPLIED in annotations:  # upstream's lastAppliedUpdater: client-side apply still sees the truth
-        kept = {k: v for k, v in config.items()}
+    if manager == "kubectl" and LAST_APPLIED in annotations:
+        # upstream's lastAppliedUpdater (kubectl's applies only): client-side apply still sees the truth
+        kept = copy.deepcopy(config)
+        ann = (kept.get("metadata") or {}).get("annotations")
+        if isinstance(ann, dict):
+            ann.pop(LAST_APPLIED, None)
+            if not ann:
+                del kept["metadata"]["annotations"]
         new["metadata"]["annotations"] = dict(annotations, **{LAST_APPLIED: json.dumps(kept, separators=(",", ":"))
                                                              + "\n"})
     return new, entries

@@ -301,6 +301,7 @@ class Objects:
                                                                   req.dry_run))
             try:
                 if old is None:
+                    req.created = True
                     return self.create(r, namespace, new, strict, dry_run=req.dry_run)
                 new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
                 try:

@@ -269,15 +269,16 @@ class APIServer:
         warn = request.query.get("fieldValidation", "Warn") == "Warn"
         token = codec.WARNINGS.set([] if warn else None)
         fm = request.query.get("fieldManager", "")
-        manager = fieldmanager.REQUEST.set(fieldmanager.Request(
-            fieldmanager.manager_of(fm, request.headers.get("User-Agent", "")), request.query.get("force") == "true", fm,
-            dry_run=request.query.get("dryRun") == "All"))
+        req = fieldmanager.Request(fieldmanager.manager_of(fm, request.headers.get("User-Agent", "")),
+                                   request.query.get("force") == "true", fm, dry_run=request.query.get("dryRun") == "All")
+        manager = fieldmanager.REQUEST.set(req)
         try:
             out = write()
             warnings = codec.WARNINGS.get() or []
         finally:
             codec.WARNINGS.reset(token)
             fieldmanager.REQUEST.reset(manager)
+        status = 201 if req.created else status
         resp = json_response(out, status=status)
         for w in warnings:
             resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
