@@ -267,32 +267,41 @@ def _changed(old: dict | None, new: dict, schema: Any) -> tuple[set[Path], set[P
     """(added or modified, removed) fields from `old` to `new`."""
     new_set = field_set(new, schema)
     if old is None:
-        return new_set | _added_maps(None, new, new_set), set()
+        return new_set | _added_maps(None, new, new_set, schema), set()
     old_set = field_set(old, schema)
     o, n = _stripped(old), _stripped(new)
     changed = {p for p in new_set if p not in old_set or (p[-1] != "." and _get(o, p) != _get(n, p))}
-    return changed | _added_maps(o, n, changed), old_set - new_set
+    return changed | _added_maps(o, n, changed, schema), old_set - new_set
 
 
-def _added_maps(old: dict | None, new: dict, changed: set[Path]) -> set[Path]:
-    """The `.` of a map that a write adds with its first keys (upstream records the map itself)."""
+def _added_maps(old: dict | None, new: dict, changed: set[Path], schema: Any) -> set[Path]:
+    """The `.` of a map (labels, a selector's matchLabels, resource limits) that a write adds:
+    upstream records the map itself as added, not a struct (which its Go zero value holds)."""
     out = set()
     n = _stripped(new)
     for p in changed:
         for i in range(1, len(p)):
             parent = p[:i]
             if parent[-1].startswith("f:") and isinstance(_get(n, parent), dict) and \
-                    (old is None or _get(old, parent) is _MISSING) and _is_map_path(n, parent):
+                    (old is None or _get(old, parent) is _MISSING) and _is_map(_schema_at(schema, parent)):
                 out.add(parent + (".",))
     return out
 
 
-def _is_map_path(obj: dict, p: Path) -> bool:
-    # maps of strings (labels, annotations, selectors, data) are what upstream marks; structs are not
-    v = _get(obj, p)
-    return isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) and \
-        p[-1] in ("f:labels", "f:annotations", "f:data", "f:stringData", "f:binaryData", "f:nodeSelector",
-                  "f:selector", "f:matchLabels")
+def _schema_at(schema: Any, p: Path) -> dict | None:
+    s = _resolve(schema)
+    for el in p:
+        if s is None:
+            return None
+        if el.startswith("f:"):
+            s = _resolve(_child(s, el[2:]))
+        elif el[0] in "kv":
+            s = _resolve(s.get("items")) if "items" in s else s
+    return s
+
+
+def _is_map(s: dict | None) -> bool:
+    return bool(s) and not s.get("properties") and isinstance(s.get("additionalProperties"), dict)
 
 
 # --- managedFields entries ------------------------------------------------------------------------
