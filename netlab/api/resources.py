@@ -78,6 +78,11 @@ RESOURCES = [
     Resource("networking.k8s.io", "v1", "ingresses", "Ingress", short_names=("ing",), subresources=("status",),
              model="V1Ingress"),
     Resource("networking.k8s.io", "v1", "ingressclasses", "IngressClass", namespaced=False, model="V1IngressClass"),
+    # one storage (autoscaling/v2), each version presented as asked; v2 first: the preferred version
+    Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short_names=("hpa",),
+             subresources=("status",), categories=("all",), model="V2HorizontalPodAutoscaler"),
+    Resource("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short_names=("hpa",),
+             subresources=("status",), categories=("all",), model="V1HorizontalPodAutoscaler"),
 ]
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

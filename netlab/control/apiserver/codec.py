@@ -10,6 +10,8 @@ import json
 from contextvars import ContextVar
 from typing import Any
 
+import yaml
+
 from netlab.api.resources import Resource
 from netlab.control.apiserver import schema
 from netlab.control.apiserver.errors import bad_request, cannot_decode
@@ -24,6 +26,36 @@ WARNINGS: ContextVar[list[str] | None] = ContextVar("warnings", default=None)
 def loads(raw: bytes | str) -> Any:
     """A request body's JSON; a non-integer number keeps the text it was written as."""
     return json.loads(raw, parse_float=schema.Number)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without timestamps: a time stays the string it was written as, as in JSON."""
+
+
+_Loader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def loads_yaml(raw: bytes) -> Any:
+    """A YAML request body (an apply configuration, or application/yaml), as JSON would read it."""
+    try:
+        docs = list(yaml.load_all(raw, Loader=_Loader))
+    except yaml.YAMLError as e:
+        raise bad_request(f"error converting YAML to JSON: {e}") from None
+    if len(docs) != 1:
+        raise bad_request("the request body must hold one YAML document")
+    return _json_types(docs[0])
+
+
+def _json_types(v: Any) -> Any:
+    """YAML's timestamps and other non-JSON scalars as the strings JSON would have."""
+    if isinstance(v, dict):
+        return {str(k): _json_types(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_types(x) for x in v]
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
 
 
 def decode(r: Resource, strategy: Strategy, obj: Any, strict: bool) -> dict:

@@ -16,7 +16,7 @@ from typing import Any
 
 from netlab.api.resources import Resource, lookup
 from netlab.api.selectors import field_value, parse_selector
-from netlab.control.apiserver import codec, kinds, patch, tables
+from netlab.control.apiserver import codec, definitions, fieldmanager, kinds, patch, tables
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.errors import (APIError, Invalid, already_exists, bad_request, conflict, invalid,
                                              not_found)
@@ -24,6 +24,7 @@ from netlab.control.apiserver.store import Conflict, Exists, Gone, NotFound, Sto
 from netlab.control.apiserver.strategies import base
 from netlab.kit import clock
 
+SCALE = "io.k8s.api.autoscaling.v1.Scale"
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's utilrand alphabet (no vowels, no 0/1/3)
 # metadata the server owns: an update keeps what the stored object has
 OWNED_METADATA = ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds",
@@ -175,6 +176,7 @@ class Objects:
             raise invalid(r, "", [v.required("metadata.name")])
         self._check_namespace(r, namespace)
         self.prepare_create(r, obj, namespace)
+        self._record(r, None, obj)
         self._validate(r, obj)
         self._allocate(r, obj, None)
         if dry_run:
@@ -249,11 +251,81 @@ class Objects:
         old = self.get(r, namespace, name)
         return self.strategy(r).present(self._store_update(r, namespace, name, new, old, sub, check_rv=True))
 
+    # --- field managers and server-side apply --------------------------------------------------
+
+    def _schema(self, r: Resource) -> Any:
+        return definitions.of(r.group, r.version, r.kind) or getattr(self.strategy(r), "schema", None)
+
+    def _record(self, r: Resource, old: dict | None, new: dict, sub: str = "") -> None:
+        """managedFields after a write by the request's manager (an apply has set them already)."""
+        req = fieldmanager.REQUEST.get()
+        if req is None or req.applying:
+            return
+        fieldmanager.record_update(old, new, self._schema(r), req.manager, sub)
+
+    def apply(self, r: Resource, namespace: str | None, name: str, body: Any, sub: str | None = None,
+              strict: bool = False) -> dict:
+        """PATCH application/apply-patch+yaml: server-side apply (fieldmanager.py), creating the
+        object when it does not exist."""
+        req = fieldmanager.REQUEST.get() or fieldmanager.Request()
+        if not req.field_manager:
+            raise APIError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                           "is required for apply patch",
+                           details={"group": "meta.k8s.io", "kind": "PatchOptions",
+                                    "causes": [{"reason": "FieldValueRequired", "message":
+                                                "Required value: is required for apply patch",
+                                                "field": "fieldManager"}]})
+        s = self.strategy(r)
+        config = codec.decode(r, s, copy.deepcopy(body), strict)
+        meta = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
+        if meta.get("name", name) != name:
+            raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        if r.namespaced and meta.get("namespace") and namespace and meta["namespace"] != namespace:
+            raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        for _ in range(5):
+            try:
+                old = self.get(r, namespace, name)
+            except APIError as e:
+                if e.reason != "NotFound" or sub:
+                    raise
+                old = None
+            try:
+                new, entries = fieldmanager.apply(old, config, self._schema(r), req.manager, req.force, sub or "")
+            except fieldmanager.ApplyConflict as c:
+                raise APIError(409, "Conflict", c.message, details={
+                    "causes": [{"reason": "FieldManagerConflict", "message": f"conflict with {m}", "field": p}
+                               for m, p in c.conflicts]}) from None
+            new.setdefault("metadata", {})["managedFields"] = entries
+            new["metadata"]["name"] = name
+            token = fieldmanager.REQUEST.set(fieldmanager.Request(req.manager, req.force, req.field_manager, True,
+                                                                  req.dry_run))
+            try:
+                if old is None:
+                    req.created = True
+                    return self.create(r, namespace, new, strict, dry_run=req.dry_run)
+                new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+                try:
+                    return s.present(self._store_update(r, namespace, name, new, old, sub, check_rv=True))
+                except APIError as e:
+                    if e.reason != "Conflict":
+                        raise
+            finally:
+                fieldmanager.REQUEST.reset(token)
+        raise conflict(r, name)
+
     def patch(self, r: Resource, namespace: str | None, name: str, content_type: str, body: Any,
               sub: str | None = None, strict: bool = False) -> dict:
+        if content_type.split(";")[0].strip() == patch.APPLY:
+            return self.apply(r, namespace, name, body, sub, strict)
+        if (fieldmanager.REQUEST.get() or fieldmanager.Request()).force:
+            raise APIError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be '
+                           "specified for non-apply patch", details={"group": "meta.k8s.io", "kind": "PatchOptions",
+                           "causes": [{"reason": "FieldValueForbidden", "message": "Forbidden: may not be specified "
+                                       "for non-apply patch", "field": "force"}]})
         for _ in range(5):  # retried on conflicts with other writers, as upstream's GuaranteedUpdate
             old = self.get(r, namespace, name)
-            new = self._patched(self.strategy(r), content_type, copy.deepcopy(old), body)
+            new = self._patched(self.strategy(r), content_type, copy.deepcopy(old), body,
+                                definitions.of(r.group, r.version, r.kind))
             new = codec.decode(r, self.strategy(r), new, strict)
             explicit_rv = isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")
             if not explicit_rv:
@@ -267,12 +339,12 @@ class Objects:
         raise conflict(r, name)
 
     @staticmethod
-    def _patched(s: base.Strategy, content_type: str, target: dict, body: Any) -> dict:
+    def _patched(s: base.Strategy, content_type: str, target: dict, body: Any, schema: str | None = None) -> dict:
         if not s.strategic_merge and content_type.split(";")[0].strip() == patch.STRATEGIC:
             raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
                            f"media types include: {patch.JSON_PATCH}, {patch.MERGE_PATCH}, {patch.APPLY}")
         try:
-            return patch.apply(content_type, target, body)
+            return patch.apply(content_type, target, body, schema)
         except patch.PatchError as e:
             if "unsupported patch type" in str(e):
                 raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
@@ -319,13 +391,16 @@ class Objects:
         return out
 
     def _store_update(self, r: Resource, namespace: str | None, name: str, new: dict, old: dict,
-                      sub: str | None, check_rv: bool) -> dict:
+                      sub: str | None, check_rv: bool, manager_sub: str = "") -> dict:
         rv = (new.get("metadata") or {}).get("resourceVersion")
         cur_rv = old["metadata"]["resourceVersion"]
         if check_rv and rv and rv != cur_rv:
             raise conflict(r, name)
         out = self.prepare_update(r, new, old, sub)
+        self._record(r, old, out, sub or manager_sub)
         self._validate(r, out, old, sub)
+        if (fieldmanager.REQUEST.get() or fieldmanager.Request()).dry_run:
+            return out  # dryRun=All: validated, not written (nothing allocated)
         if sub is None:
             self._allocate(r, out, old)
         out.setdefault("metadata", {})["resourceVersion"] = cur_rv
@@ -418,7 +493,7 @@ class Objects:
             if not s.strategic_merge and content_type.split(";")[0].strip() == patch.STRATEGIC:
                 self._patched(s, content_type, {}, body)  # refused as the object itself refuses it
             try:
-                new_scale = patch.apply(content_type, s.to_scale(obj), body)
+                new_scale = patch.apply(content_type, s.to_scale(obj), body, SCALE)
             except patch.PatchError as e:
                 raise bad_request(str(e)) from None
         else:
@@ -430,7 +505,7 @@ class Objects:
         if rv and rv != obj["metadata"]["resourceVersion"]:
             raise conflict(r, name)
         new = s.scaled(copy.deepcopy(obj), replicas)
-        return s.to_scale(self._store_update(r, namespace, name, new, obj, None, check_rv=False))
+        return s.to_scale(self._store_update(r, namespace, name, new, obj, None, check_rv=False, manager_sub="scale"))
 
     def bind(self, namespace: str | None, name: str | None, body: Any) -> None:
         """pods/binding: the scheduler's choice of node."""

@@ -1,11 +1,14 @@
 """The three PATCH content types: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and
-Kubernetes' strategic merge patch (lists merged by their merge keys, with the `$patch`,
-`$setElementOrder/`, `$deleteFromPrimitiveList/` and `$retainKeys` directives)."""
+Kubernetes' strategic merge patch (lists merged by the merge keys and patch strategies that the
+kind's OpenAPI definition gives each field, with the `$patch`, `$setElementOrder/`,
+`$deleteFromPrimitiveList/` and `$retainKeys` directives)."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from netlab.control.apiserver import definitions
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -15,26 +18,6 @@ APPLY = "application/apply-patch+yaml"
 
 class PatchError(ValueError):
     pass
-
-
-# Merge keys of the lists the served kinds hold, by field name (upstream's patchMergeKey tags).
-MERGE_KEYS = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
-    "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath", "imagePullSecrets": "name",
-    "conditions": "type", "ownerReferences": "uid", "hostAliases": "ip", "addresses": "type", "taints": "key",
-    "topologySpreadConstraints": "topologyKey", "resourceClaims": "name", "schedulingGates": "name",
-    "containerStatuses": "name", "initContainerStatuses": "name",
-}
-# Lists of scalars that merge as sets rather than being replaced.
-MERGED_SCALAR_LISTS = {"finalizers"}
-
-
-def _ports_key(items: list) -> str | None:
-    """`ports` merges by containerPort in a container and by port in a Service."""
-    for it in items:
-        if isinstance(it, dict):
-            return "containerPort" if "containerPort" in it else "port"
-    return None
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -126,8 +109,12 @@ def _remove(doc: Any, parts: list[str]) -> Any:
     return doc
 
 
-def strategic_merge(target: Any, patch: Any) -> Any:
-    """Apply a strategic merge patch to `target` (a dict)."""
+def strategic_merge(target: Any, patch: Any, schema: str | dict | None = None) -> Any:
+    """Apply a strategic merge patch to `target` (a dict) of the definition `schema`
+    (io.k8s.api.apps.v1.Deployment): each list merges as its field's x-kubernetes-patch-strategy
+    and x-kubernetes-patch-merge-key say (upstream's patchStrategy/patchMergeKey tags); a list
+    the schema does not know is replaced."""
+    schema = _resolve(schema)
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace":
@@ -141,12 +128,13 @@ def strategic_merge(target: Any, patch: Any) -> Any:
     for k, v in patch.items():
         if k.startswith("$"):
             continue
+        field = _field(schema, k)
         if v is None:
             out.pop(k, None)
         elif isinstance(v, list):
-            out[k] = _merge_list(k, out.get(k), v)
+            out[k] = _merge_list(k, out.get(k), v, field)
         elif isinstance(v, dict):
-            merged = strategic_merge(out.get(k), v)
+            merged = strategic_merge(out.get(k), v, field)
             if merged is None:
                 out.pop(k, None)
             else:
@@ -158,38 +146,71 @@ def strategic_merge(target: Any, patch: Any) -> Any:
             out[k] = [x for x in out[k] if x not in values]
     for k, order in orders.items():
         if isinstance(out.get(k), list):
-            out[k] = _reorder(k, out[k], order)
+            out[k] = _reorder(out[k], order, _field(schema, k))
     if isinstance(retain, list):
         out = {k: v for k, v in out.items() if k in retain}
     return out
 
 
-def _merge_list(name: str, current: Any, patch: list) -> list:
-    key = MERGE_KEYS.get(name) or (_ports_key(patch or current or []) if name == "ports" else None)
+def _resolve(s: str | dict | None) -> dict | None:
+    """A schema with its $ref (or allOf's single $ref) followed to the definition."""
+    for _ in range(8):
+        if isinstance(s, str):
+            s = definitions.definitions().get(s.rsplit("/", 1)[-1])
+        elif isinstance(s, dict) and "$ref" in s:
+            s = s["$ref"]
+        elif isinstance(s, dict) and len(s.get("allOf") or ()) == 1:
+            s = s["allOf"][0]
+        else:
+            return s
+    return None
+
+
+def _field(schema: dict | None, name: str) -> dict | None:
+    """The schema of a field (with its patch extensions), or of a map's values."""
+    if not schema:
+        return None
+    props = schema.get("properties") or {}
+    if name in props:
+        return props[name]
+    ap = schema.get("additionalProperties")
+    return ap if isinstance(ap, dict) else None
+
+
+def _list_meta(field: dict | None) -> tuple[set[str], str | None, dict | None]:
+    """(patch strategies, merge key, item schema) of a list field."""
+    if not field:
+        return set(), None, None
+    strategies = set(filter(None, (field.get("x-kubernetes-patch-strategy") or "").split(",")))
+    return strategies, field.get("x-kubernetes-patch-merge-key"), _resolve(field.get("items"))
+
+
+def _merge_list(name: str, current: Any, patch: list, field: dict | None) -> list:
+    strategies, key, item = _list_meta(field)
     current = current if isinstance(current, list) else []
-    if key is None:
-        if name in MERGED_SCALAR_LISTS:
-            return current + [x for x in patch if x not in current]
+    if "merge" not in strategies:
         return [x for x in copy.deepcopy(patch) if not (isinstance(x, dict) and x.get("$patch"))]
+    if key is None:  # a list of scalars merged as a set
+        return current + [x for x in patch if x not in current]
     if any(isinstance(x, dict) and x.get("$patch") == "replace" for x in patch):
         return [x for x in copy.deepcopy(patch) if not (isinstance(x, dict) and "$patch" in x)]
     out = copy.deepcopy(current)
-    for item in patch:
-        if not isinstance(item, dict) or key not in item:
-            raise PatchError(f"strategic merge patch: an item of {name} has no merge key {key!r}")
-        idx = next((i for i, c in enumerate(out) if isinstance(c, dict) and c.get(key) == item[key]), None)
-        if item.get("$patch") == "delete":
+    for it in patch:
+        if not isinstance(it, dict) or key not in it:
+            raise PatchError(f"map: {it!r} does not contain declared merge key: {key}")
+        idx = next((i for i, c in enumerate(out) if isinstance(c, dict) and c.get(key) == it[key]), None)
+        if it.get("$patch") == "delete":
             if idx is not None:
                 out.pop(idx)
         elif idx is None:
-            out.append(strategic_merge({}, item))
+            out.append(strategic_merge({}, it, item))
         else:
-            out[idx] = strategic_merge(out[idx], item)
+            out[idx] = strategic_merge(out[idx], it, item)
     return out
 
 
-def _reorder(name: str, items: list, order: list) -> list:
-    key = MERGE_KEYS.get(name) or (_ports_key(items) if name == "ports" else None)
+def _reorder(items: list, order: list, field: dict | None) -> list:
+    _, key, _ = _list_meta(field)
     if key is None:
         rank = {repr(v): i for i, v in enumerate(order)}
         return sorted(items, key=lambda x: rank.get(repr(x), len(rank)))
@@ -197,14 +218,15 @@ def _reorder(name: str, items: list, order: list) -> list:
     return sorted(items, key=lambda x: rank.get(x.get(key) if isinstance(x, dict) else x, len(rank)))
 
 
-def apply(content_type: str, target: dict[str, Any], patch: Any) -> dict[str, Any]:
+def apply(content_type: str, target: dict[str, Any], patch: Any, schema: str | None = None) -> dict[str, Any]:
+    """Patch `target`; `schema` names its definition, for strategic merge patch."""
     ct = content_type.split(";")[0].strip()
     if ct == JSON_PATCH:
         out = json_patch(target, patch)
     elif ct == MERGE_PATCH:
         out = merge_patch(target, patch)
     elif ct == STRATEGIC:
-        out = strategic_merge(target, patch)
+        out = strategic_merge(target, patch, schema)
     else:
         raise PatchError(f"unsupported patch type {ct!r}")
     if not isinstance(out, dict):

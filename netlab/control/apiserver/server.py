@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from netlab.api.resources import Resource, lookup
-from netlab.control.apiserver import codec, discovery, eviction, nodes, openapi
+from netlab.control.apiserver import codec, discovery, eviction, fieldmanager, nodes, openapi, protobuf
 from netlab.control.apiserver.bootstrap import bootstrap
 from netlab.control.apiserver.crdcontroller import CRDController
 from netlab.control.apiserver.errors import APIError, bad_request, no_route, status_body
@@ -129,14 +129,20 @@ class APIServer:
         raw = await request.read()
         if not raw:
             raise bad_request("the request body is empty")
+        if request.content_type == protobuf.MEDIA_TYPE:  # kubectl 1.32+'s typed clients
+            try:
+                return protobuf.decode(raw)
+            except (protobuf.ProtobufError, UnicodeDecodeError, ValueError) as e:
+                raise APIError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
+                               f"accepted media types include: application/json, application/yaml, "
+                               f"application/vnd.kubernetes.protobuf ({e})") from None
         try:
             return codec.loads(raw)
         except RecursionError:
             raise bad_request("the request body is nested too deeply") from None
         except ValueError as e:
             if request.content_type in ("application/yaml", "application/apply-patch+yaml"):
-                raise APIError(415, "UnsupportedMediaType", "YAML bodies are not supported: send JSON "
-                               "(server-side apply is not served; use client-side `kubectl apply`)") from None
+                return codec.loads_yaml(raw)
             raise bad_request(f"the request body is not valid JSON: {e}") from None
 
     # --- routing ---------------------------------------------------------------------------
@@ -153,6 +159,8 @@ class APIServer:
         served = self.objects.kinds.served()
         if path == "/apis":
             return json_response(discovery.group_list(served))
+        if path == "/openapi/v2":
+            return self.openapi.v2_response(request.headers.get("Accept", ""), self.objects.kinds.custom)
         if path == "/openapi/v3":
             return json_response(self.openapi_documents()[1])
         if parts[:2] == ["openapi", "v3"]:
@@ -260,11 +268,17 @@ class APIServer:
         (fieldValidation=Warn, the default), as upstream's."""
         warn = request.query.get("fieldValidation", "Warn") == "Warn"
         token = codec.WARNINGS.set([] if warn else None)
+        fm = request.query.get("fieldManager", "")
+        req = fieldmanager.Request(fieldmanager.manager_of(fm, request.headers.get("User-Agent", "")),
+                                   request.query.get("force") == "true", fm, dry_run=request.query.get("dryRun") == "All")
+        manager = fieldmanager.REQUEST.set(req)
         try:
             out = write()
             warnings = codec.WARNINGS.get() or []
         finally:
             codec.WARNINGS.reset(token)
+            fieldmanager.REQUEST.reset(manager)
+        status = 201 if req.created else status
         resp = json_response(out, status=status)
         for w in warnings:
             resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
@@ -403,7 +417,7 @@ class APIServer:
             ct = None
         else:
             raise APIError(405, "MethodNotAllowed", "the server does not allow this method on scale")
-        return json_response(self.objects.update_scale(r, namespace, name, ct, body))
+        return self.warned(request, lambda: self.objects.update_scale(r, namespace, name, ct, body))
 
     async def bind(self, request: web.Request, namespace: str | None, name: str | None) -> web.Response:
         self.objects.bind(namespace, name, await self.body(request))

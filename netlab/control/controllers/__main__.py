@@ -1,6 +1,7 @@
 """kube-controller-manager for a lab: `python -m netlab.control.controllers --kubeconfig PATH`.
 
-Runs the Deployment, ReplicaSet, StatefulSet, DaemonSet, EndpointSlice (and Endpoints), namespace,
+Runs the Deployment, ReplicaSet, StatefulSet, DaemonSet, EndpointSlice (and Endpoints), EndpointSlice
+mirroring, namespace,
 garbage-collector, ReplicationController, Job, TTL-after-finished, CronJob, disruption, ServiceAccounts
 and root CA publisher, (with --allocate-node-cidrs) node IPAM and (with --load-balancer-pool) service
 load-balancer controllers in one process over shared informers, as upstream's controller manager does."""
@@ -21,6 +22,7 @@ from netlab.control.controllers.cronjob import CronJobController
 from netlab.control.controllers.deployment import DeploymentController
 from netlab.control.controllers.disruption import DisruptionController
 from netlab.control.controllers.endpointslice import EndpointSliceController
+from netlab.control.controllers.endpointslicemirroring import EndpointSliceMirroringController
 from netlab.control.controllers.job import JobController, TTLAfterFinishedController
 from netlab.control.controllers.lifecycle import GarbageCollector, NamespaceController
 from netlab.control.controllers.nodeipam import NodeIpamController
@@ -33,7 +35,8 @@ from netlab.control.controllers.statefulset import StatefulSetController
 from netlab.control.controllers.daemonset import DaemonSetController
 from netlab.kit import logs
 
-CONTROLLERS = [DeploymentController, ReplicaSetController, EndpointSliceController, NamespaceController,
+CONTROLLERS = [DeploymentController, ReplicaSetController, EndpointSliceController, EndpointSliceMirroringController,
+               NamespaceController,
                GarbageCollector, StatefulSetController, DaemonSetController,
                ReplicationControllerController, JobController, TTLAfterFinishedController, CronJobController,
                DisruptionController, ServiceAccountsController, RootCACertPublisher]

@@ -1,7 +1,10 @@
 """The EndpointSlice controller and the legacy Endpoints it mirrors: for each Service with a
 selector, the pods it selects as endpoints with ready/serving/terminating conditions, named
 targetPorts resolved per pod, nodeName, targetRef and hostname (of a pod whose subdomain names the
-Service: a StatefulSet's), in slices of at most 100 endpoints labelled `kubernetes.io/service-name`."""
+Service: a StatefulSet's), in slices of at most 100 endpoints labelled `kubernetes.io/service-name`,
+one set of slices per set of ports the pods resolve (a pod that has only one of two named
+targetPorts is in a slice with only that port); a Service without endpoints has one placeholder
+slice without endpoints or ports."""
 
 from __future__ import annotations
 
@@ -25,6 +28,17 @@ def resolve_port(svc_port: dict, pod: dict) -> int | None:
             if p.get("name") == target and p.get("protocol", "TCP") == svc_port.get("protocol", "TCP"):
                 return p.get("containerPort")
     return None
+
+
+def endpoint_ports(spec: dict, pod: dict) -> tuple[tuple, ...]:
+    """The Service's ports this pod resolves, as (name, protocol, port, appProtocol): a port whose
+    named targetPort the pod lacks is left out (upstream groups endpoints by these sets)."""
+    out = []
+    for sp in spec.get("ports") or []:
+        port = resolve_port(sp, pod)
+        if port is not None:
+            out.append((sp.get("name", ""), sp.get("protocol", "TCP"), port, sp.get("appProtocol")))
+    return tuple(out)
 
 
 class EndpointSliceController(Controller):
@@ -78,31 +92,27 @@ class EndpointSliceController(Controller):
         publish = spec.get("publishNotReadyAddresses", False)
         groups: dict[tuple, list[dict]] = {}
         for p in pods:
-            ports = tuple((sp.get("name", ""), sp.get("protocol", "TCP"), resolve_port(sp, p), sp.get("appProtocol"))
-                          for sp in spec.get("ports") or [])
-            if any(port is None for _, _, port, _ in ports):
-                continue  # a named port this pod does not have
-            groups.setdefault(ports, []).append(self._endpoint(p, svc, publish))
+            groups.setdefault(endpoint_ports(spec, p), []).append(self._endpoint(p, svc, publish))
         desired = []
         for ports, eps in sorted(groups.items(), key=lambda kv: str(kv[0])):
             for i in range(0, len(eps), MAX_PER_SLICE):
                 desired.append((ports, eps[i:i + MAX_PER_SLICE]))
         if not desired:
-            desired = [(tuple((sp.get("name", ""), sp.get("protocol", "TCP"), None, sp.get("appProtocol"))
-                              for sp in spec.get("ports") or []), [])]
+            desired = [((), [])]  # the placeholder: no endpoints and no ports, as upstream's
         labels = {**(svc["metadata"].get("labels") or {}), SERVICE_NAME: name,
                   "endpointslice.kubernetes.io/managed-by": MANAGED_BY}
         if headless:
             labels["service.kubernetes.io/headless"] = ""
         mine.sort(key=lambda s: s["metadata"]["name"])
         for i, (ports, eps) in enumerate(desired):
+            # empty lists are null, as upstream's slices read back (a nil Go slice without omitempty)
             body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-                    "endpoints": eps,
+                    "endpoints": eps or None,
                     "ports": [{k: v for k, v in (("name", n), ("protocol", pr), ("port", po), ("appProtocol", ap))
-                               if v is not None} for n, pr, po, ap in ports]}
+                               if v is not None} for n, pr, po, ap in ports] or None}
             if i < len(mine):
                 cur = mine[i]
-                if cur.get("endpoints") != eps or cur.get("ports") != body["ports"] or \
+                if cur.get("endpoints") != body["endpoints"] or cur.get("ports") != body["ports"] or \
                         (cur["metadata"].get("labels") or {}) != labels:
                     new = dict(cur, **{k: body[k] for k in ("endpoints", "ports")})
                     new["metadata"] = dict(cur["metadata"], labels=labels)
@@ -136,10 +146,9 @@ class EndpointSliceController(Controller):
         for p in pods:
             if p["metadata"].get("deletionTimestamp") and not publish:
                 continue
-            ports = tuple((sp.get("name"), resolve_port(sp, p), sp.get("protocol", "TCP"), sp.get("appProtocol"))
-                          for sp in svc["spec"].get("ports") or [])
-            if any(port is None for _, port, _, _ in ports):
-                continue
+            ports = tuple((n, po, pr, ap) for n, pr, po, ap in endpoint_ports(svc["spec"], p))
+            if svc["spec"].get("ports") and not ports:
+                continue  # upstream's Endpoints list an address per port it resolves
             addr = {"ip": p["status"]["podIP"], "targetRef": {"kind": "Pod", "namespace": ns,
                                                               "name": p["metadata"]["name"],
                                                               "uid": p["metadata"]["uid"]}}

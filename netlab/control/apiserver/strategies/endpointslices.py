@@ -30,5 +30,5 @@ class Strategy(base.Strategy):
     def row(self, e: dict) -> list[Any]:
         ports = ",".join(str(p.get("port", "")) for p in e.get("ports") or []) or "<unset>"
         addrs = [a for ep in e.get("endpoints") or [] for a in ep.get("addresses") or []]
-        return [e["metadata"]["name"], e.get("addressType", ""), ports, tables.first_of(addrs),
+        return [e["metadata"]["name"], e.get("addressType", ""), ports, tables.first_of(addrs) if addrs else "<unset>",
                 tables.age(e["metadata"].get("creationTimestamp"))]
