@@ -1,0 +1,225 @@
+"""PersistentVolumes, PersistentVolumeClaims, StorageClasses, ResourceQuotas, LimitRanges and
+PodTemplates through the API (against SQLite and a real etcd) and kubectl: defaults, 422s naming
+the field, kubectl's columns, and the admission plugins (DefaultStorageClass, LimitRanger,
+ResourceQuota) with upstream's messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.apikit import ControlPlane, etcd
+
+PVS = "/api/v1/persistentvolumes"
+PVCS = "/api/v1/namespaces/default/persistentvolumeclaims"
+SCS = "/apis/storage.k8s.io/v1/storageclasses"
+PODS = "/api/v1/namespaces/default/pods"
+QUOTAS = "/api/v1/namespaces/default/resourcequotas"
+LIMITS = "/api/v1/namespaces/default/limitranges"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "etcd"])
+def cp(request):
+    if request.param == "etcd":
+        with etcd() as url, ControlPlane("nltsto-etcd", store=url) as plane:
+            yield plane
+    else:
+        with ControlPlane("nltsto-sqlite") as plane:
+            yield plane
+
+
+def causes(body: dict) -> list[tuple[str, str]]:
+    return [(c["field"], c["message"]) for c in body["details"]["causes"]]
+
+
+def pv(name: str, **spec) -> dict:
+    base = {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": f"/tmp/{name}"}}
+    base.update(spec)
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {k: val for k, val in base.items() if val is not None}}
+
+
+def pvc(name: str, **spec) -> dict:
+    base = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    base.update(spec)
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {k: val for k, val in base.items() if val is not None}}
+
+
+def pod(name: str, resources: dict | None = None) -> dict:
+    c = {"name": "c", "image": "busybox"}
+    if resources is not None:
+        c["resources"] = resources
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [c]}}
+
+
+def test_persistent_volume_defaults_and_columns(cp):
+    status, body = cp.api("POST", PVS, pv("nltpv-a", capacity={"storage": "1024Mi"}))
+    assert status == 201, body
+    assert body["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert body["spec"]["volumeMode"] == "Filesystem"
+    assert body["spec"]["capacity"] == {"storage": "1Gi"}
+    assert body["status"] == {"phase": "Pending"}
+    assert "namespace" not in body["metadata"]
+    out = cp.kubectl("get", "pv", "nltpv-a").stdout.splitlines()
+    assert out[0].split() == ["NAME", "CAPACITY", "ACCESS", "MODES", "RECLAIM", "POLICY", "STATUS", "CLAIM",
+                              "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "REASON", "AGE"]
+    assert out[1].split()[:5] == ["nltpv-a", "1Gi", "RWO", "Retain", "Pending"]
+    assert "VOLUMEMODE" in cp.kubectl("get", "pv", "-o", "wide").stdout
+    assert cp.api("DELETE", f"{PVS}/nltpv-a")[0] == 200
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({"accessModes": None}, [("spec.accessModes", "Required value")]),
+    ({"accessModes": ["ReadWriteSometimes"]},
+     [("spec.accessModes", 'Unsupported value: "ReadWriteSometimes": supported values: "ReadOnlyMany", '
+                           '"ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"')]),
+    ({"capacity": None}, [("spec.capacity", "Required value"),
+                          ("spec.capacity", 'Unsupported value: map[]: supported values: "storage"')]),
+    ({"capacity": {"storage": "0"}}, [("spec.capacity[storage]", 'Invalid value: "0": must be greater than zero')]),
+    ({"hostPath": None}, [("spec", "Required value: must specify a volume type")]),
+    ({"persistentVolumeReclaimPolicy": "Keep"},
+     [("spec.persistentVolumeReclaimPolicy", 'Unsupported value: "Keep": supported values: "Delete", "Recycle", '
+                                             '"Retain"')]),
+    ({"hostPath": None, "local": {"path": "/tmp/x"}},
+     [("spec.nodeAffinity", "Required value: Local volume requires node affinity")]),
+])
+def test_persistent_volume_validation(cp, spec, expected):
+    status, body = cp.api("POST", PVS, pv("nltpv-bad", **spec))
+    assert status == 422 and body["reason"] == "Invalid", body
+    assert causes(body) == expected
+    assert body["message"].startswith('PersistentVolume "nltpv-bad" is invalid: ')
+
+
+def test_persistent_volume_source_is_immutable(cp):
+    assert cp.api("POST", PVS, pv("nltpv-imm"))[0] == 201
+    status, body = cp.api("PATCH", f"{PVS}/nltpv-imm", {"spec": {"hostPath": {"path": "/tmp/other"}}},
+                          "application/merge-patch+json")
+    assert status == 422 and causes(body)[0][0] == "spec.persistentvolumesource", body
+    cp.api("DELETE", f"{PVS}/nltpv-imm")
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({"accessModes": None}, [("spec.accessModes", "Required value: at least 1 access mode is required")]),
+    ({"resources": {}}, [("spec.resources[storage]", "Required value")]),
+    ({"resources": {"requests": {"storage": "-1Gi"}}},
+     [("spec.resources[storage]", 'Invalid value: "-1Gi": must be greater than zero')]),
+    ({"volumeMode": "Disk"}, [("spec.volumeMode", 'Unsupported value: "Disk": supported values: "Block", '
+                                                  '"Filesystem"')]),
+])
+def test_claim_validation(cp, spec, expected):
+    status, body = cp.api("POST", PVCS, pvc("nltpvc-bad", **spec))
+    assert status == 422, body
+    assert causes(body) == expected
+    assert cp.api("GET", f"{PVCS}/nltpvc-bad")[0] == 404
+
+
+def test_claim_spec_is_immutable_but_may_grow(cp):
+    assert cp.api("POST", PVCS, pvc("nltpvc-imm", storageClassName=""))[0] == 201
+    status, body = cp.api("PATCH", f"{PVCS}/nltpvc-imm", {"spec": {"accessModes": ["ReadWriteMany"]}},
+                          "application/merge-patch+json")
+    assert status == 422 and causes(body)[0][0] == "spec", body
+    assert "spec is immutable after creation" in body["message"]
+    status, body = cp.api("PATCH", f"{PVCS}/nltpvc-imm", {"spec": {"resources": {"requests": {"storage": "512Mi"}}}},
+                          "application/merge-patch+json")
+    # an unbound claim's request is part of its fixed spec; no claim may shrink
+    assert status == 422 and ("spec.resources.requests.storage",
+                              "Forbidden: field can not be less than previous value") in causes(body), body
+    cp.api("DELETE", f"{PVCS}/nltpvc-imm")
+
+
+def test_storage_class_defaults_validation_and_default_class(cp):
+    status, body = cp.api("POST", SCS, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                        "metadata": {"name": "nltsc-plain"}, "provisioner": "example.com/x"})
+    assert status == 201 and body["reclaimPolicy"] == "Delete" and body["volumeBindingMode"] == "Immediate", body
+    status, body = cp.api("POST", SCS, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                        "metadata": {"name": "nltsc-bad"}, "volumeBindingMode": "Later"})
+    assert status == 422 and causes(body) == [
+        ("provisioner", "Required value"),
+        ("volumeBindingMode", 'Unsupported value: "Later": supported values: "Immediate", "WaitForFirstConsumer"')]
+    status, body = cp.api("PATCH", f"{SCS}/nltsc-plain", {"provisioner": "example.com/y"},
+                          "application/merge-patch+json")
+    assert status == 422 and causes(body) == [("provisioner", "Forbidden: updates to provisioner are forbidden.")]
+
+    # DefaultStorageClass admission: a claim naming no class gets the default one; "" stays no class
+    assert cp.api("POST", PVCS, pvc("nltpvc-before"))[1]["spec"].get("storageClassName") is None
+    assert cp.api("POST", SCS, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                "metadata": {"name": "nltsc-default", "annotations": {
+                                    "storageclass.kubernetes.io/is-default-class": "true"}},
+                                "provisioner": "rancher.io/local-path",
+                                "volumeBindingMode": "WaitForFirstConsumer"})[0] == 201
+    assert cp.api("POST", PVCS, pvc("nltpvc-dflt"))[1]["spec"]["storageClassName"] == "nltsc-default"
+    assert cp.api("POST", PVCS, pvc("nltpvc-none", storageClassName=""))[1]["spec"]["storageClassName"] == ""
+    out = cp.kubectl("get", "sc").stdout.splitlines()
+    assert out[0].split() == ["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION",
+                              "AGE"]
+    assert any(line.split()[:5] == ["nltsc-default", "(default)", "rancher.io/local-path", "Delete",
+                                    "WaitForFirstConsumer"] for line in out), out
+    out = cp.kubectl("get", "pvc", "nltpvc-dflt").stdout.splitlines()
+    assert out[0].split() == ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS", "MODES", "STORAGECLASS",
+                              "VOLUMEATTRIBUTESCLASS", "AGE"]
+    assert out[1].split()[:3] == ["nltpvc-dflt", "Pending", "nltsc-default"]
+    for n in ("nltpvc-before", "nltpvc-dflt", "nltpvc-none"):
+        cp.api("DELETE", f"{PVCS}/{n}")
+    for n in ("nltsc-plain", "nltsc-default"):
+        cp.api("DELETE", f"{SCS}/{n}")
+
+
+def test_limit_range_defaults_and_bounds(cp):
+    lr = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "nltlr"},
+          "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m", "memory": "128Mi"},
+                               "defaultRequest": {"cpu": "250m"}, "max": {"cpu": "1"}, "min": {"cpu": "100m"}}]}}
+    status, body = cp.api("POST", LIMITS, lr)
+    assert status == 201, body
+    out = cp.kubectl("get", "limits").stdout.splitlines()
+    assert out[0].split() == ["NAME", "CREATED", "AT"] and out[1].split()[0] == "nltlr"
+    status, body = cp.api("POST", PODS, pod("nltlr-defaulted"))
+    assert status == 201, body
+    res = body["spec"]["containers"][0]["resources"]
+    assert res == {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "250m", "memory": "128Mi"}}
+    assert body["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
+        "LimitRanger plugin set: cpu, memory request for container c; cpu, memory limit for container c")
+    status, body = cp.api("POST", PODS, pod("nltlr-big", {"limits": {"cpu": "2"}}))
+    assert status == 403 and body["reason"] == "Forbidden", body
+    assert body["message"] == ('pods "nltlr-big" is forbidden: maximum cpu usage per Container is 1, but limit is 2')
+    status, body = cp.api("POST", LIMITS, {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "nltlr-bad"},
+                                           "spec": {"limits": [{"type": "Container", "min": {"cpu": "2"},
+                                                                "max": {"cpu": "1"}}]}})
+    assert status == 422 and ("spec.limits[0][cpu]", 'Invalid value: "2": min value 2 is greater than max value 1') \
+        in causes(body), body
+    cp.api("DELETE", f"{PODS}/nltlr-defaulted")
+    cp.api("DELETE", f"{LIMITS}/nltlr")
+
+
+def test_resource_quota_refuses_what_exceeds_it(cp):
+    q = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "nltquota"},
+         "spec": {"hard": {"pods": "1", "requests.cpu": "1", "configmaps": "2"}}}
+    assert cp.api("POST", QUOTAS, q)[0] == 201
+    status, body = cp.api("POST", PODS, pod("nltq-nocpu"))
+    assert status == 403 and body["message"] == ('pods "nltq-nocpu" is forbidden: failed quota: nltquota: must '
+                                                 "specify requests.cpu for: c"), body
+    assert cp.api("POST", PODS, pod("nltq-1", {"requests": {"cpu": "500m"}}))[0] == 201
+    status, body = cp.api("POST", PODS, pod("nltq-2", {"requests": {"cpu": "600m"}}))
+    assert status == 403, body
+    assert body["message"] == ('pods "nltq-2" is forbidden: exceeded quota: nltquota, requested: pods=1,'
+                               "requests.cpu=600m, used: pods=1,requests.cpu=500m, limited: pods=1,requests.cpu=1")
+    status, body = cp.api("POST", QUOTAS, {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "nltq-bad"},
+                                           "spec": {"hard": {"pods": "-1"}}})
+    assert status == 422 and causes(body) == [("spec.hard[pods]", 'Invalid value: "-1": must be greater than or '
+                                                                  "equal to 0")]
+    assert "REQUEST" in cp.kubectl("get", "quota").stdout
+    cp.api("DELETE", f"{PODS}/nltq-1")
+    cp.api("DELETE", f"{QUOTAS}/nltquota")
+
+
+def test_pod_templates_are_stored_and_listed(cp):
+    t = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "nltpt"},
+         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+    status, body = cp.api("POST", "/api/v1/namespaces/default/podtemplates", t)
+    assert status == 201, body
+    out = cp.kubectl("get", "podtemplates").stdout.splitlines()
+    assert out[0].split() == ["NAME", "CONTAINERS", "IMAGES", "POD", "LABELS"]
+    assert out[1].split() == ["nltpt", "c", "nginx", "app=web"]
+    status, body = cp.api("POST", "/api/v1/namespaces/default/podtemplates",
+                          dict(t, metadata={"name": "nltpt-bad"}, template={"spec": {"containers": []}}))
+    assert status == 422 and causes(body) == [("template.spec.containers", "Required value")]
+    cp.api("DELETE", "/api/v1/namespaces/default/podtemplates/nltpt")
