@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 
-from netlab.api.client import RESOURCES, ApiError
+from netlab.api.client import ApiError
 from netlab.control.controllers.base import (Controller, controller_of, matches, owner_ref, pod_ready, split_key)
 from netlab.control.controllers.history import (History, new_revision, next_revision, revision_hash, template_of,
                                                 template_patch)
@@ -73,8 +73,6 @@ class StatefulSetController(Controller):
         self.pods.add_handler(self._pod_changed, lambda old, new: (self._pod_changed(old), self._pod_changed(new)),
                               self._pod_changed)
         self.revisions.add_handler(self._owner_changed, None, self._owner_changed)
-        self.claims_served = "persistentvolumeclaims" in RESOURCES
-        self._warned: set[str] = set()
 
     def _owner_changed(self, obj: dict) -> None:
         ref = controller_of(obj)
@@ -297,16 +295,9 @@ class StatefulSetController(Controller):
         return out
 
     async def _create_claims(self, sts: dict, pod: dict, n: int) -> None:
-        """The pod's PersistentVolumeClaims, made if missing (only where the kind is served)."""
+        """The pod's PersistentVolumeClaims `<template>-<set>-<ordinal>`, made if missing."""
         claims = sts["spec"].get("volumeClaimTemplates") or []
         if not claims:
-            return
-        key = f"{sts['metadata']['namespace']}/{sts['metadata']['name']}"
-        if not self.claims_served:
-            if key not in self._warned:
-                self._warned.add(key)
-                log.warning("%s: PersistentVolumeClaims are not served: the claims of StatefulSet %s are named in "
-                            "its pods' volumes but not made", self.name, key)
             return
         selector = (sts["spec"].get("selector") or {}).get("matchLabels") or {}
         retention = sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}
