@@ -5,6 +5,8 @@ ResourceQuota) with upstream's messages."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.apikit import ControlPlane, etcd
@@ -223,3 +225,61 @@ def test_pod_templates_are_stored_and_listed(cp):
                           dict(t, metadata={"name": "nltpt-bad"}, template={"spec": {"containers": []}}))
     assert status == 422 and causes(body) == [("template.spec.containers", "Required value")]
     cp.api("DELETE", "/api/v1/namespaces/default/podtemplates/nltpt")
+
+
+@pytest.fixture(scope="module")
+def managed():
+    with ControlPlane("nltsto-ctl", components=("controllers",)) as plane:
+        yield plane
+
+
+def wait_for(pred, timeout: float = 20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if (got := pred()):
+            return got
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_binder_binds_a_claim_to_a_matching_volume_and_releases_it(managed):
+    cp = managed
+    assert cp.api("POST", PVS, pv("nltpv-small", capacity={"storage": "1Gi"}, storageClassName=""))[0] == 201
+    assert cp.api("POST", PVS, pv("nltpv-big", capacity={"storage": "5Gi"}, storageClassName=""))[0] == 201
+    wait_for(lambda: cp.api("GET", f"{PVS}/nltpv-small")[1]["status"]["phase"] == "Available")
+    assert cp.api("POST", PVCS, pvc("nltpvc-c", storageClassName="",
+                                    resources={"requests": {"storage": "512Mi"}}))[0] == 201
+    claim = wait_for(lambda: (c := cp.api("GET", f"{PVCS}/nltpvc-c")[1])["status"]["phase"] == "Bound" and c)
+    assert claim["spec"]["volumeName"] == "nltpv-small"
+    assert claim["status"]["capacity"] == {"storage": "1Gi"} and claim["status"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] == "yes"
+    vol = wait_for(lambda: (x := cp.api("GET", f"{PVS}/nltpv-small")[1])["status"]["phase"] == "Bound" and x)
+    assert vol["spec"]["claimRef"]["uid"] == claim["metadata"]["uid"]
+    out = cp.kubectl("get", "pvc", "nltpvc-c").stdout.splitlines()[1].split()
+    assert out[:5] == ["nltpvc-c", "Bound", "nltpv-small", "1Gi", "RWO"]
+    cp.api("DELETE", f"{PVCS}/nltpvc-c")
+    # Retain (a volume made by hand): Released, kept with its claimRef
+    wait_for(lambda: cp.api("GET", f"{PVS}/nltpv-small")[1]["status"]["phase"] == "Released")
+    for n in ("nltpv-small", "nltpv-big"):
+        cp.api("DELETE", f"{PVS}/{n}")
+
+
+def test_quota_status_counts_the_namespace(managed):
+    cp = managed
+    ns = "/api/v1/namespaces/default"
+    q = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "nltq"},
+         "spec": {"hard": {"configmaps": "10", "secrets": "10", "requests.memory": "1Gi", "pods": "5"}}}
+    assert cp.api("POST", f"{ns}/resourcequotas", q)[0] == 201
+    base = wait_for(lambda: (cp.api("GET", f"{ns}/resourcequotas/nltq")[1].get("status") or {}).get("used"))
+    assert base["pods"] == "0" and base["requests.memory"] == "0"
+    cms = int(base["configmaps"])
+    assert cp.api("POST", f"{ns}/configmaps", {"metadata": {"name": "nltq-cm"}})[0] == 201
+    assert cp.api("POST", PODS, pod("nltq-p", {"requests": {"memory": "64Mi"}}))[0] == 201
+    used = wait_for(lambda: (u := cp.api("GET", f"{ns}/resourcequotas/nltq")[1]["status"]["used"])["pods"] == "1"
+                    and int(u["configmaps"]) == cms + 1 and u)
+    assert used["requests.memory"] == "64Mi"
+    out = cp.kubectl("get", "quota", "nltq").stdout.splitlines()
+    assert out[0].split() == ["NAME", "AGE", "REQUEST", "LIMIT"]
+    assert f"configmaps: {cms + 1}/10, pods: 1/5, requests.memory: 64Mi/1Gi, secrets:" in out[1]
+    for path in (f"{ns}/configmaps/nltq-cm", f"{PODS}/nltq-p", f"{ns}/resourcequotas/nltq"):
+        cp.api("DELETE", path)
