@@ -283,3 +283,22 @@ def test_quota_status_counts_the_namespace(managed):
     assert f"configmaps: {cms + 1}/10, pods: 1/5, requests.memory: 64Mi/1Gi, secrets:" in out[1]
     for path in (f"{ns}/configmaps/nltq-cm", f"{PODS}/nltq-p", f"{ns}/resourcequotas/nltq"):
         cp.api("DELETE", path)
+
+
+def test_a_claim_in_use_stays_until_its_pod_is_gone(managed):
+    cp = managed
+    status, claim = cp.api("POST", PVCS, pvc("nltpvc-used", storageClassName=""))
+    assert status == 201 and claim["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    user = pod("nltpvc-user")
+    user["spec"]["volumes"] = [{"name": "d", "persistentVolumeClaim": {"claimName": "nltpvc-used"}}]
+    assert cp.api("POST", PODS, user)[0] == 201
+    cp.api("DELETE", f"{PVCS}/nltpvc-used")
+    time.sleep(1)  # the protection controller has seen it, and keeps it
+    out = cp.kubectl("get", "pvc", "nltpvc-used").stdout.splitlines()[1].split()
+    assert out[:2] == ["nltpvc-used", "Terminating"]
+    cp.api("DELETE", f"{PODS}/nltpvc-user")
+    wait_for(lambda: cp.api("GET", f"{PVCS}/nltpvc-used")[0] == 404)
+    status, vol = cp.api("POST", PVS, pv("nltpv-prot"))
+    assert vol["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    cp.api("DELETE", f"{PVS}/nltpv-prot")
+    wait_for(lambda: cp.api("GET", f"{PVS}/nltpv-prot")[0] == 404)  # not bound: it goes

@@ -17,7 +17,8 @@ from typing import Any
 from netlab.api.resources import Resource, lookup
 from netlab.api.selectors import field_value, parse_selector
 from netlab.control.apiserver import codec, kinds, patch, tables
-from netlab.control.apiserver.admission import defaultstorageclass, limitranger, resourcequota
+from netlab.control.apiserver.admission import (defaultstorageclass, limitranger, resourcequota,
+                                                storageobjectinuseprotection)
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.errors import (APIError, Invalid, already_exists, bad_request, conflict, invalid,
                                              not_found)
@@ -55,7 +56,8 @@ class Objects:
         self.namespaces = lookup("", "v1", "namespaces")
         self.pods = lookup("", "v1", "pods")
         # the admission plugins a create passes, in upstream's order
-        self.admission = [defaultstorageclass.Plugin(store), limitranger.Plugin(store), resourcequota.Plugin(store)]
+        self.admission = [defaultstorageclass.Plugin(store), limitranger.Plugin(store),
+                          storageobjectinuseprotection.Plugin(store), resourcequota.Plugin(store)]
 
     def strategy(self, r: Resource) -> base.Strategy:
         return self.kinds.strategy(r)

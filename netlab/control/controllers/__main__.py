@@ -2,8 +2,8 @@
 
 Runs the Deployment, ReplicaSet, StatefulSet, DaemonSet, EndpointSlice (and Endpoints), namespace,
 garbage-collector, ReplicationController, Job, TTL-after-finished, CronJob, disruption, ServiceAccounts,
-root CA publisher, resource quota and PersistentVolume binder (with --lab, also the local provisioner)
-controllers, (with --allocate-node-cidrs) node IPAM and (with --load-balancer-pool) service load-balancer
+root CA publisher, resource quota, PersistentVolume binder (with --lab, also the local provisioner),
+PVC and PV protection controllers, (with --allocate-node-cidrs) node IPAM and (with --load-balancer-pool) service load-balancer
 controllers in one process over shared informers, as upstream's controller manager does."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from netlab.control.controllers.lifecycle import GarbageCollector, NamespaceCont
 from netlab.control.controllers.nodeipam import NodeIpamController
 from netlab.control.controllers.persistentvolume import PersistentVolumeController
 from netlab.control.controllers.resourcequota import ResourceQuotaController
+from netlab.control.controllers.volumeprotection import PVCProtectionController, PVProtectionController
 from netlab.control.controllers.replicaset import ReplicaSetController
 from netlab.control.controllers.replicationcontroller import ReplicationControllerController
 from netlab.control.controllers.rootcacert import RootCACertPublisher
@@ -39,7 +40,8 @@ from netlab.kit import logs
 CONTROLLERS = [DeploymentController, ReplicaSetController, EndpointSliceController, NamespaceController,
                GarbageCollector, StatefulSetController, DaemonSetController,
                ReplicationControllerController, JobController, TTLAfterFinishedController, CronJobController,
-               DisruptionController, ServiceAccountsController, RootCACertPublisher, ResourceQuotaController]
+               DisruptionController, ServiceAccountsController, RootCACertPublisher, ResourceQuotaController,
+               PVCProtectionController, PVProtectionController]
 
 
 async def run(args: argparse.Namespace) -> None:
