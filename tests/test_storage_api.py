@@ -302,3 +302,49 @@ def test_a_claim_in_use_stays_until_its_pod_is_gone(managed):
     assert vol["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
     cp.api("DELETE", f"{PVS}/nltpv-prot")
     wait_for(lambda: cp.api("GET", f"{PVS}/nltpv-prot")[0] == 404)  # not bound: it goes
+
+
+TASK_PV = """
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: task-pv-volume
+  labels:
+    type: local
+spec:
+  storageClassName: manual
+  capacity:
+    storage: 10Gi
+  accessModes:
+    - ReadWriteOnce
+  hostPath:
+    path: "/mnt/data"
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: task-pv-claim
+spec:
+  storageClassName: manual
+  accessModes:
+    - ReadWriteOnce
+  resources:
+    requests:
+      storage: 3Gi
+"""
+
+
+def test_the_websites_persistent_volume_task(managed):
+    """pods/storage/pv-volume.yaml and pv-claim.yaml, as the website's task applies them."""
+    cp = managed
+    cp.kubectl("apply", "-f", "-", input=TASK_PV)
+    wait_for(lambda: cp.api("GET", f"{PVCS}/task-pv-claim")[1]["status"]["phase"] == "Bound")
+    wait_for(lambda: cp.api("GET", f"{PVS}/task-pv-volume")[1]["status"]["phase"] == "Bound")
+    out = cp.kubectl("get", "pv,pvc").stdout.splitlines()
+    pv_row = next(line.split() for line in out if line.startswith("persistentvolume/task-pv-volume"))
+    assert pv_row[:8] == ["persistentvolume/task-pv-volume", "10Gi", "RWO", "Retain", "Bound",
+                          "default/task-pv-claim", "manual", "<unset>"]
+    pvc_row = next(line.split() for line in out if line.startswith("persistentvolumeclaim/task-pv-claim"))
+    assert pvc_row[:7] == ["persistentvolumeclaim/task-pv-claim", "Bound", "task-pv-volume", "10Gi", "RWO", "manual",
+                           "<unset>"]
+    cp.kubectl("delete", "-f", "-", "--wait=true", input=TASK_PV, timeout=60)

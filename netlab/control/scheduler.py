@@ -152,7 +152,8 @@ class Scheduler:
                 fits.append(node)
                 continue
             reasons.update(why)
-            if any(r in placement.UNRESOLVABLE or r.startswith("node(s) had untolerated taint") for r in why):
+            if any(r in placement.UNRESOLVABLE or r == volumebinding.CONFLICT
+                   or r.startswith("node(s) had untolerated taint") for r in why):
                 unresolvable += 1
         total = len(nodes)
         # upstream's FitError: "<count> <reason>" strings, sorted, then what preemption found

@@ -269,8 +269,8 @@ class PersistentVolumeController(Controller):
 
     async def sync_volume(self, name: str) -> None:
         pv = self.pvs.get(None, name)
-        if pv is None or pv["metadata"].get("deletionTimestamp"):
-            return
+        if pv is None:
+            return  # one being deleted is still synced: Released lets its pv-protection go
         claims = {(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in self.pvcs.list()}
         phase = volume_phase(pv, claims)
         current = (pv.get("status") or {}).get("phase")
