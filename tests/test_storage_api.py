@@ -348,3 +348,40 @@ def test_the_websites_persistent_volume_task(managed):
     assert pvc_row[:7] == ["persistentvolumeclaim/task-pv-claim", "Bound", "task-pv-volume", "10Gi", "RWO", "manual",
                            "<unset>"]
     cp.kubectl("delete", "-f", "-", "--wait=true", input=TASK_PV, timeout=60)
+
+
+def test_statefulset_claims_go_with_it_when_asked(managed):
+    """persistentVolumeClaimRetentionPolicy.whenDeleted: Delete: the set owns its claims, and the
+    garbage collector removes them with it; the default (Retain) keeps them."""
+    cp = managed
+    sets = "/apis/apps/v1/namespaces/default/statefulsets"
+
+    def sts(name: str, when_deleted: str | None) -> dict:
+        spec = {"serviceName": name, "replicas": 1, "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                             "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                    "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}
+        if when_deleted:
+            spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": when_deleted}
+        return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name}, "spec": spec}
+    status, body = cp.api("POST", sets, sts("nltkeep", None))
+    assert status == 201 and body["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert cp.api("POST", sets, sts("nltgone", "Delete"))[0] == 201
+    kept = wait_for(lambda: (c := cp.api("GET", f"{PVCS}/data-nltkeep-0"))[0] == 200 and c[1])
+    gone = wait_for(lambda: (c := cp.api("GET", f"{PVCS}/data-nltgone-0"))[0] == 200 and c[1])
+    assert "ownerReferences" not in kept["metadata"]
+    assert [r["kind"] for r in gone["metadata"]["ownerReferences"]] == ["StatefulSet"]
+    assert kept["metadata"]["labels"] == {"app": "nltkeep"}
+    status, body = cp.api("POST", sets, dict(sts("nltbadclaim", None), spec=dict(
+        sts("nltbadclaim", None)["spec"], volumeClaimTemplates=[{"metadata": {"name": "d"}, "spec": {}}])))
+    assert status == 422 and ("spec.volumeClaimTemplates[0].spec.accessModes",
+                              "Required value: at least 1 access mode is required") in causes(body), body
+    for name in ("nltkeep", "nltgone"):
+        cp.api("DELETE", f"{sets}/{name}")
+    wait_for(lambda: cp.api("GET", f"{PVCS}/data-nltgone-0")[0] == 404, timeout=30)
+    time.sleep(1)
+    assert cp.api("GET", f"{PVCS}/data-nltkeep-0")[0] == 200
+    cp.api("DELETE", f"{PVCS}/data-nltkeep-0")
