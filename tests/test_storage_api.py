@@ -385,3 +385,24 @@ def test_statefulset_claims_go_with_it_when_asked(managed):
     time.sleep(1)
     assert cp.api("GET", f"{PVCS}/data-nltkeep-0")[0] == 200
     cp.api("DELETE", f"{PVCS}/data-nltkeep-0")
+
+
+def test_statefulset_scaled_down_deletes_the_condemned_claims_when_asked(managed):
+    cp = managed
+    sets = "/apis/apps/v1/namespaces/default/statefulsets"
+    body = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "nltscale"}, "spec": {
+        "serviceName": "nltscale", "replicas": 2, "podManagementPolicy": "Parallel",
+        "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"},
+        "selector": {"matchLabels": {"app": "nltscale"}},
+        "template": {"metadata": {"labels": {"app": "nltscale"}}, "spec": {"containers": [{"name": "c",
+                                                                                          "image": "busybox"}]}},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}
+    assert cp.api("POST", sets, body)[0] == 201
+    for n in (0, 1):
+        wait_for(lambda n=n: cp.api("GET", f"{PVCS}/data-nltscale-{n}")[0] == 200)
+    cp.kubectl("scale", "sts", "nltscale", "--replicas=1")
+    wait_for(lambda: cp.api("GET", f"{PVCS}/data-nltscale-1")[0] == 404, timeout=30)
+    assert cp.api("GET", f"{PVCS}/data-nltscale-0")[0] == 200  # the member kept keeps its claim
+    cp.api("DELETE", f"{sets}/nltscale")
+    cp.api("DELETE", f"{PVCS}/data-nltscale-0")

@@ -164,6 +164,9 @@ class StatefulSetController(Controller):
         current, update, collisions = await self._revisions(sts, revisions)
         replicas, condemned = self._split(sts, pods)
         if not sts["metadata"].get("deletionTimestamp"):
+            if (sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") == "Delete":
+                for pod in condemned:
+                    await self._claims_owned_by(sts, pod)
             await self._update_pods(sts, current, update, replicas, condemned)
         pods = [p for p in (list(replicas.values()) + condemned) if p is not None]
         status = self._status(sts, pods, current, update, collisions)
@@ -316,6 +319,26 @@ class StatefulSetController(Controller):
                 continue
             await self.event(sts, "SuccessfulCreate", f"create Claim {body['metadata']['name']} Pod "
                              f"{pod['metadata']['name']} in StatefulSet {sts['metadata']['name']} success")
+
+    async def _claims_owned_by(self, sts: dict, pod: dict) -> None:
+        """whenScaled: Delete: a condemned pod owns its claims, so the garbage collector removes
+        them once the pod is gone (as upstream marks them)."""
+        n = ordinal(sts, pod)
+        ref = {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"],
+               "controller": False, "blockOwnerDeletion": True}
+        for c in sts["spec"].get("volumeClaimTemplates") or []:
+            name = claim_name(c, sts, n)
+            try:
+                claim = await self.client.get("persistentvolumeclaims", name, sts["metadata"]["namespace"])
+            except ApiError as e:
+                if e.status == 404:
+                    continue
+                raise
+            refs = claim["metadata"].get("ownerReferences") or []
+            if not any(r.get("uid") == ref["uid"] for r in refs):
+                await self.client.patch("persistentvolumeclaims", name, {"metadata": {
+                    "ownerReferences": refs + [ref], "resourceVersion": claim["metadata"]["resourceVersion"]}},
+                    sts["metadata"]["namespace"])
 
     async def _delete_pod(self, sts: dict, pod: dict) -> None:
         try:
