@@ -39,6 +39,7 @@ class FakeInformer:
 def scheduler(nodes, pods) -> Scheduler:
     s = Scheduler.__new__(Scheduler)
     s.nodes, s.pods, s.namespaces = FakeInformer(nodes), FakeInformer(pods), FakeInformer([])
+    s.claims, s.volumes, s.classes = FakeInformer([]), FakeInformer([]), FakeInformer([])
     return s
 
 

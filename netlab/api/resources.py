@@ -83,6 +83,16 @@ RESOURCES = [
              subresources=("status",), categories=("all",), model="V2HorizontalPodAutoscaler"),
     Resource("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short_names=("hpa",),
              subresources=("status",), categories=("all",), model="V1HorizontalPodAutoscaler"),
+    Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False, short_names=("pv",),
+             subresources=("status",), model="V1PersistentVolume"),
+    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",),
+             subresources=("status",), model="V1PersistentVolumeClaim"),
+    Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", namespaced=False, short_names=("sc",),
+             model="V1StorageClass"),
+    Resource("", "v1", "resourcequotas", "ResourceQuota", short_names=("quota",), subresources=("status",),
+             model="V1ResourceQuota"),
+    Resource("", "v1", "limitranges", "LimitRange", short_names=("limits",), model="V1LimitRange"),
+    Resource("", "v1", "podtemplates", "PodTemplate", model="V1PodTemplate"),
 ]
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

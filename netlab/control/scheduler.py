@@ -6,7 +6,9 @@ default plugins do (netlab/control/placement.py holds their rules): `spec.unsche
 NoSchedule/NoExecute taints against tolerations (a node that is not Ready counts as tainted
 not-ready, as the node lifecycle controller taints it), nodeSelector and required node affinity
 (DaemonSet pods' matchFields on metadata.name among them), hostPort clashes, resource requests
-against allocatable, required topology spread, required pod affinity and anti-affinity. Scores by
+against allocatable, the pod's volumes (netlab/control/volumebinding.py: claims that exist, a bound
+volume's node affinity, WaitForFirstConsumer claims provisioned on the chosen node before the pod is
+bound), required topology spread, required pod affinity and anti-affinity. Scores by
 preferred node affinity, preferred pod (anti-)affinity, PreferNoSchedule taints and ScheduleAnyway
 spread, then by spreading the pods of one owner across nodes, then by fewest pods. Records
 Scheduled and FailedScheduling events with upstream's wording (`0/3 nodes are available: ...`).
@@ -20,7 +22,7 @@ import logging
 from collections import Counter
 
 from netlab.api.client import ApiError, Client, Informer, event
-from netlab.control import placement
+from netlab.control import placement, volumebinding
 from netlab.kit import clock, logs
 
 log = logging.getLogger("netlab.scheduler")
@@ -54,6 +56,11 @@ class Scheduler:
         self.pods = Informer(client, "pods")
         self.nodes = Informer(client, "nodes")
         self.namespaces = Informer(client, "namespaces")  # namespaceSelector of pod affinity terms
+        # the VolumeBinding plugin's: a pod's claims, their volumes and classes
+        self.claims = Informer(client, "persistentvolumeclaims")
+        self.volumes = Informer(client, "persistentvolumes")
+        self.classes = Informer(client, "storageclasses")
+        self.claims.add_handler(self._claim, lambda old, new: self._claim(new), None)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.pending: set[tuple] = set()
         self.pods.add_handler(self._pod, lambda old, new: self._pod(new), self._pod_gone)
@@ -69,6 +76,16 @@ class Scheduler:
         key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
         if key not in self.unschedulable:  # those wait for a node to change, or the retry timer
             self._enqueue(key)
+
+    def _claim(self, pvc: dict) -> None:
+        """A claim came or was bound: the pending pods that use it are tried again."""
+        ns, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
+        for pod in self.pods.list():
+            if pod["metadata"]["namespace"] == ns and name in volumebinding.claim_names(pod) \
+                    and not (pod.get("spec") or {}).get("nodeName"):
+                key = (ns, pod["metadata"]["name"])
+                self.unschedulable.discard(key)
+                self._enqueue(key)
 
     def _pod_gone(self, pod: dict) -> None:
         if (pod.get("spec") or {}).get("nodeName"):
@@ -109,6 +126,9 @@ class Scheduler:
         short = placement.insufficient(spec, node, placed)
         if short:
             return short
+        volume = volumebinding.node_reason(pod, node, self.claims.get, self.volumes.get, self.classes.get)
+        if volume:
+            return [volume]
         for reason in (cluster.spread_reason(pod, node), cluster.affinity_reason(pod, node)):
             if reason:
                 return [reason]
@@ -121,13 +141,19 @@ class Scheduler:
         fits = []
         wanted_ports = host_ports(pod)
         nodes = sorted(self.nodes.list(), key=lambda n: n["metadata"]["name"])
+        blocked = volumebinding.prefilter(pod, self.claims.get, self.classes.get)
+        if blocked:  # upstream's PreFilter: no node is tried
+            n = len(nodes)
+            return [], (f"0/{n} nodes are available: {blocked}. preemption: 0/{n} nodes are available: "
+                        f"{n} Preemption is not helpful for scheduling.")
         for node in nodes:
             why = self.node_reasons(pod, node, cluster, wanted_ports)
             if not why:
                 fits.append(node)
                 continue
             reasons.update(why)
-            if any(r in placement.UNRESOLVABLE or r.startswith("node(s) had untolerated taint") for r in why):
+            if any(r in placement.UNRESOLVABLE or r == volumebinding.CONFLICT
+                   or r.startswith("node(s) had untolerated taint") for r in why):
                 unresolvable += 1
         total = len(nodes)
         # upstream's FitError: "<count> <reason>" strings, sorted, then what preemption found
@@ -183,6 +209,14 @@ class Scheduler:
             asyncio.get_running_loop().call_later(RETRY * 5, self._retry, key)
             return
         node = self.score(pod, fits, cluster)["metadata"]["name"]
+        unbound = volumebinding.to_provision(pod, self.claims.get)
+        if unbound:  # upstream's PreBind: the claims are provisioned on the node, the pod waits for them
+            for pvc in unbound:
+                if (pvc["metadata"].get("annotations") or {}).get(volumebinding.SELECTED_NODE) != node:
+                    await self.client.patch("persistentvolumeclaims", pvc["metadata"]["name"], {"metadata": {
+                        "annotations": {volumebinding.SELECTED_NODE: node}}}, key[0])
+            asyncio.get_running_loop().call_later(RETRY, self._enqueue, key)  # and when a claim is bound
+            return
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": key[1], "namespace": key[0], "uid": pod["metadata"]["uid"]},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
@@ -222,8 +256,9 @@ class Scheduler:
             log.debug("event not recorded: %s", e)
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(i.run()) for i in (self.pods, self.nodes, self.namespaces)]
-        for i in (self.pods, self.nodes, self.namespaces):
+        informers = (self.pods, self.nodes, self.namespaces, self.claims, self.volumes, self.classes)
+        tasks = [asyncio.create_task(i.run()) for i in informers]
+        for i in informers:
             await i.wait_synced()
         for pod in self.pods.list():
             self._pod(pod)

@@ -20,6 +20,8 @@ component or a tool derives from a lab's name. Nothing else spells them out.
         runtime.sock                   the node's runtime (the spawner)
         attach/<hash>.sock             each container's attach streams (its log relay's)
         pki/kubelet.crt, kubelet.key   the kubelet's serving certificate (port 10250)
+        local-path/<pv>_<ns>_<claim>/  a local PersistentVolume's directory (the local provisioner's,
+                                       as rancher's local-path-provisioner names it)
         rootfs/                        an empty directory: where each container's root is put together,
                                        inside the container's own mount namespace
         pods/<uid>/                    one pod: state.json, logs/ (CRI format), exits/, its /etc files
@@ -161,6 +163,15 @@ class NodeLayout:
         """Where a container's log relay serves its attach streams (a short name: a unix socket's
         path has 107 bytes at most)."""
         return self.dir / "attach" / (hashlib.sha256(f"{uid}/{container}".encode()).hexdigest()[:16] + ".sock")
+
+    @property
+    def local_path(self) -> Path:
+        """Where the local provisioner makes the node's PersistentVolumes (local-path-provisioner's
+        /opt/local-path-provisioner)."""
+        return self.dir / "local-path"
+
+    def local_volume(self, pv: str, namespace: str, claim: str) -> Path:
+        return self.local_path / f"{pv}_{namespace}_{claim}"
 
     @property
     def rootfs(self) -> Path:

@@ -4,7 +4,8 @@ ConfigMap. The objects are kubeadm's (names, labels, ports, probes), so what a l
 with `kubectl -n kube-system get all` is what a kubeadm cluster shows. Also kubeadm's
 ConfigMaps that `netlab join` reads, as `kubeadm join` does: `cluster-info` in kube-public (the
 API server's address and CA, checked against the CA hash the joiner was given), `kubeadm-config`
-(the cluster's subnets) and `kube-proxy` (its mode) in kube-system."""
+(the cluster's subnets) and `kube-proxy` (its mode) in kube-system. And kind's default StorageClass
+`standard` (local volumes, WaitForFirstConsumer)."""
 
 from __future__ import annotations
 
@@ -96,12 +97,21 @@ def kubeadm_config(cluster: Cluster) -> list[tuple[str, dict]]:
     ]
 
 
+def storage_class() -> tuple[str, dict]:
+    """kind's default StorageClass `standard`: rancher's local-path provisioner (the controller
+    manager's local provisioner here), volumes made on the node the scheduler picks."""
+    return "storageclasses", {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {
+        "name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"}
+
+
 def install(cluster: Cluster) -> None:
     """Create the add-ons that do not exist yet (so a restarted API server keeps user changes)."""
     async def go():
         client = Client.from_lab(cluster.name)
         try:
-            for resource, obj in [cluster_info(cluster), *kubeadm_config(cluster), *coredns(cluster)]:
+            for resource, obj in [cluster_info(cluster), *kubeadm_config(cluster), *coredns(cluster),
+                                  storage_class()]:
                 try:
                     await client.create(resource, obj)
                 except ApiError as e:

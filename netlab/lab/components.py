@@ -37,7 +37,8 @@ def components(cluster: Cluster) -> list[Component]:
             Component("kube-apiserver", [py, "-m", "netlab.control.apiserver", "--state-dir", state]
                       + (["--node-netns", cp.netns] if cp.netns else [])),
             Component("kube-controller-manager", [py, "-m", "netlab.control.controllers", "--kubeconfig", in_lab,
-                                                  "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet]
+                                                  "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet,
+                                                  "--lab", cluster.name]
                       + (["--load-balancer-pool", cluster.lb_pool_text] if cluster.lb_pool else []),
                       cp.netns, after=api),
             Component("kube-scheduler", [py, "-m", "netlab.control.scheduler", "--kubeconfig", in_lab], cp.netns, after=api),

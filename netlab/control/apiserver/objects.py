@@ -17,6 +17,8 @@ from typing import Any
 from netlab.api.resources import Resource, lookup
 from netlab.api.selectors import field_value, parse_selector
 from netlab.control.apiserver import codec, definitions, fieldmanager, kinds, patch, tables
+from netlab.control.apiserver.admission import (defaultstorageclass, limitranger, resourcequota,
+                                                storageobjectinuseprotection)
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.errors import (APIError, Invalid, already_exists, bad_request, conflict, invalid,
                                              not_found)
@@ -54,6 +56,9 @@ class Objects:
         self.kinds = kinds.Kinds(base.Context(store, service_subnet))
         self.namespaces = lookup("", "v1", "namespaces")
         self.pods = lookup("", "v1", "pods")
+        # the admission plugins a create passes, in upstream's order
+        self.admission = [defaultstorageclass.Plugin(store), limitranger.Plugin(store),
+                          storageobjectinuseprotection.Plugin(store), resourcequota.Plugin(store)]
 
     def strategy(self, r: Resource) -> base.Strategy:
         return self.kinds.strategy(r)
@@ -175,9 +180,11 @@ class Objects:
         if not meta.get("name") and not meta.get("generateName"):
             raise invalid(r, "", [v.required("metadata.name")])
         self._check_namespace(r, namespace)
-        self.prepare_create(r, obj, namespace)
+        self.prepare_create(r, obj, namespace, admit=True)
         self._record(r, None, obj)
         self._validate(r, obj)
+        for plugin in self.admission:
+            plugin.validate(r, obj)
         self._allocate(r, obj, None)
         if dry_run:
             return obj
@@ -190,8 +197,9 @@ class Objects:
         self.kinds.changed(r)
         return s.present(out)
 
-    def prepare_create(self, r: Resource, obj: dict, namespace: str | None) -> None:
-        """The metadata the server owns, then the kind's own fields and defaults."""
+    def prepare_create(self, r: Resource, obj: dict, namespace: str | None, admit: bool = False) -> None:
+        """The metadata the server owns, the defaults (as decoding gives them), the mutating
+        admission plugins (`admit`), then the kind's own fields and defaults."""
         s = self.strategy(r)
         meta = obj.setdefault("metadata", {})
         if r.namespaced:
@@ -206,6 +214,10 @@ class Objects:
             meta.pop(k, None)
         if s.generation:
             meta["generation"] = 1
+        if admit:
+            s.defaults(obj)
+            for plugin in self.admission:
+                plugin.admit(r, obj)
         s.prepare_create(obj)
         s.defaults(obj)
 

@@ -1,10 +1,11 @@
 """kube-controller-manager for a lab: `python -m netlab.control.controllers --kubeconfig PATH`.
 
 Runs the Deployment, ReplicaSet, StatefulSet, DaemonSet, EndpointSlice (and Endpoints), EndpointSlice
-mirroring, namespace,
-garbage-collector, ReplicationController, Job, TTL-after-finished, CronJob, disruption, ServiceAccounts
-and root CA publisher, (with --allocate-node-cidrs) node IPAM and (with --load-balancer-pool) service
-load-balancer controllers in one process over shared informers, as upstream's controller manager does."""
+mirroring, namespace, garbage-collector, ReplicationController, Job, TTL-after-finished, CronJob,
+disruption, ServiceAccounts, root CA publisher, resource quota, PersistentVolume binder (with --lab,
+also the local provisioner), PVC and PV protection controllers, (with --allocate-node-cidrs) node
+IPAM and (with --load-balancer-pool) service load-balancer controllers in one process over shared
+informers, as upstream's controller manager does."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from netlab.control.controllers.endpointslicemirroring import EndpointSliceMirro
 from netlab.control.controllers.job import JobController, TTLAfterFinishedController
 from netlab.control.controllers.lifecycle import GarbageCollector, NamespaceController
 from netlab.control.controllers.nodeipam import NodeIpamController
+from netlab.control.controllers.persistentvolume import PersistentVolumeController
+from netlab.control.controllers.resourcequota import ResourceQuotaController
+from netlab.control.controllers.volumeprotection import PVCProtectionController, PVProtectionController
 from netlab.control.controllers.replicaset import ReplicaSetController
 from netlab.control.controllers.replicationcontroller import ReplicationControllerController
 from netlab.control.controllers.rootcacert import RootCACertPublisher
@@ -39,13 +43,15 @@ CONTROLLERS = [DeploymentController, ReplicaSetController, EndpointSliceControll
                NamespaceController,
                GarbageCollector, StatefulSetController, DaemonSetController,
                ReplicationControllerController, JobController, TTLAfterFinishedController, CronJobController,
-               DisruptionController, ServiceAccountsController, RootCACertPublisher]
+               DisruptionController, ServiceAccountsController, RootCACertPublisher, ResourceQuotaController,
+               PVCProtectionController, PVProtectionController]
 
 
 async def run(args: argparse.Namespace) -> None:
     ctx = Context(Client.from_kubeconfig(args.kubeconfig), args.cluster_cidr, args.node_cidr_mask_size,
                   root_ca(args.kubeconfig, args.root_ca_file))
     controllers = [c(ctx) for c in CONTROLLERS + ([NodeIpamController] if args.allocate_node_cidrs else [])]
+    controllers.append(PersistentVolumeController(ctx, args.lab))
     if args.load_balancer_pool:
         controllers.append(ServiceLBController(ctx, Pool.parse(args.load_balancer_pool)))
     informers = await ctx.start()  # their first lists reach the handlers, which queue every object
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--node-cidr-mask-size", type=int, default=24)
     p.add_argument("--root-ca-file", default="", help="the CA published in every namespace's kube-root-ca.crt "
                    "(default: the kubeconfig's)")
+    p.add_argument("--lab", default="", help="the lab whose state holds local volumes: runs the local provisioner "
+                   "(rancher.io/local-path)")
     p.add_argument("--load-balancer-pool", default="", help="addresses for LoadBalancer Services: A-B or a CIDR")
     args = p.parse_args(argv)
     if args.allocate_node_cidrs and not args.cluster_cidr:

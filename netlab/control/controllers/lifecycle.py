@@ -10,7 +10,8 @@ from netlab.control.controllers.base import Controller, split_key
 # Kinds that may own or be owned, as the garbage collector watches them (an owner of a kind not
 # watched here is looked up by its plural, from the served kinds).
 GC_RESOURCES = ["deployments", "replicasets", "statefulsets", "daemonsets", "controllerrevisions", "pods",
-                "services", "endpointslices", "configmaps", "replicationcontrollers", "jobs", "cronjobs"]
+                "services", "endpointslices", "configmaps", "replicationcontrollers", "jobs", "cronjobs",
+                "persistentvolumeclaims"]
 
 
 class NamespaceController(Controller):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 
-from netlab.api.client import RESOURCES, ApiError
+from netlab.api.client import ApiError
 from netlab.control.controllers.base import (Controller, controller_of, matches, owner_ref, pod_ready, split_key)
 from netlab.control.controllers.history import (History, new_revision, next_revision, revision_hash, template_of,
                                                 template_patch)
@@ -68,8 +68,6 @@ class StatefulSetController(Controller):
         self.pods.add_handler(self._pod_changed, lambda old, new: (self._pod_changed(old), self._pod_changed(new)),
                               self._pod_changed)
         self.revisions.add_handler(self._owner_changed, None, self._owner_changed)
-        self.claims_served = "persistentvolumeclaims" in RESOURCES
-        self._warned: set[str] = set()
 
     def _owner_changed(self, obj: dict) -> None:
         ref = controller_of(obj)
@@ -161,6 +159,9 @@ class StatefulSetController(Controller):
         current, update, collisions = await self._revisions(sts, revisions)
         replicas, condemned = self._split(sts, pods)
         if not sts["metadata"].get("deletionTimestamp"):
+            if (sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}).get("whenScaled") == "Delete":
+                for pod in condemned:
+                    await self._claims_owned_by(sts, pod)
             await self._update_pods(sts, current, update, replicas, condemned)
         pods = [p for p in (list(replicas.values()) + condemned) if p is not None]
         status = self._status(sts, pods, current, update, collisions)
@@ -292,16 +293,9 @@ class StatefulSetController(Controller):
         return out
 
     async def _create_claims(self, sts: dict, pod: dict, n: int) -> None:
-        """The pod's PersistentVolumeClaims, made if missing (only where the kind is served)."""
+        """The pod's PersistentVolumeClaims `<template>-<set>-<ordinal>`, made if missing."""
         claims = sts["spec"].get("volumeClaimTemplates") or []
         if not claims:
-            return
-        key = f"{sts['metadata']['namespace']}/{sts['metadata']['name']}"
-        if not self.claims_served:
-            if key not in self._warned:
-                self._warned.add(key)
-                log.warning("%s: PersistentVolumeClaims are not served: the claims of StatefulSet %s are named in "
-                            "its pods' volumes but not made", self.name, key)
             return
         selector = (sts["spec"].get("selector") or {}).get("matchLabels") or {}
         retention = sts["spec"].get("persistentVolumeClaimRetentionPolicy") or {}
@@ -320,6 +314,26 @@ class StatefulSetController(Controller):
                 continue
             await self.event(sts, "SuccessfulCreate", f"create Claim {body['metadata']['name']} Pod "
                              f"{pod['metadata']['name']} in StatefulSet {sts['metadata']['name']} success")
+
+    async def _claims_owned_by(self, sts: dict, pod: dict) -> None:
+        """whenScaled: Delete: a condemned pod owns its claims, so the garbage collector removes
+        them once the pod is gone (as upstream marks them)."""
+        n = ordinal(sts, pod)
+        ref = {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"],
+               "controller": False, "blockOwnerDeletion": True}
+        for c in sts["spec"].get("volumeClaimTemplates") or []:
+            name = claim_name(c, sts, n)
+            try:
+                claim = await self.client.get("persistentvolumeclaims", name, sts["metadata"]["namespace"])
+            except ApiError as e:
+                if e.status == 404:
+                    continue
+                raise
+            refs = claim["metadata"].get("ownerReferences") or []
+            if not any(r.get("uid") == ref["uid"] for r in refs):
+                await self.client.patch("persistentvolumeclaims", name, {"metadata": {
+                    "ownerReferences": refs + [ref], "resourceVersion": claim["metadata"]["resourceVersion"]}},
+                    sts["metadata"]["namespace"])
 
     async def _delete_pod(self, sts: dict, pod: dict) -> None:
         try:

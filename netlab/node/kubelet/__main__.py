@@ -45,11 +45,15 @@ class Kubelet:
         self.svcs = Informer(self.client, "services")
         self.cms = Informer(self.client, "configmaps")
         self.secrets_inf = Informer(self.client, "secrets")
+        self.claims_inf = Informer(self.client, "persistentvolumeclaims")
+        self.volumes_inf = Informer(self.client, "persistentvolumes")
         self.workers: dict[str, PodWorker] = {}
         self.deleted: set[str] = set()
         self.pods.add_handler(self.on_pod, lambda old, new: self.on_pod(new), self.on_pod_deleted)
         self.cms.add_handler(self.on_configmap, lambda old, new: self.on_configmap(new), None)
         self.secrets_inf.add_handler(self.on_secret, lambda old, new: self.on_secret(new), None)
+        self.claims_inf.add_handler(self.on_claim, lambda old, new: self.on_claim(new), None)
+        self.volumes_inf.add_handler(self.on_volume, lambda old, new: self.on_volume(new), None)
         self.node_layout.rootfs.mkdir(parents=True, exist_ok=True)
 
     def services(self, ns: str) -> list[dict]:
@@ -61,6 +65,32 @@ class Kubelet:
 
     def secrets(self, ns: str) -> dict[str, dict]:
         return {s["metadata"]["name"]: s for s in self.secrets_inf.list() if s["metadata"]["namespace"] == ns}
+
+    def claims(self, ns: str) -> dict[str, dict | str]:
+        """The namespace's claims: each bound one's PersistentVolume spec, or why it has none."""
+        out: dict[str, dict | str] = {}
+        for c in self.claims_inf.list():
+            if c["metadata"]["namespace"] != ns:
+                continue
+            name, volume = c["metadata"]["name"], (c.get("spec") or {}).get("volumeName", "")
+            phase = (c.get("status") or {}).get("phase", "")
+            pv = self.volumes_inf.get(None, volume) if volume else None
+            if phase != "Bound" or pv is None:
+                out[name] = f'PVC {ns}/{name} has non-bound phase ("{phase}") or empty pvc.Spec.VolumeName ("{volume}")'
+            else:
+                out[name] = pv.get("spec") or {}
+        return out
+
+    def on_claim(self, pvc: dict) -> None:
+        """A claim was bound: pods waiting to mount it are tried again now."""
+        for w in list(self.workers.values()):
+            if w.ns == pvc["metadata"]["namespace"]:
+                w.configmap_came(pvc["metadata"]["name"], "persistentVolumeClaim")
+
+    def on_volume(self, pv: dict) -> None:
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if ref.get("namespace"):
+            self.on_claim({"metadata": {"namespace": ref["namespace"], "name": ref.get("name", "")}})
 
     def on_configmap(self, cm: dict, kind: str = "configMap") -> None:
         ns, name = cm["metadata"]["namespace"], cm["metadata"]["name"]
@@ -181,7 +211,7 @@ class Kubelet:
         tasks = [asyncio.create_task(self.serve_api())]
         await node_mod.register(self.client, self.cluster, self.me)
         tasks.append(asyncio.create_task(node_mod.heartbeat(self.client, self.me)))
-        for inf in (self.svcs, self.cms, self.secrets_inf):
+        for inf in (self.svcs, self.cms, self.secrets_inf, self.claims_inf, self.volumes_inf):
             tasks.append(asyncio.create_task(inf.run()))
             await inf.wait_synced()
         tasks.append(asyncio.create_task(self.pods.run()))

@@ -219,7 +219,7 @@ class PodWorker:
 
     def uses(self, kind: str, name: str) -> bool:
         """Whether a volume of the pod reads the ConfigMap (kind "configMap") or Secret ("secret")."""
-        key = "name" if kind == "configMap" else "secretName"
+        key = {"configMap": "name", "secret": "secretName", "persistentVolumeClaim": "claimName"}[kind]
         for v in (self.pod.get("spec") or {}).get("volumes") or []:
             if (v.get(kind) or {}).get(key) == name:
                 return True
@@ -247,7 +247,8 @@ class PodWorker:
         swap, which running containers see at once), as the kubelet's periodic volume sync does."""
         with contextlib.suppress(volumes.VolumeError, OSError):
             await asyncio.to_thread(volumes.prepare, self.pod, self.where, self.k.configmaps(self.ns),
-                                    self.k.secrets(self.ns), *self.k.identity, self.fs_group())
+                                    self.k.secrets(self.ns), *self.k.identity, self.fs_group(),
+                                    claims=self.k.claims(self.ns))
 
     def fs_group(self) -> int | None:
         return ((self.pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
@@ -279,7 +280,7 @@ class PodWorker:
         c.mount_error = False
         try:
             sources = await asyncio.to_thread(volumes.prepare, self.pod, self.where, configmaps, secrets,
-                                              *self.k.identity, self.fs_group())
+                                              *self.k.identity, self.fs_group(), claims=self.k.claims(self.ns))
         except (volumes.VolumeError, OSError) as e:  # upstream: ContainerCreating, FailedMount events
             c.mount_error = True
             await self.waiting(c, "ContainerCreating", str(e), "FailedMount")

@@ -9,6 +9,8 @@
 - emptyDir: a directory of the pod's; `medium: Memory` a tmpfs (of `sizeLimit`, else the pod's
   memory limit if every container has one) held by the pod's pause process, shared by its containers.
 - hostPath: the host's path, checked or made per its `type`.
+- persistentVolumeClaim: the bound PersistentVolume's directory (a hostPath or local volume, as the
+  local provisioner makes them), bound into the container's root like a hostPath.
 Any mountPath works: the runtime makes the mount point in the container's own root.
 """
 
@@ -297,8 +299,27 @@ def tmpfs_volumes(pod: dict) -> list[dict]:
     return out
 
 
+def claim_source(volume: dict, claim: dict | str | None, name: str) -> Source:
+    """A persistentVolumeClaim volume: `claim` is the bound PersistentVolume's spec, or why there
+    is none (the kubelet's words)."""
+    if claim is None:
+        raise VolumeError(f'persistentvolumeclaim "{name}" not found')
+    if isinstance(claim, str):
+        raise VolumeError(claim)
+    read_only = bool((volume.get("persistentVolumeClaim") or {}).get("readOnly"))
+    if claim.get("hostPath"):
+        return Source(path=host_path(claim["hostPath"]).path, read_only=read_only)
+    if claim.get("local"):
+        path = Path(claim["local"]["path"])
+        if not path.is_dir():
+            raise VolumeError(f"path {path} does not exist")
+        return Source(path=path, read_only=read_only)
+    raise VolumeError("the PersistentVolume's type is not supported on this node (hostPath, local)")
+
+
 def prepare(pod: dict, where: PodLayout, configmaps: dict[str, dict], secrets: dict[str, dict],
-            token: TokenSource, ca: bytes, fs_group: int | None = None) -> dict[str, Source]:
+            token: TokenSource, ca: bytes, fs_group: int | None = None,
+            claims: dict[str, dict | str] | None = None) -> dict[str, Source]:
     """Set up (or bring up to date) each of the pod's volumes on the node; raises VolumeError with
     upstream's `MountVolume.SetUp failed for volume "v" : ...` message for the first that cannot be."""
     out: dict[str, Source] = {}
@@ -321,6 +342,9 @@ def prepare(pod: dict, where: PodLayout, configmaps: dict[str, dict], secrets: d
                     out[name] = Source(path=d)
             elif "hostPath" in v:
                 out[name] = host_path(v["hostPath"])
+            elif "persistentVolumeClaim" in v:
+                claim = (v["persistentVolumeClaim"] or {}).get("claimName", "")
+                out[name] = claim_source(v, (claims or {}).get(claim), claim)
         except VolumeError as e:
             raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : {e}') from None
     return out
@@ -351,7 +375,7 @@ def container_mounts(container: dict, sources: dict[str, Source], env: dict[str,
         dst = "/" + m["mountPath"].strip("/")
         if src is None:
             problems.append(f"volume {m['name']!r} is not defined or its type is not supported (configMap, secret, "
-                            "projected, downwardAPI, emptyDir, hostPath)")
+                            "projected, downwardAPI, emptyDir, hostPath, persistentVolumeClaim)")
             continue
         sub = m.get("subPath") or (expand(m["subPathExpr"], env) if m.get("subPathExpr") else "")
         if sub and (sub.startswith("/") or ".." in Path(sub).parts):

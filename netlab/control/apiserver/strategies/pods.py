@@ -34,6 +34,12 @@ class Strategy(base.Strategy):
         if not isinstance(spec, dict):
             return
         podspec.defaults(spec)
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+            res = c.get("resources") if isinstance(c, dict) else None
+            if isinstance(res, dict) and isinstance(res.get("limits"), dict):
+                # a limit without a request is the request too, as upstream's SetDefaults_Pod
+                for k, q in res["limits"].items():
+                    res.setdefault("requests", {}).setdefault(k, q)
         spec.setdefault("serviceAccountName", "default")
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
         spec.setdefault("priority", 0)

@@ -10,6 +10,7 @@ from typing import Any
 from netlab.control.apiserver import podspec, tables
 from netlab.control.apiserver import validation as v
 from netlab.control.apiserver.strategies import base
+from netlab.control.apiserver.strategies.persistentvolumeclaims import claim_spec_defaults, validate_claim_spec
 
 # what ValidateStatefulSetUpdate lets an update change; the rest of the spec is fixed
 MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy",
@@ -50,7 +51,7 @@ class Strategy(base.Strategy):
                 claim.setdefault("apiVersion", "v1")
                 claim.setdefault("kind", "PersistentVolumeClaim")
                 claim.setdefault("metadata", {}).setdefault("creationTimestamp", None)
-                claim.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+                claim_spec_defaults(claim.setdefault("spec", {}))
                 claim.setdefault("status", {}).setdefault("phase", "Pending")
 
     def validate(self, obj: dict) -> list[v.FieldError]:
@@ -98,6 +99,7 @@ class Strategy(base.Strategy):
         for i, claim in enumerate(spec.get("volumeClaimTemplates") or []):
             errs += v.check_name(((claim or {}).get("metadata") or {}).get("name"),
                                  path=f"spec.volumeClaimTemplates[{i}].metadata.name")
+            errs += validate_claim_spec((claim or {}).get("spec"), f"spec.volumeClaimTemplates[{i}].spec")
         return errs
 
     def validate_update(self, obj: dict, old: dict) -> list[v.FieldError]:
