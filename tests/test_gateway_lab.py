@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -289,3 +292,54 @@ def test_bad_references_give_the_specs_reasons(shop):
     finally:
         lab.kubectl("delete", "-f", "-", "--ignore-not-found", input=BAD, check=False)
         lab.kubectl("delete", "namespace", "gwtest-other", "--wait=false", check=False)
+
+
+def test_https_listener_terminates_with_its_certificate_ref(shop):
+    lab = shop
+    tmp = Path(tempfile.mkdtemp(prefix="nlt-gwtls-"))
+    ca = f"/tmp/nlt-gwca-{time.monotonic_ns()}.crt"  # the outside shares the host's filesystem
+    gw = get(lab, "gateway", "web")
+    tls = {"name": "https", "protocol": "HTTPS", "port": 443, "hostname": "secure.example.com",
+           "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": "secure-tls"}]}}
+    route = f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: secure, namespace: {NS}}}
+spec:
+  parentRefs: [{{name: web, sectionName: https}}]
+  rules: [{{backendRefs: [{{name: v2, port: 80}}]}}]
+"""
+    try:
+        patch = json.dumps([{"op": "add", "path": "/spec/listeners/-", "value": tls}])
+        lab.kubectl("patch", "gateway", "web", "-n", NS, "--type=json", "-p", patch)
+        lab.kubectl("apply", "-f", "-", input=route)
+
+        def listener() -> dict | None:
+            ls = {x["name"]: x for x in (get(lab, "gateway", "web").get("status") or {}).get("listeners") or []}
+            return conditions(ls["https"]) if "https" in ls else None
+        # no Secret yet: the spec's InvalidCertificateRef, and the listener not programmed
+        lab.wait(lambda: (listener() or {}).get("ResolvedRefs") == ("False", "InvalidCertificateRef"),
+                 what="InvalidCertificateRef")
+        assert listener()["Programmed"] == ("False", "Invalid")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=secure.example.com", "-addext", "subjectAltName=DNS:secure.example.com",
+                        "-keyout", str(tmp / "tls.key"), "-out", str(tmp / "tls.crt")], check=True, capture_output=True)
+        lab.kubectl("create", "secret", "tls", "secure-tls", "-n", NS, "--cert", str(tmp / "tls.crt"),
+                    "--key", str(tmp / "tls.key"))
+        shutil.copy(tmp / "tls.crt", ca)
+        lab.wait(lambda: (listener() or {}).get("Programmed") == ("True", "Programmed"), what="programmed")
+        ip = address(lab)
+
+        def answer() -> str:
+            return lab.outside_exec(["curl", "-s", "-m", "5", "--cacert", ca, "--resolve",
+                                     f"secure.example.com:443:{ip}", "https://secure.example.com/"]).stdout.strip()
+        lab.wait(lambda: answer() == "v2", what="served over TLS with the Secret's certificate", timeout=10)
+        # the route is attached to the https listener only (sectionName): not on port 80
+        assert curl(lab, "/", host="secure.example.com")[0][0] == "404"
+    finally:
+        lab.kubectl("delete", "httproute", "secure", "-n", NS, "--ignore-not-found", check=False)
+        lab.kubectl("delete", "secret", "secure-tls", "-n", NS, "--ignore-not-found", check=False)
+        lab.kubectl("patch", "gateway", "web", "-n", NS, "--type=merge", "-p", json.dumps(
+            {"spec": {"listeners": gw["spec"]["listeners"]}}), check=False)
+        Path(ca).unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
