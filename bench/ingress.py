@@ -25,7 +25,6 @@ import io
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -190,7 +189,7 @@ def main() -> None:
             host = f"new{i}.example"
             t0 = time.monotonic()
             lab.apply(ingress(f"new{i}", host, "web"))
-            until(lambda: outside_get(lab, ip, host) in {q["metadata"]["name"] for q in pods})
+            until(lambda h=host: outside_get(lab, ip, h) in {q["metadata"]["name"] for q in pods})
             ing.append(time.monotonic() - t0)
             lab.kubectl("delete", "ingress", f"new{i}", "-n", NS)
         # endpoint change -> routed
@@ -208,7 +207,7 @@ endpoints: [{{addresses: ["{target['status']['podIP']}"], conditions: {{ready: t
 """
             t0 = time.monotonic()
             lab.apply(slice_)
-            until(lambda: outside_get(lab, ip, "manual.example") == target["metadata"]["name"])
+            until(lambda t=target: outside_get(lab, ip, "manual.example") == t["metadata"]["name"])
             if i:  # the first one makes the route
                 eps.append(time.monotonic() - t0)
             time.sleep(0.2)

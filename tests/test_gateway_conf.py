@@ -113,7 +113,11 @@ def test_backend_reasons_and_reference_grants():
     assert conds(res.routes["default/cross"][1][0])["ResolvedRefs"] == ("True", "ResolvedRefs")
 
 
-def rendered(routes, services=(svc("v1"), svc("v2")), slices=(eps("v1", "10.0.0.1"), eps("v2", "10.0.0.2"))) -> str:
+SERVICES = (svc("v1"), svc("v2"))
+SLICES = (eps("v1", "10.0.0.1"), eps("v2", "10.0.0.2"))
+
+
+def rendered(routes, services=SERVICES, slices=SLICES) -> str:
     return gc.render(resolve([gateway(HTTP)], routes, services), list(services), list(slices), {})
 
 

@@ -278,7 +278,7 @@ def test_bad_references_give_the_specs_reasons(shop):
                 "elsewhere": {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("False", "RefNotPermitted")},
                 "no-section": {"Accepted": ("False", "NoMatchingParent"), "ResolvedRefs": ("True", "ResolvedRefs")}}
         for name, conds in want.items():
-            lab.wait(lambda: parent(name) == conds, what=f"HTTPRoute {name}'s status", timeout=15)
+            lab.wait(lambda n=name, c=conds: parent(n) == c, what=f"HTTPRoute {name}'s status", timeout=15)
         # a backendRef that does not resolve is answered 500, as the spec says
         lab.wait(lambda: curl(lab, "/", host="missing.example.com")[0][0] == "500", what="500", timeout=10)
         assert curl(lab, "/", host="grant.example.com")[0][0] == "500"

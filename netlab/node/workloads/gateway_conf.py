@@ -204,7 +204,7 @@ def render(res: Resolved, services: list[dict], slices: list[dict], certs: dict[
         "  proxy_connect_timeout 5s;",
         "  proxy_next_upstream error timeout;",
         "",
-        f"  # a backendRef that does not resolve: 500; a Service without ready endpoints: 503",
+        "  # a backendRef that does not resolve: 500; a Service without ready endpoints: 503",
         f"  upstream {INVALID} {{ server {STATUS_SOCKET % 500}; }}",
         f"  upstream {EMPTY} {{ server {STATUS_SOCKET % 503}; }}",
         f"  server {{ listen {STATUS_SOCKET % 500}; access_log off; return 500; }}",
@@ -292,9 +292,9 @@ def _action(m: Match, srv: Server, svcs: dict, slices: dict, upstreams: dict, sp
         if name.lower() in set_h or name.lower() in add_h or name.lower() in remove:
             continue
         lines.append(f"      proxy_set_header {name} {host_rewrite if name == 'Host' and host_rewrite else value};")
-    for low, (name, value) in set_h.items():
+    for name, value in set_h.values():
         lines.append(f"      proxy_set_header {name} {_quote(value)};  # RequestHeaderModifier set")
-    for low, (name, value) in add_h.items():
+    for name, value in add_h.values():
         var = _var("header", name)
         lines.append(f"      proxy_set_header {name} {_quote(f'{var}${{gw_comma_{var[6:]}}}{value}')};"
                      "  # RequestHeaderModifier add")
