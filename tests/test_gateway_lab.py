@@ -289,6 +289,11 @@ def test_bad_references_give_the_specs_reasons(shop):
         lab.wait(lambda: curl(lab, "/", host="grant.example.com") == [("200", "v1")], what="routed", timeout=10)
         gw = get(lab, "gateway", "web")
         assert gw["status"]["listeners"][0]["attachedRoutes"] == 4  # shop and the three accepted ones
+        # a route that leaves the Gateway loses our status.parents entry, and its listener count
+        lab.kubectl("patch", "httproute", "missing", "-n", NS, "--type=merge", "-p",
+                    json.dumps({"spec": {"parentRefs": [{"name": "some-other-gateway"}]}}))
+        lab.wait(lambda: not (get(lab, "httproute", "missing").get("status") or {}).get("parents"), what="entry gone")
+        lab.wait(lambda: get(lab, "gateway", "web")["status"]["listeners"][0]["attachedRoutes"] == 3, what="3 routes")
     finally:
         lab.kubectl("delete", "-f", "-", "--ignore-not-found", input=BAD, check=False)
         lab.kubectl("delete", "namespace", "gwtest-other", "--wait=false", check=False)

@@ -181,6 +181,13 @@ class Controller:
                 mine.append(dict(p, conditions=merge_conditions(prev.get("conditions"), p["conditions"], gen)))
             others = [o for o in old if o.get("controllerName") != self.args.controller_name]
             await self.put_status("httproutes", route, dict(route.get("status") or {}, parents=others + mine))
+        for route in self.inf["httproutes"].list():  # routes that left our Gateways: our entries go
+            if gateway_model.key(route) in res.routes:
+                continue
+            parents = (route.get("status") or {}).get("parents") or []
+            others = [o for o in parents if o.get("controllerName") != self.args.controller_name]
+            if len(others) < len(parents):
+                await self.put_status("httproutes", route, dict(route["status"], parents=others))
 
     async def run(self) -> None:
         if shutil.which("nginx") is None:
