@@ -13,6 +13,12 @@ from proxy.model import ServicePort
 
 DUMMY = "kube-ipvs0"
 
+def bound_addresses(ports: list[ServicePort]) -> list[str]:
+    """What goes on kube-ipvs0 so that the node's kernel takes the packets to IPVS: cluster IPs,
+    external IPs and load-balancer ingress IPs, as upstream binds them."""
+    return sorted({f"{ip}/32" for sp in ports for ip in [sp.cluster_ip, *sp.external_ips, *sp.lb_ips]})
+
+
 def virtual_servers(ports: list[ServicePort], cfg: Config) -> dict:
     out = {}
     for sp in ports:
@@ -31,12 +37,15 @@ def virtual_servers(ports: list[ServicePort], cfg: Config) -> dict:
 
 def ipsets(ports: list[ServicePort]) -> dict[str, list[str]]:
     sets: dict[str, list[str]] = {"KUBE-CLUSTER-IP": [], "KUBE-EXTERNAL-IP": [], "KUBE-LOAD-BALANCER": [],
-                                  "KUBE-NODE-PORT-TCP": [], "KUBE-NODE-PORT-UDP": [], "KUBE-LOOP-BACK": []}
+                                  "KUBE-LOAD-BALANCER-LOCAL": [], "KUBE-NODE-PORT-TCP": [], "KUBE-NODE-PORT-UDP": [],
+                                  "KUBE-LOOP-BACK": []}
     for sp in ports:
         p = sp.proto
         sets["KUBE-CLUSTER-IP"].append(f"{sp.cluster_ip},{p}:{sp.port}")
         sets["KUBE-EXTERNAL-IP"] += [f"{ip},{p}:{sp.port}" for ip in sp.external_ips]
         sets["KUBE-LOAD-BALANCER"] += [f"{ip},{p}:{sp.port}" for ip in sp.lb_ips]
+        if sp.etp_local:  # the client's address kept: no masquerade (and only local real servers)
+            sets["KUBE-LOAD-BALANCER-LOCAL"] += [f"{ip},{p}:{sp.port}" for ip in sp.lb_ips]
         if sp.node_port and sp.protocol in ("TCP", "UDP"):
             sets[f"KUBE-NODE-PORT-{sp.protocol}"].append(str(sp.node_port))
         sets["KUBE-LOOP-BACK"] += [f"{e.ip},{p}:{e.port},{e.ip}" for e in sp.endpoints]
@@ -46,12 +55,18 @@ def ipsets(ports: list[ServicePort]) -> dict[str, list[str]]:
 def iptables_rules(cfg: Config) -> list[str]:
     masq = f"! -s {cfg.cluster_cidr} " if cfg.cluster_cidr else ""
     return [
+        '-A KUBE-SERVICES -m comment --comment "Kubernetes service lb portal" -m set --match-set KUBE-LOAD-BALANCER '
+        "dst,dst -j KUBE-LOAD-BALANCER",
         f'-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" '
         f"-m set --match-set KUBE-CLUSTER-IP dst,dst {masq}-j KUBE-MARK-MASQ",
         '-A KUBE-SERVICES -m comment --comment "Kubernetes service external ip + port for masquerade and filter '
         'purpose" -m set --match-set KUBE-EXTERNAL-IP dst,dst -j KUBE-MARK-MASQ',
         "-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT",
         "-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT",
+        "-A KUBE-SERVICES -m set --match-set KUBE-LOAD-BALANCER dst,dst -j ACCEPT",
+        '-A KUBE-LOAD-BALANCER -m comment --comment "Kubernetes service load balancer ip + port with '
+        'externalTrafficPolicy=local" -m set --match-set KUBE-LOAD-BALANCER-LOCAL dst,dst -j RETURN',
+        "-A KUBE-LOAD-BALANCER -j KUBE-MARK-MASQ",
         '-A KUBE-NODE-PORT -p tcp -m comment --comment "Kubernetes nodeport TCP port for masquerade purpose" '
         "-m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ",
         '-A KUBE-POSTROUTING -m comment --comment "Kubernetes endpoints dst ip:port, source ip for solving hairpin '
@@ -59,7 +74,7 @@ def iptables_rules(cfg: Config) -> list[str]:
     ]
 
 
-IPVS_NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODE-PORT", "KUBE-MARK-MASQ", "KUBE-POSTROUTING")
+IPVS_NAT_CHAINS = ("KUBE-SERVICES", "KUBE-NODE-PORT", "KUBE-LOAD-BALANCER", "KUBE-MARK-MASQ", "KUBE-POSTROUTING")
 
 
 def nat_text(cfg: Config) -> str:
@@ -81,7 +96,7 @@ def describe(ports: list[ServicePort], cfg: Config) -> str:
         lines.append(f"{proto} {ip}:{port} {sched}" + (f" persistent {persist}" if persist else ""))
         lines += [f"  -> {rip}:{rport}   Masq 1" for rip, rport in reals]
     lines.append(f"# ip addr show {DUMMY}")
-    lines += [f"inet {sp.cluster_ip}/32" for sp in ports]
+    lines += [f"inet {a}" for a in bound_addresses(ports)]
     for name, members in ipsets(ports).items():
         lines.append(f"# ipset list {name}")
         lines += [f"  {m}" for m in members]

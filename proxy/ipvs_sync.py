@@ -8,7 +8,7 @@ from __future__ import annotations
 from netlab.kit import net
 from proxy.config import Config
 from proxy.iptables_sync import IptablesSyncer, detect_backend
-from proxy.ipvs_render import DUMMY, ipsets, nat_text, virtual_servers
+from proxy.ipvs_render import DUMMY, bound_addresses, ipsets, nat_text, virtual_servers
 from proxy.model import ServicePort
 from proxy.syncer import Runner, Syncer, SyncError
 
@@ -18,7 +18,11 @@ MISSING = net.IPVS_MISSING
 # What upstream's ipvs proxier sets in the node on start: IPVS connections tracked by conntrack (so
 # the nat rules' masquerade applies to them, and a NodePort reached from another node is answered),
 # connections to a removed real server and persistence templates of a quiesced one expired.
-SYSCTLS = {"net.ipv4.vs.conntrack": 1, "net.ipv4.vs.expire_nodest_conn": 1, "net.ipv4.vs.expire_quiescent_template": 1}
+# And strict ARP (upstream's --ipvs-strict-arp, which MetalLB asks for in IPVS mode): the addresses on
+# kube-ipvs0, load-balancer IPs among them, are not answered for on eth0, so only the lb-speaker that
+# announces an address answers ARP for it.
+SYSCTLS = {"net.ipv4.vs.conntrack": 1, "net.ipv4.vs.expire_nodest_conn": 1, "net.ipv4.vs.expire_quiescent_template": 1,
+           "net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2}
 
 
 def require_kernel() -> None:
@@ -51,7 +55,7 @@ class IpvsSyncer(Syncer):
     def sync(self, ports: list[ServicePort], full: bool = False) -> str:
         try:
             net.dummy(None, DUMMY)
-            want = {f"{sp.cluster_ip}/32" for sp in ports} | {f"{ip}/32" for sp in ports for ip in sp.external_ips}
+            want = set(bound_addresses(ports))
             have = set(net.addr_list(None, DUMMY))
             for a in sorted(want - have):
                 net.addr_add(None, DUMMY, a)

@@ -551,6 +551,16 @@ spec:
         err = cp.kubectl("apply", "-f", "-", input=bad, check=False).stderr
         assert "spec.listeners[0].port: Invalid value: 70000: spec.listeners[0].port in body should be less than or " \
                "equal to 65535" in err
+        # the schemas' CEL rules (x-kubernetes-validations) are evaluated: the rule's message at its node
+        dup = manifests.split("---")[1].replace("example-gateway", "dup") + "  - {name: http, protocol: HTTP, port: 8080}\n"
+        err = cp.kubectl("apply", "-f", "-", input=dup, check=False).stderr
+        assert 'The Gateway "dup" is invalid' in err  # (and the list-map key's Duplicate value)
+        assert '* spec.listeners: Invalid value: "array": Listener name must be unique within the Gateway' in err
+        tls = manifests.split("---")[1].replace("example-gateway", "tls").replace("protocol: HTTP", "protocol: HTTPS") \
+            + "    tls: {mode: Passthrough, certificateRefs: [{name: x}]}\n"
+        err = cp.kubectl("apply", "-f", "-", input=tls, check=False).stderr
+        assert 'spec.listeners: Invalid value: "array": tls mode must be Terminate for protocol HTTPS' in err
+        assert cp.kubectl("get", "gateway", "dup", "tls", "--ignore-not-found", "-o", "name").stdout == ""
     finally:
         cp.kubectl("delete", "-f", str(GATEWAY_API), "--ignore-not-found", timeout=120)
     assert "gateway.networking.k8s.io" not in cp.kubectl("api-resources").stdout

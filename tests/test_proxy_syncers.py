@@ -134,3 +134,48 @@ def test_ipvs_sync_runs_ipset_and_iptables_restore(monkeypatch):
     with pytest.raises(SyncError):
         s.sync(_state(A))
     assert s.stats["failures"] == 1
+
+
+def test_ipvs_sync_binds_and_programs_load_balancer_ips(monkeypatch):
+    """A LoadBalancer Service in IPVS mode: its ingress IP bound to kube-ipvs0 (so the node's kernel
+    hands the packets to IPVS, as upstream binds it), a virtual server for it (only local real servers
+    for externalTrafficPolicy Local), the KUBE-LOAD-BALANCER sets and chain (masquerade unless Local),
+    and strict ARP among the sysctls so that only the announcing speaker answers ARP for the IP. The
+    kernel here has no ip_vs: the real thing is the test VM's (scripts/test-vm)."""
+    from proxy.model import service_ports
+
+    calls, addrs = [], set()
+    monkeypatch.setattr(net, "dummy", lambda ns, name: None)
+    monkeypatch.setattr(net, "addr_list", lambda ns, dev=None: sorted(addrs))
+    monkeypatch.setattr(net, "addr_add", lambda ns, dev, a: addrs.add(a))
+    monkeypatch.setattr(net, "addr_del", lambda ns, dev, a: addrs.discard(a))
+    monkeypatch.setattr(net, "ipvs_apply", lambda ns, vs: calls.append(dict(vs)))
+
+    def lb(name: str, ip: str, lb_ip: str, local: bool) -> tuple[dict, dict]:
+        svc = {"metadata": {"name": name, "namespace": "default"},
+               "spec": {"type": "LoadBalancer", "clusterIP": ip, "externalTrafficPolicy": "Local" if local else "Cluster",
+                        "ports": [{"name": "http", "port": 80, "nodePort": 30000 + int(ip.split(".")[-1])}]},
+               "status": {"loadBalancer": {"ingress": [{"ip": lb_ip, "ipMode": "VIP"}]}}}
+        eps = {"metadata": {"name": f"{name}-1", "namespace": "default", "labels": {"kubernetes.io/service-name": name}},
+               "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+               "endpoints": [{"addresses": ["10.244.1.2"], "nodeName": "n1", "conditions": {"ready": True}},
+                             {"addresses": ["10.244.2.2"], "nodeName": "n2", "conditions": {"ready": True}}]}
+        return svc, eps
+    (s1, e1), (s2, e2) = lb("web", "10.96.0.21", "172.18.0.200", False), lb("local", "10.96.0.22", "172.18.0.201", True)
+    fake = FakeRunner()
+    ipvs_sync.IpvsSyncer(CFG, fake, backend="nft").sync(service_ports([s1, s2], [e1, e2]))
+    assert {"172.18.0.200/32", "172.18.0.201/32", "10.96.0.21/32", "10.96.0.22/32"} == addrs
+    (vs,) = calls
+    assert vs[("172.18.0.200", 80, "TCP")] == ("rr", 0, [("10.244.1.2", 8080), ("10.244.2.2", 8080)])
+    assert vs[("172.18.0.201", 80, "TCP")] == ("rr", 0, [("10.244.1.2", 8080)])  # n1's own endpoint only
+    [(_, sets)] = fake.commands("ipset")
+    assert "add KUBE-LOAD-BALANCER 172.18.0.200,tcp:80" in sets and "add KUBE-LOAD-BALANCER 172.18.0.201,tcp:80" in sets
+    assert "add KUBE-LOAD-BALANCER-LOCAL 172.18.0.201,tcp:80" in sets
+    assert "add KUBE-LOAD-BALANCER-LOCAL 172.18.0.200" not in sets
+    nat = fake.save("nat")
+    assert ('-A KUBE-SERVICES -m comment --comment "Kubernetes service lb portal" -m set --match-set '
+            "KUBE-LOAD-BALANCER dst,dst -j KUBE-LOAD-BALANCER") in nat
+    assert "--match-set KUBE-LOAD-BALANCER-LOCAL dst,dst -j RETURN" in nat
+    assert "-A KUBE-LOAD-BALANCER -j KUBE-MARK-MASQ" in nat
+    assert ipvs_sync.SYSCTLS["net.ipv4.conf.all.arp_ignore"] == 1
+    assert ipvs_sync.SYSCTLS["net.ipv4.conf.all.arp_announce"] == 2

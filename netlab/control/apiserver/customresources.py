@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netlab.api.resources import Resource
-from netlab.control.apiserver import jsonpath, structural, tables
+from netlab.control.apiserver import celrules, jsonpath, structural, tables
 from netlab.control.apiserver.store import key
 from netlab.control.apiserver.strategies import base
 from netlab.control.apiserver.strategies.customresourcedefinitions import is_true
@@ -158,12 +158,13 @@ class Strategy(base.Strategy):
         errs += self._scale_errors(obj)
         errs += structural.embedded_errors(obj, self.schema)
         errs += structural.list_errors(obj, self.schema)
-        return errs
+        return errs + celrules.errors(obj, self.schema)
 
     def validate_status(self, obj: dict) -> list[FieldError]:
         """As upstream's status strategy: the status against its own schema (so its messages name
         the field from the status down: `replicas in body`), and the scale's status paths."""
         errs = self.status_validator.errors(obj["status"], "status") if "status" in obj else []
+        errs += celrules.errors(obj.get("status"), (self.schema.get("properties") or {}).get("status"), "status")
         return errs + self._scale_errors(obj, ("statusReplicasPath",))
 
     def _scale_errors(self, obj: dict, paths: tuple[str, ...] = ("specReplicasPath", "statusReplicasPath")

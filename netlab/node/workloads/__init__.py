@@ -11,6 +11,7 @@ real sockets and no container runtime.
 | pause                          | sleeps until stopped |
 | coredns                        | netlab's DNS server (`python -m coredns`) with the container's args |
 | ingress-nginx/controller       | ingress-nginx's controller driving the host's nginx (ingress_nginx.py) |
+| netlab.dev/gateway-controller  | netlab's Gateway API controller driving the host's nginx (gateway.py) |
 
 An image outside the catalog runs only with a command (run with the host's tools); without one
 the kubelet reports ErrImagePull with the catalog in the message.
@@ -23,7 +24,7 @@ import shutil
 import sys
 
 CATALOG = ("agnhost", "nginx", "httpd", "http-echo", "busybox", "alpine", "curl", "pause", "coredns",
-           "ingress-nginx/controller")
+           "ingress-nginx/controller", "netlab.dev/gateway-controller")
 BUILTIN = {"agnhost", "nginx", "httpd", "http-echo", "pause"}  # served by netlab.node.workloads.programs
 HOST_TOOLS = {"busybox", "alpine", "curl"}
 
@@ -50,6 +51,8 @@ def argv_for(image: str, command: list[str] | None, args: list[str] | None) -> l
     if _path(image).endswith("ingress-nginx/controller") and not command:  # args start with its binary
         return [sys.executable, "-m", "netlab.node.workloads.ingress_nginx",
                 *(args[1:] if args[:1] == ["/nginx-ingress-controller"] else args)]
+    if _path(image) == "netlab.dev/gateway-controller" and not command:
+        return [sys.executable, "-m", "netlab.node.workloads.gateway", *args]
     if command:
         return _host(command) + args
     if name == "curl":
