@@ -1,0 +1,281 @@
+"""exec, port-forward and the proxy subresources through the API server (a real one, on loopback)
+and the real kubelet API (netlab.node.kubelet.server) over a pod worker made by hand, driven by
+kubectl 1.27 and 1.30 (SPDY/3.1), kubectl 1.33 (WebSocket, and port-forward's SPDY tunnelled in
+WebSocket), the official Python client, and the small SPDY client of netlab.kit.spdy. The pod's
+"container" is a `sleep` of the test's own namespaces; its port is an HTTP server of the test on
+127.0.0.1 (the pod's IP here). Exec enters namespaces: root."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from netlab.api.client import Client
+from netlab.kit import spdy
+from netlab.node.kubelet import runtime
+from tests.apikit import ControlPlane, free_port
+from tests.test_kubelet_api import NODE, FakeNode
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="exec enters the container's namespaces: root")
+
+SDK = "/usr/lib/google-cloud-sdk/bin"
+SPDY_KUBECTLS = [v for v in ("1.27", "1.30") if os.path.exists(f"{SDK}/kubectl.{v}")]
+WS_KUBECTLS = [v for v in ("1.33",) if os.path.exists(f"{SDK}/kubectl.{v}")]
+ALL = SPDY_KUBECTLS + WS_KUBECTLS
+
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        body = f"hello from {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("streaming")
+    web = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    port = web.server_address[1]
+    with ControlPlane("nltks") as cp:
+        node = FakeNode(tmp, cp.token, cp.cluster.layout.ca_cert, cp.cluster.layout.ca_key)
+        sleeper = subprocess.Popen(["sleep", "600"])
+        try:
+            async def setup():
+                async with Client.from_kubeconfig(cp.kubeconfig) as c:
+                    n = await c.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+                    n["status"] = {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                                   "daemonEndpoints": {"kubeletEndpoint": {"Port": node.port}}}
+                    await c.update("nodes", n, subresource="status")
+                    pod = await c.create("pods", {
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": "p", "namespace": "default", "labels": {"app": "p"}},
+                        "spec": {"nodeName": NODE, "containers": [
+                            {"name": "c", "image": "busybox", "ports": [{"name": "web", "containerPort": port}]}]}})
+                    pod["status"] = {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}
+                    pod = await c.update("pods", pod, subresource="status")
+                    await c.create("services", {
+                        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "default"},
+                        "spec": {"selector": {"app": "p"}, "ports": [{"name": "http", "port": 80, "targetPort": port}]}})
+                    await c.create("endpoints", {
+                        "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "s", "namespace": "default"},
+                        "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": port}]}]})
+                    return pod
+            w = node.add(asyncio.run(setup()))
+            c = w.containers[0]
+            c.proc = runtime.Process(sleeper.pid, runtime.proc_start(sleeper.pid))
+            c.state, c.env = {"running": {"startedAt": "2024-01-01T00:00:00Z"}}, {"PATH": os.environ["PATH"]}
+            yield SimpleNamespace(cp=cp, node=node, port=port)
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+            node.close()
+            web.shutdown()
+
+
+def kubectl(lab, version: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home))
+    return subprocess.run([f"{SDK}/kubectl.{version}", *args], capture_output=True, text=True, env=env,
+                          timeout=kw.pop("timeout", 30), **kw)
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_exec_with_stdin_and_the_exit_code_over_spdy_and_websocket(lab, version):
+    r = kubectl(lab, version, "exec", "-i", "p", "--", "sh", "-c", "cat; echo err >&2; exit 3",
+                input="through stdin\n")
+    assert (r.returncode, r.stdout) == (3, "through stdin\n"), r.stderr
+    assert r.stderr.strip() == "err\ncommand terminated with exit code 3"
+    r = kubectl(lab, version, "exec", "p", "--", "echo", "fine")
+    assert (r.returncode, r.stdout) == (0, "fine\n"), r.stderr
+
+
+@pytest.mark.parametrize("version", SPDY_KUBECTLS)
+def test_exec_with_a_terminal_over_spdy(lab, version):
+    # no terminal of our own: kubectl -t needs one, so a pseudo-terminal is the test's
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home))
+        os.execv(f"{SDK}/kubectl.{version}", [f"kubectl.{version}", "exec", "-it", "p", "--", "sh", "-c",
+                                              "stty size; tty; exit 4"])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert b"/dev/pts/" in out and os.waitstatus_to_exitcode(status) == 4, out
+
+
+def forward(lab, version: str, target: str, ports: str) -> subprocess.Popen:
+    env = dict(os.environ, KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home))
+    proc = subprocess.Popen([f"{SDK}/kubectl.{version}", "port-forward", target, ports], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("Forwarding from 127.0.0.1:"), (line, proc.poll() and proc.stderr.read())
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.kill()
+    proc.wait(10)
+    return proc.stderr.read()
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_kubectl_port_forward_to_a_pod_and_a_service_then_curl(lab, version):
+    local = free_port()
+    proc = forward(lab, version, "pod/p", f"{local}:{lab.port}")
+    try:
+        for i in range(3):  # one connection after another over the same forward
+            got = urllib.request.urlopen(f"http://127.0.0.1:{local}/n{i}", timeout=10).read()
+            assert got == f"hello from /n{i}\n".encode()
+        if shutil.which("curl"):
+            out = subprocess.run(["curl", "-s", f"http://127.0.0.1:{local}/curl"], capture_output=True, timeout=20)
+            assert out.stdout == b"hello from /curl\n"
+    finally:
+        errors = stop(proc)
+    assert "error" not in errors.lower(), errors
+    local = free_port()
+    proc = forward(lab, version, "svc/s", f"{local}:80")
+    try:
+        assert urllib.request.urlopen(f"http://127.0.0.1:{local}/svc", timeout=10).read() == b"hello from /svc\n"
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize("version", ALL[:1])
+def test_port_forward_to_a_closed_port_says_why(lab, version):
+    local, closed = free_port(), free_port()
+    proc = forward(lab, version, "pod/p", f"{local}:{closed}")
+    try:
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10).read()
+        time.sleep(0.5)
+    finally:
+        errors = stop(proc)
+    assert f"error forwarding port {closed} to pod p" in errors and "connection refused" in errors, errors
+
+
+def python_client(lab):
+    from kubernetes import client, config
+    return client.CoreV1Api(config.new_client_from_config(str(lab.cp.kubeconfig)))
+
+
+def test_the_python_clients_exec_with_text_stdin_and_its_portforward(lab):
+    from kubernetes.stream import portforward, stream
+    api = python_client(lab)
+    resp = stream(api.connect_get_namespaced_pod_exec, "p", "default", command=["sh", "-c", "read x; echo got $x"],
+                  stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False)
+    resp.write_stdin("text frame\n")  # a str: sent as a text message
+    out = ""
+    deadline = time.time() + 10
+    while resp.is_open() and time.time() < deadline:
+        resp.update(timeout=1)
+        out += resp.read_stdout()
+    assert out == "got text frame\n"
+    assert resp.returncode == 0
+
+    pf = portforward(api.connect_get_namespaced_pod_portforward, "p", "default", ports=str(lab.port))
+    sock = pf.socket(lab.port)
+    sock.setblocking(True)
+    sock.sendall(b"GET /pf HTTP/1.0\r\n\r\n")
+    got = b""
+    while chunk := sock.recv(4096):
+        got += chunk
+    sock.close()
+    assert got.endswith(b"hello from /pf\n") and got.startswith(b"HTTP/1.0 200"), got
+    assert pf.error(lab.port) is None
+    pf.close()
+
+
+def test_a_spdy_client_of_our_own_execs_with_the_error_stream_last(lab):
+    """netlab.kit.spdy as a client, the way kubectl 1.27 speaks: streams per streamType."""
+    async def go():
+        ctx = ssl.create_default_context(cafile=str(lab.cp.cluster.layout.ca_cert))
+        host, port = lab.cp.url.removeprefix("https://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
+        writer.write((f"POST /api/v1/namespaces/default/pods/p/exec?command=sh&command=-c&command=cat%3Bexit+2"
+                      f"&stdin=true&stdout=true HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {lab.cp.token}\r\n"
+                      "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
+                      "Content-Length: 0\r\n\r\n").encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        assert head.startswith("HTTP/1.1 101") and "X-Stream-Protocol-Version: v4.channel.k8s.io" in head, head
+
+        async def write(data):
+            writer.write(data)
+            await writer.drain()
+        session = spdy.Session(reader.readexactly, write, server=False)
+        running = asyncio.ensure_future(session.run())
+        error = await session.open({"streamType": "error"})
+        stdin = await session.open({"streamType": "stdin"})
+        stdout = await session.open({"streamType": "stdout"})
+        await stdin.write(b"abc")
+        await stdin.close()
+        out = b""
+        while chunk := await stdout.read():
+            out += chunk
+        status = b""
+        while chunk := await error.read():
+            status += chunk
+        writer.close()
+        running.cancel()
+        return out, json.loads(status)
+    out, status = asyncio.run(go())
+    assert out == b"abc"
+    assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"] == [
+        {"reason": "ExitCode", "message": "2"}]
+
+
+def test_proxy_subresources_with_kubectl_and_the_python_client(lab):
+    kc = lab.cp.kubectl
+    assert kc("get", "--raw", f"/api/v1/namespaces/default/pods/p:{lab.port}/proxy/a/b?x=1").stdout == (
+        "hello from /a/b?x=1\n")
+    assert kc("get", "--raw", "/api/v1/namespaces/default/pods/p:web/proxy/named").stdout == "hello from /named\n"
+    assert kc("get", "--raw", "/api/v1/namespaces/default/services/s:http/proxy/svc").stdout == "hello from /svc\n"
+    assert kc("get", "--raw", "/api/v1/namespaces/default/services/http:s:80/proxy/").stdout == "hello from /\n"
+    assert kc("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz").stdout == "ok"
+    r = kc("get", "--raw", "/api/v1/namespaces/default/services/s:nope/proxy/", check=False)
+    assert r.returncode != 0 and 'no service port "nope" found for service "s"' in r.stderr, r.stderr
+    r = kc("get", "--raw", "/api/v1/namespaces/default/services/https:s:http/proxy/", check=False)
+    assert r.returncode != 0 and "error trying to reach service" in r.stderr, r.stderr  # plain HTTP behind it
+    api = python_client(lab)
+    assert api.connect_get_namespaced_pod_proxy_with_path(f"p:{lab.port}", "default", "py") == "hello from /py\n"
+    assert api.connect_get_namespaced_service_proxy_with_path("s:http", "default", "py") == "hello from /py\n"
+    assert api.connect_get_node_proxy_with_path(NODE, "healthz") == "ok"
+
+
+def test_kubectl_proxy_reaches_them(lab):
+    local = free_port()
+    env = dict(os.environ, KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home))
+    proc = subprocess.Popen(["kubectl", "proxy", f"--port={local}"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("Starting to serve on 127.0.0.1:")
+        base = f"http://127.0.0.1:{local}/api/v1/namespaces/default"
+        assert urllib.request.urlopen(f"{base}/services/s:http/proxy/kp", timeout=10).read() == b"hello from /kp\n"
+        assert urllib.request.urlopen(f"{base}/pods/p:{lab.port}/proxy/kp", timeout=10).read() == b"hello from /kp\n"
+    finally:
+        proc.kill()
+        proc.wait(10)
