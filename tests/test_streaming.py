@@ -8,11 +8,15 @@ WebSocket), the official Python client, and the small SPDY client of netlab.kit.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import pty
 import shutil
 import ssl
+import struct
 import subprocess
+import termios
 import threading
 import time
 import urllib.request
@@ -30,9 +34,17 @@ from tests.test_kubelet_api import NODE, FakeNode
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="exec enters the container's namespaces: root")
 
 SDK = "/usr/lib/google-cloud-sdk/bin"
-SPDY_KUBECTLS = [v for v in ("1.27", "1.30") if os.path.exists(f"{SDK}/kubectl.{v}")]
-WS_KUBECTLS = [v for v in ("1.33",) if os.path.exists(f"{SDK}/kubectl.{v}")]
-ALL = SPDY_KUBECTLS + WS_KUBECTLS
+SPDY_EXEC = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}  # kubectl 1.30+'s fallback, what 1.27-1.29 speak
+SPDY_FORWARD = {"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
+
+
+def cases(*items):
+    return [pytest.param(v, env, id=f"{v}-{name}") for v, env, name in items if os.path.exists(f"{SDK}/kubectl.{v}")]
+
+
+EXEC = cases(("1.27", {}, "spdy"), ("1.30", SPDY_EXEC, "spdy"), ("1.30", {}, "websocket"), ("1.33", {}, "websocket"))
+FORWARD = cases(("1.27", {}, "spdy"), ("1.30", {}, "spdy"), ("1.33", SPDY_FORWARD, "spdy"),
+                ("1.33", {}, "spdy-in-websocket"))
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -90,31 +102,33 @@ def lab(tmp_path_factory):
             web.shutdown()
 
 
-def kubectl(lab, version: str, *args: str, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home))
+def kubectl(lab, version: str, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home), **(env or {}))
     return subprocess.run([f"{SDK}/kubectl.{version}", *args], capture_output=True, text=True, env=env,
                           timeout=kw.pop("timeout", 30), **kw)
 
 
-@pytest.mark.parametrize("version", ALL)
-def test_exec_with_stdin_and_the_exit_code_over_spdy_and_websocket(lab, version):
+@pytest.mark.parametrize("version,env", EXEC)
+def test_exec_with_stdin_and_the_exit_code_over_spdy_and_websocket(lab, version, env):
     r = kubectl(lab, version, "exec", "-i", "p", "--", "sh", "-c", "cat; echo err >&2; exit 3",
-                input="through stdin\n")
+                input="through stdin\n", env=env)
     assert (r.returncode, r.stdout) == (3, "through stdin\n"), r.stderr
     assert r.stderr.strip() == "err\ncommand terminated with exit code 3"
-    r = kubectl(lab, version, "exec", "p", "--", "echo", "fine")
+    r = kubectl(lab, version, "exec", "p", "--", "echo", "fine", env=env)
     assert (r.returncode, r.stdout) == (0, "fine\n"), r.stderr
+    r = kubectl(lab, version, "exec", "p", "-c", "nope", "--", "true", env=env)
+    assert r.returncode == 1 and "container nope is not valid for pod p" in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("version", SPDY_KUBECTLS)
-def test_exec_with_a_terminal_over_spdy(lab, version):
-    # no terminal of our own: kubectl -t needs one, so a pseudo-terminal is the test's
-    import pty
+@pytest.mark.parametrize("version,env", EXEC)
+def test_exec_with_a_terminal_and_its_size(lab, version, env):
+    # kubectl -t needs a terminal: a pseudo-terminal of the test's
     pid, fd = pty.fork()
     if pid == 0:
-        os.environ.update(KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home))
+        os.environ.update(KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home), **env)
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))  # kubectl sends this size
         os.execv(f"{SDK}/kubectl.{version}", [f"kubectl.{version}", "exec", "-it", "p", "--", "sh", "-c",
-                                              "stty size; tty; exit 4"])
+                                              "sleep 0.5; stty size; tty; exit 4"])
     out = b""
     while True:
         try:
@@ -125,11 +139,11 @@ def test_exec_with_a_terminal_over_spdy(lab, version):
             break
         out += chunk
     _, status = os.waitpid(pid, 0)
-    assert b"/dev/pts/" in out and os.waitstatus_to_exitcode(status) == 4, out
+    assert b"/dev/pts/" in out and b"33 111" in out and os.waitstatus_to_exitcode(status) == 4, out
 
 
-def forward(lab, version: str, target: str, ports: str) -> subprocess.Popen:
-    env = dict(os.environ, KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home))
+def forward(lab, version: str, target: str, ports: str, env: dict | None = None) -> subprocess.Popen:
+    env = dict(os.environ, KUBECONFIG=str(lab.cp.kubeconfig), HOME=str(lab.cp.home), **(env or {}))
     proc = subprocess.Popen([f"{SDK}/kubectl.{version}", "port-forward", target, ports], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
@@ -143,10 +157,10 @@ def stop(proc: subprocess.Popen) -> str:
     return proc.stderr.read()
 
 
-@pytest.mark.parametrize("version", ALL)
-def test_kubectl_port_forward_to_a_pod_and_a_service_then_curl(lab, version):
+@pytest.mark.parametrize("version,env", FORWARD)
+def test_kubectl_port_forward_to_a_pod_and_a_service_then_curl(lab, version, env):
     local = free_port()
-    proc = forward(lab, version, "pod/p", f"{local}:{lab.port}")
+    proc = forward(lab, version, "pod/p", f"{local}:{lab.port}", env)
     try:
         for i in range(3):  # one connection after another over the same forward
             got = urllib.request.urlopen(f"http://127.0.0.1:{local}/n{i}", timeout=10).read()
@@ -158,17 +172,17 @@ def test_kubectl_port_forward_to_a_pod_and_a_service_then_curl(lab, version):
         errors = stop(proc)
     assert "error" not in errors.lower(), errors
     local = free_port()
-    proc = forward(lab, version, "svc/s", f"{local}:80")
+    proc = forward(lab, version, "svc/s", f"{local}:80", env)
     try:
         assert urllib.request.urlopen(f"http://127.0.0.1:{local}/svc", timeout=10).read() == b"hello from /svc\n"
     finally:
         stop(proc)
 
 
-@pytest.mark.parametrize("version", ALL[:1])
-def test_port_forward_to_a_closed_port_says_why(lab, version):
+@pytest.mark.parametrize("version,env", FORWARD[:1] + FORWARD[-1:])
+def test_port_forward_to_a_closed_port_says_why(lab, version, env):
     local, closed = free_port(), free_port()
-    proc = forward(lab, version, "pod/p", f"{local}:{closed}")
+    proc = forward(lab, version, "pod/p", f"{local}:{closed}", env)
     try:
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10).read()

@@ -6,11 +6,11 @@
 - WebSocket (kubectl 1.30+, the Python client): v5.channel.k8s.io or v4.channel.k8s.io, messages
   whose first byte is the stream (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize, v5's 255 closes
   one). Binary and text messages alike: the Python client sends `write_stdin(str)` as text.
-- SPDY/3.1 (kubectl before 1.31, the e2e framework): the protocol chosen from the client's
-  `X-Stream-Protocol-Version` (v4.channel.k8s.io, v3, v2, channel.k8s.io), then the client opens
+- SPDY/3.1 (kubectl before 1.30, and its fallback after; the e2e framework): the protocol chosen
+  from the client's `X-Stream-Protocol-Version` (v5.channel.k8s.io, v4, v3, v2, channel.k8s.io), then the client opens
   one stream per `streamType` (error, stdin, stdout, stderr, resize for a terminal); stdin's end
-  is its FIN, resizes are JSON objects one after another. v4 writes the Status as JSON on the
-  error stream, the older versions its message as text."""
+  is its FIN, resizes are JSON objects one after another. v4 and v5 write the Status as JSON on
+  the error stream, the older versions its message as text."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from aiohttp import WSMsgType, web
 from netlab.kit import spdy, upgrade
 
 WS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-SPDY_PROTOCOLS = ("v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+# v5 over SPDY is v4 (its close signal is WebSocket's), as upstream's kubelet serves it
+SPDY_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
+                  "channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 STREAM_TYPES = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERROR, "resize": RESIZE}
 STREAM_WAIT = 30.0  # upstream's streamCreationTimeout
@@ -136,7 +138,7 @@ class SPDYChannels:
                 if (s := self.streams.get(kind)) is not None:
                     await s.close()
             if (s := self.streams.get(ERROR)) is not None:
-                if self.protocol == "v4.channel.k8s.io":
+                if self.protocol in ("v5.channel.k8s.io", "v4.channel.k8s.io"):
                     await s.write(json.dumps(status).encode())
                 elif status.get("status") != "Success":
                     await s.write(status.get("message", "").encode())
@@ -166,7 +168,7 @@ async def open_channels(request: web.Request, stdin: bool, stdout: bool, stderr:
         raise StreamError("Upgrade request required")
     protocol = negotiate(request, SPDY_PROTOCOLS)
     conn, session, runner = await spdy_session(request, protocol)
-    expected = 1 + stdin + stdout + stderr + (tty and protocol in ("v4.channel.k8s.io", "v3.channel.k8s.io"))
+    expected = 1 + stdin + stdout + stderr + (tty and protocol not in ("v2.channel.k8s.io", "channel.k8s.io"))
     streams: dict[int, spdy.Stream] = {}
     loop = asyncio.get_running_loop()
     end = loop.time() + STREAM_WAIT
