@@ -20,6 +20,10 @@ NS = "streamtest"
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.39"
 SDK = "/usr/lib/google-cloud-sdk/bin"
 VERSIONS = [v for v in ("1.27", "1.30", "1.33") if os.path.exists(f"{SDK}/kubectl.{v}")]
+# kubectl 1.30+ speak WebSocket for exec and attach; their fallback (and 1.27) SPDY
+EXEC = [pytest.param(v, env, id=f"{v}-{name}") for v in VERSIONS for env, name in (
+    ({}, "spdy" if v < "1.30" else "websocket"), ({"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}, "spdy"))
+    if v >= "1.30" or not env]
 
 APP = f"""
 apiVersion: apps/v1
@@ -56,7 +60,7 @@ spec:
     stdin: true
     stdinOnce: true
     command: [sh, -c, 'read line; echo "got $line"']
-""" for v in VERSIONS)
+""" for v in [p.id for p in EXEC])
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +70,14 @@ def lab(netlab_lab: Lab):
     try:
         lab.apply(APP, namespace=NS)
         lab.wait_ready("app=web", namespace=NS, count=2, timeout=60)
-        lab.wait_ready("app=attach", namespace=NS, count=len(VERSIONS), timeout=60)
+        lab.wait_ready("app=attach", namespace=NS, count=len(EXEC), timeout=60)
         yield lab
     finally:
         lab.kubectl("delete", "namespace", NS, "--wait=false", check=False)
 
 
-def kubectl(lab: Lab, version: str, *args: str, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, KUBECONFIG=str(lab.kubeconfig))
+def kubectl(lab: Lab, version: str, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, KUBECONFIG=str(lab.kubeconfig), **(env or {}))
     return subprocess.run([f"{SDK}/kubectl.{version}", "-n", NS, *args], capture_output=True, text=True, env=env,
                           timeout=kw.pop("timeout", 60), **kw)
 
@@ -88,14 +92,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_exec_and_attach_with_stdin(lab, version):
+@pytest.mark.parametrize("version,env", EXEC)
+def test_exec_cp_and_attach_with_stdin(lab, version, env, request, tmp_path):
     pod = web_pods(lab)[0]["metadata"]["name"]
-    r = kubectl(lab, version, "exec", "-i", pod, "--", "sh", "-c", "cat; hostname; exit 5", input="in\n")
+    r = kubectl(lab, version, "exec", "-i", pod, "--", "sh", "-c", "cat; hostname; exit 5", input="in\n", env=env)
     assert (r.returncode, r.stdout) == (5, f"in\n{pod}\n"), r.stderr
     assert "command terminated with exit code 5" in r.stderr
-    name = f"attach-{version.replace('.', '-')}"
-    r = kubectl(lab, version, "attach", "-i", name, input="hello\n")
+    # kubectl cp: tar through exec's stdin and stdout, both ways
+    (tmp_path / "up.txt").write_bytes(b"\x00binary\xff" * 1000)
+    r = kubectl(lab, version, "cp", str(tmp_path / "up.txt"), f"{pod}:/tmp/up.txt", env=env)
+    assert r.returncode == 0, r.stderr
+    r = kubectl(lab, version, "cp", f"{pod}:/tmp/up.txt", str(tmp_path / "down.txt"), env=env)
+    assert r.returncode == 0 and (tmp_path / "down.txt").read_bytes() == b"\x00binary\xff" * 1000, r.stderr
+    name = f"attach-{request.node.callspec.id.replace('.', '-')}"
+    r = kubectl(lab, version, "attach", "-i", name, input="hello\n", env=env)
     assert "got hello" in r.stdout, (r.stdout, r.stderr)
     done = lab.wait(lambda: (lab.get("pods", name, NS).get("status") or {}).get("phase") == "Succeeded",
                     what=f"{name} to end once its stdin closed")
