@@ -5,9 +5,16 @@ plane, as `kubectl get --raw`, `kubectl proxy` and the Python client use them.""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pty
+import select
+import signal
 import socket
+import struct
 import subprocess
+import termios
 import time
 import urllib.request
 
@@ -60,6 +67,14 @@ spec:
     stdin: true
     stdinOnce: true
     command: [sh, -c, 'read line; echo "got $line"']
+""" for v in [p.id for p in EXEC]) + "".join(f"""
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: tty-{v.replace('.', '-')}, labels: {{app: tty}}}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: c, image: busybox, stdin: true, tty: true, command: [sh]}}]
 """ for v in [p.id for p in EXEC])
 
 
@@ -71,6 +86,7 @@ def lab(netlab_lab: Lab):
         lab.apply(APP, namespace=NS)
         lab.wait_ready("app=web", namespace=NS, count=2, timeout=60)
         lab.wait_ready("app=attach", namespace=NS, count=len(EXEC), timeout=60)
+        lab.wait_ready("app=tty", namespace=NS, count=len(EXEC), timeout=60)
         yield lab
     finally:
         lab.kubectl("delete", "namespace", NS, "--wait=false", check=False)
@@ -110,6 +126,38 @@ def test_exec_cp_and_attach_with_stdin(lab, version, env, request, tmp_path):
     done = lab.wait(lambda: (lab.get("pods", name, NS).get("status") or {}).get("phase") == "Succeeded",
                     what=f"{name} to end once its stdin closed")
     assert done
+
+
+@pytest.mark.parametrize("version,env", EXEC)
+def test_attach_with_a_terminal(lab, version, env, request):
+    """kubectl attach -it: the container's shell on its terminal, at the size of kubectl's."""
+    name = f"tty-{request.node.callspec.id.replace('.', '-')}"
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(KUBECONFIG=str(lab.kubeconfig), **env)
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 31, 97, 0, 0))
+        os.execv(f"{SDK}/kubectl.{version}", ["kubectl", "-n", NS, "attach", "-it", name])
+    out, sent, deadline = b"", False, time.time() + 30
+    try:
+        while time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if not ready:
+                if not sent:  # attached: the shell has its prompt
+                    os.write(fd, b"stty size; echo marker-$((6*7)); exit\n")
+                    sent = True
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        with contextlib.suppress(ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert b"marker-42" in out and b"31 97" in out, out
 
 
 @pytest.mark.parametrize("version", VERSIONS)
