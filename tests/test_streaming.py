@@ -13,6 +13,7 @@ import json
 import os
 import pty
 import shutil
+import socket
 import ssl
 import struct
 import subprocess
@@ -66,6 +67,8 @@ def lab(tmp_path_factory):
     web = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     port = web.server_address[1]
+    echo = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=until_eof, args=(echo,), daemon=True).start()
     with ControlPlane("nltks") as cp:
         node = FakeNode(tmp, cp.token, cp.cluster.layout.ca_cert, cp.cluster.layout.ca_key)
         sleeper = subprocess.Popen(["sleep", "600"])
@@ -89,17 +92,38 @@ def lab(tmp_path_factory):
                     await c.create("endpoints", {
                         "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "s", "namespace": "default"},
                         "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": port}]}]})
-                    return pod
-            w = node.add(asyncio.run(setup()))
+                    stopped = await c.create("pods", {
+                        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stopped", "namespace": "default"},
+                        "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox"}]}})
+                    return pod, stopped
+            pod, stopped = asyncio.run(setup())
+            node.add(stopped)
+            w = node.add(pod)
             c = w.containers[0]
             c.proc = runtime.Process(sleeper.pid, runtime.proc_start(sleeper.pid))
             c.state, c.env = {"running": {"startedAt": "2024-01-01T00:00:00Z"}}, {"PATH": os.environ["PATH"]}
-            yield SimpleNamespace(cp=cp, node=node, port=port)
+            yield SimpleNamespace(cp=cp, node=node, port=port, echo=echo.getsockname()[1])
         finally:
             sleeper.kill()
             sleeper.wait()
             node.close()
             web.shutdown()
+            echo.close()
+
+
+def until_eof(server: socket.socket) -> None:
+    """Reads a connection to its end, then answers with what it read, reversed: only a half-close
+    that reaches the server gets an answer."""
+    while True:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+            conn.sendall(data[::-1])
 
 
 def kubectl(lab, version: str, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
@@ -177,6 +201,28 @@ def test_kubectl_port_forward_to_a_pod_and_a_service_then_curl(lab, version, env
         assert urllib.request.urlopen(f"http://127.0.0.1:{local}/svc", timeout=10).read() == b"hello from /svc\n"
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("version,env", FORWARD)
+def test_port_forward_carries_a_half_close_to_the_pod(lab, version, env):
+    local = free_port()
+    proc = forward(lab, version, "pod/p", f"{local}:{lab.echo}", env)
+    try:
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+            s.sendall(b"stressed")
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+        assert got == b"desserts"
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize("version,env", EXEC)
+def test_exec_in_a_container_that_is_not_running_says_so(lab, version, env):
+    r = kubectl(lab, version, "exec", "stopped", "--", "true", env=env)
+    assert r.returncode == 1 and 'container not found ("c")' in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("version,env", FORWARD[:1] + FORWARD[-1:])
