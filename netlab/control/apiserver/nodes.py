@@ -102,7 +102,7 @@ class Kubelets:
         return self._session(kubelet)
 
     @staticmethod
-    def _path(kind: str, pod: dict, container: str) -> str:
+    def path(kind: str, pod: dict, container: str) -> str:
         meta = pod["metadata"]
         return f"/{kind}/{meta['namespace']}/{meta['name']}/{container}"
 
@@ -120,7 +120,7 @@ class Kubelets:
         node = (pod.get("spec") or {}).get("nodeName")
         if not node:  # upstream: no host, no location, an empty log
             return web.Response(body=b"", content_type="text/plain")
-        url = await self._kubelet(node) + self._path("containerLogs", pod, container)
+        url = await self._kubelet(node) + self.path("containerLogs", pod, container)
         params = [(k, v) for k, v in request.query.items() if k in LOG_OPTIONS]
         async with self._session() as session:
             try:
@@ -156,11 +156,7 @@ class Kubelets:
                     await out.write_eof()
                 return out
 
-    # --- pods/exec ---------------------------------------------------------------------------
-
-    async def exec(self, request: web.Request, pod: dict, container: str, kind: str = "exec") -> web.WebSocketResponse:
-        return await self.websocket(request, pod, self._path(kind, pod, container),
-                                    [(k, v) for k, v in request.query.items() if k in EXEC_OPTIONS])
+    # --- pods/exec, attach, portforward over WebSocket ----------------------------------------
 
     async def websocket(self, request: web.Request, pod: dict, path: str, params: list) -> web.WebSocketResponse:
         """The kubelet's WebSocket (exec, attach, portForward), relayed to the client's: each message both ways as it is

@@ -55,7 +55,7 @@ async def exec_or_attach(request: web.Request, kubelets: Kubelets, pod: dict, ki
     if kind == "exec" and not request.query.getall("command", []):
         raise bad_request("you must specify at least 1 command")
     params = [(k, v) for k, v in request.query.items() if k in EXEC_OPTIONS and (kind == "exec" or k != "command")]
-    path = kubelets._path(kind, pod, container)
+    path = kubelets.path(kind, pod, container)
     if _websocket(request):
         return await kubelets.websocket(request, pod, path, params)
     if _spdy(request):
