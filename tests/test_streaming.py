@@ -270,18 +270,20 @@ def test_the_python_clients_exec_with_text_stdin_and_its_portforward(lab):
     pf.close()
 
 
-def test_a_spdy_client_of_our_own_execs_with_the_error_stream_last(lab):
-    """netlab.kit.spdy as a client, the way kubectl 1.27 speaks: streams per streamType."""
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "channel.k8s.io"])
+def test_a_spdy_client_of_our_own_execs_with_the_error_stream_last(lab, protocol):
+    """netlab.kit.spdy as a client, the way kubectl 1.27 speaks: streams per streamType; the
+    Status as JSON from v4 on, its message as text before."""
     async def go():
         ctx = ssl.create_default_context(cafile=str(lab.cp.cluster.layout.ca_cert))
         host, port = lab.cp.url.removeprefix("https://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
         writer.write((f"POST /api/v1/namespaces/default/pods/p/exec?command=sh&command=-c&command=cat%3Bexit+2"
                       f"&stdin=true&stdout=true HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {lab.cp.token}\r\n"
-                      "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n"
+                      f"Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\n"
                       "Content-Length: 0\r\n\r\n").encode())
         head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        assert head.startswith("HTTP/1.1 101") and "X-Stream-Protocol-Version: v4.channel.k8s.io" in head, head
+        assert head.startswith("HTTP/1.1 101") and f"X-Stream-Protocol-Version: {protocol}\r\n" in head, head
 
         async def write(data):
             writer.write(data)
@@ -301,9 +303,13 @@ def test_a_spdy_client_of_our_own_execs_with_the_error_stream_last(lab):
             status += chunk
         writer.close()
         running.cancel()
-        return out, json.loads(status)
+        return out, status
     out, status = asyncio.run(go())
     assert out == b"abc"
+    if protocol == "channel.k8s.io":
+        assert status == b"command terminated with non-zero exit code: 2"
+        return
+    status = json.loads(status)
     assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"] == [
         {"reason": "ExitCode", "message": "2"}]
 

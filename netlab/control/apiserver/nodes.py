@@ -36,7 +36,7 @@ ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
 KUBELET_PORT = 10250
 LOG_OPTIONS = ("follow", "previous", "tailLines", "limitBytes", "sinceSeconds", "sinceTime", "timestamps")
 EXEC_OPTIONS = ("command", "stdin", "stdout", "stderr", "tty")
-CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 ERROR_STREAM = 3
 
 

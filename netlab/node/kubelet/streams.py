@@ -3,9 +3,10 @@
 (stdin data, a terminal resize as JSON, and (CLOSE, b"\\0") at the end of stdin), and
 `finish(status)` for the final Status on the error stream.
 
-- WebSocket (kubectl 1.30+, the Python client): v5.channel.k8s.io or v4.channel.k8s.io, messages
+- WebSocket (kubectl 1.30+, the Python client): v5.channel.k8s.io, v4 or channel.k8s.io, messages
   whose first byte is the stream (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize, v5's 255 closes
   one). Binary and text messages alike: the Python client sends `write_stdin(str)` as text.
+  v4 and v5 end with the Status as JSON on the error stream, channel.k8s.io with its message.
 - SPDY/3.1 (kubectl before 1.30, and its fallback after; the e2e framework): the protocol chosen
   from the client's `X-Stream-Protocol-Version` (v5.channel.k8s.io, v4, v3, v2, channel.k8s.io), then the client opens
   one stream per `streamType` (error, stdin, stdout, stderr, resize for a terminal); stdin's end
@@ -23,7 +24,8 @@ from aiohttp import WSMsgType, web
 
 from netlab.kit import spdy, upgrade
 
-WS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+WS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+JSON_STATUS = ("v5.channel.k8s.io", "v4.channel.k8s.io")  # before v4, the error stream has the message as text
 # v5 over SPDY is v4 (its close signal is WebSocket's), as upstream's kubelet serves it
 SPDY_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
                   "channel.k8s.io")
@@ -84,7 +86,10 @@ class WebSocketChannels:
 
     async def finish(self, status: dict) -> None:
         with contextlib.suppress(ConnectionError):
-            await self.ws.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
+            if self.ws.ws_protocol in JSON_STATUS:
+                await self.ws.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
+            elif status.get("status") != "Success":
+                await self.ws.send_bytes(bytes([ERROR]) + status.get("message", "").encode())
         await self.ws.close()
 
 
@@ -138,7 +143,7 @@ class SPDYChannels:
                 if (s := self.streams.get(kind)) is not None:
                     await s.close()
             if (s := self.streams.get(ERROR)) is not None:
-                if self.protocol in ("v5.channel.k8s.io", "v4.channel.k8s.io"):
+                if self.protocol in JSON_STATUS:
                     await s.write(json.dumps(status).encode())
                 elif status.get("status") != "Success":
                     await s.write(status.get("message", "").encode())
