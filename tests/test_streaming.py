@@ -322,8 +322,12 @@ def test_proxy_subresources_with_kubectl_and_the_python_client(lab):
     assert kc("get", "--raw", "/api/v1/namespaces/default/services/s:http/proxy/svc").stdout == "hello from /svc\n"
     assert kc("get", "--raw", "/api/v1/namespaces/default/services/http:s:80/proxy/").stdout == "hello from /\n"
     assert kc("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz").stdout == "ok"
-    r = kc("get", "--raw", "/api/v1/namespaces/default/services/s:nope/proxy/", check=False)
-    assert r.returncode != 0 and 'no service port "nope" found for service "s"' in r.stderr, r.stderr
+    # .../proxy is redirected to .../proxy/ (urllib follows it)
+    assert lab.cp.raw("GET", "/api/v1/namespaces/default/services/s:http/proxy?q=1") == (200, b"hello from /?q=1\n")
+    status, body = lab.cp.raw("GET", "/api/v1/namespaces/default/services/s:nope/proxy/")
+    assert status == 503 and 'no service port \\"nope\\" found for service \\"s\\"' in body.decode(), body
+    status, body = lab.cp.raw("GET", "/api/v1/namespaces/default/services/s/proxy/")  # its port has a name
+    assert status == 503 and 'no service port \\"\\" found' in body.decode(), body
     r = kc("get", "--raw", "/api/v1/namespaces/default/services/https:s:http/proxy/", check=False)
     assert r.returncode != 0 and "error trying to reach service" in r.stderr, r.stderr  # plain HTTP behind it
     api = python_client(lab)

@@ -41,16 +41,16 @@ def split_name(text: str) -> tuple[str, str, str]:
 async def serve(request: web.Request, objects, kubelets: Kubelets, plural: str, namespace: str | None, spec: str,
                 path: list[str]) -> web.StreamResponse:
     scheme, name, port = split_name(spec)
-    if scheme and scheme not in ("http", "https"):
-        raise bad_request(f"invalid scheme {scheme!r}")
+    if not path and not request.path.endswith("/"):  # `.../proxy` to `.../proxy/`, as upstream redirects
+        return web.Response(status=301, headers={"Location": request.path + "/" + (
+            f"?{request.query_string}" if request.query_string else "")})
     if plural == "pods":
         target = pod_location(objects, namespace, name, port, scheme)
     elif plural == "services":
         target = service_location(objects, namespace, name, port, scheme)
     else:
         target = await node_location(objects, kubelets, name, port, scheme)
-    rest = "/".join(path)
-    url = f"{target}/{rest}" if rest or request.path.endswith("/") else target + "/"
+    url = f"{target}/{'/'.join(path)}"
     return await forward(request, kubelets, url, kubelet=plural == "nodes")
 
 
@@ -74,11 +74,11 @@ def service_location(objects, namespace: str | None, name: str, port: str, schem
     if port.isdigit():  # a Service port's number: its name finds the endpoints' port
         match = [p for p in ports if str(p.get("port")) == port]
         if not match:
-            raise bad_request(f"no service port {port} found for service \"{name}\"")
+            raise APIError(503, "ServiceUnavailable", f'no service port {port} found for service "{name}"')
         port_name = match[0].get("name") or ""
     else:
         if not any((p.get("name") or "") == port for p in ports):
-            raise bad_request(f"no service port \"{port}\" found for service \"{name}\"")
+            raise APIError(503, "ServiceUnavailable", f'no service port "{port}" found for service "{name}"')
         port_name = port
     try:
         eps = objects.get(lookup("", "v1", "endpoints"), namespace, name)
