@@ -140,6 +140,9 @@ def test_exec_with_stdin_and_the_exit_code_over_spdy_and_websocket(lab, version,
     assert r.stderr.strip() == "err\ncommand terminated with exit code 3"
     r = kubectl(lab, version, "exec", "p", "--", "echo", "fine", env=env)
     assert (r.returncode, r.stdout) == (0, "fine\n"), r.stderr
+    big = "".join(f"{i:07d}\n" for i in range(400_000))  # 3.2 MB each way
+    r = kubectl(lab, version, "exec", "-i", "p", "--", "cat", input=big, env=env)
+    assert r.returncode == 0 and r.stdout == big, (len(r.stdout), r.stderr)
     r = kubectl(lab, version, "exec", "p", "-c", "nope", "--", "true", env=env)
     assert r.returncode == 1 and "container nope is not valid for pod p" in r.stderr, r.stderr
 
@@ -204,17 +207,18 @@ def test_kubectl_port_forward_to_a_pod_and_a_service_then_curl(lab, version, env
 
 
 @pytest.mark.parametrize("version,env", FORWARD)
-def test_port_forward_carries_a_half_close_to_the_pod(lab, version, env):
+def test_port_forward_carries_a_half_close_and_megabytes_both_ways(lab, version, env):
     local = free_port()
     proc = forward(lab, version, "pod/p", f"{local}:{lab.echo}", env)
     try:
-        with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
-            s.sendall(b"stressed")
-            s.shutdown(socket.SHUT_WR)
-            got = b""
-            while chunk := s.recv(4096):
-                got += chunk
-        assert got == b"desserts"
+        for payload in (b"stressed", os.urandom(3 * 1024 * 1024)):  # far past SPDY's 64 KiB window
+            with socket.create_connection(("127.0.0.1", local), timeout=20) as s:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                got = b""
+                while chunk := s.recv(65536):
+                    got += chunk
+            assert got == payload[::-1], len(got)
     finally:
         stop(proc)
 
