@@ -158,12 +158,15 @@ class Kubelets:
 
     # --- pods/exec, attach, portforward over WebSocket ----------------------------------------
 
-    async def websocket(self, request: web.Request, pod: dict, path: str, params: list) -> web.WebSocketResponse:
-        """The kubelet's WebSocket (exec, attach, portForward), relayed to the client's: each message both ways as it is
-        (binary or text), and the close (with its code) from either side to the other. What stops
-        it before the kubelet's upgrade comes to a WebSocket client as the final Status on the error
-        stream (as the kubelet reports a command that cannot start), where kubectl shows it: a
-        refused upgrade would send kubectl back to SPDY, with the message lost."""
+    async def websocket(self, request: web.Request, pod: dict, path: str, params: list,
+                        status_stream: bool = True) -> web.WebSocketResponse:
+        """The kubelet's WebSocket (exec, attach, portForward), relayed to the client's: each
+        message both ways as it is (binary or text), and the close (with its code) from either side
+        to the other. What stops an exec or attach before the kubelet's upgrade comes to a
+        WebSocket client as the final Status on the error stream (as the kubelet reports a command
+        that cannot start), where kubectl shows it: a refused upgrade would send kubectl back to
+        SPDY, with the message lost. Port-forward has no such stream (`status_stream=False`): its
+        upgrade is refused with the NodeError."""
         node = (pod.get("spec") or {}).get("nodeName")
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         async with self._session() as session:
@@ -172,7 +175,7 @@ class Kubelets:
                     raise NodeError(f"pod {pod['metadata']['name']} does not have a host assigned")
                 kubelet = await self._exec_ws(session, await self._kubelet(node) + path, params, protocols)
             except NodeError as e:
-                if request.headers.get("Upgrade", "").lower() != "websocket":
+                if request.headers.get("Upgrade", "").lower() != "websocket" or not status_stream:
                     raise
                 client = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS)
                 await client.prepare(request)

@@ -71,7 +71,10 @@ async def portforward(request: web.Request, kubelets: Kubelets, pod: dict) -> we
         ports = [p for v in request.query.getall("ports", []) for p in v.split(",") if p]
         if not ports:
             raise bad_request('query parameter "ports" is required')
-        return await kubelets.websocket(request, pod, path, [("port", p) for p in ports])
+        try:
+            return await kubelets.websocket(request, pod, path, [("port", p) for p in ports], status_stream=False)
+        except NodeError as e:
+            raise bad_request(str(e)) from None
     if _spdy(request):
         return await pipe_spdy(request, kubelets, pod, path, [])
     raise bad_request("Upgrade request required")
