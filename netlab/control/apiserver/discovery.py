@@ -63,6 +63,11 @@ def resource_list(group: str, version: str, served: list[Resource]) -> dict:
                 entry.update(kind="Pod", verbs=["get"])
             elif sub == "eviction":
                 entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
+            elif sub in ("exec", "attach", "portforward"):  # PodExecOptions, PodAttachOptions, ...
+                entry.update(kind={"exec": "PodExecOptions", "attach": "PodAttachOptions",
+                                   "portforward": "PodPortForwardOptions"}[sub], verbs=["create", "get"])
+            elif sub == "proxy":
+                entry.update(kind=f"{r.kind}ProxyOptions", verbs=["create", "delete", "get", "patch", "update"])
             elif sub == "finalize":
                 entry.update(verbs=["update"])
             resources.append(entry)

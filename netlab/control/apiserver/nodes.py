@@ -1,9 +1,9 @@
-"""The one seam through which the API server reaches a pod on its node: pods/log and pods/exec
-(and later attach and port-forward), as upstream's API server asks the pod's kubelet. It reads the
+"""The one seam through which the API server reaches a pod on its node: pods/log, exec, attach
+and port-forward, as upstream's API server asks the pod's kubelet. It reads the
 pod's Node, takes its address (InternalIP, then ExternalIP, then Hostname: kubeadm's
 --kubelet-preferred-address-types) and kubelet port (status.daemonEndpoints.kubeletEndpoint), and
 calls the kubelet's API there (netlab.node.kubelet.server) over HTTPS with the lab's token: a log
-is relayed as a stream, exec WebSocket to WebSocket. Like upstream's API server without
+is relayed as a stream, exec WebSocket to WebSocket, a SPDY upgrade byte for byte. Like upstream's API server without
 --kubelet-certificate-authority, it does not verify the kubelet's serving certificate (a joined
 machine's kubelet signs its own).
 
@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -33,7 +36,7 @@ ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
 KUBELET_PORT = 10250
 LOG_OPTIONS = ("follow", "previous", "tailLines", "limitBytes", "sinceSeconds", "sinceTime", "timestamps")
 EXEC_OPTIONS = ("command", "stdin", "stdout", "stderr", "tty")
-CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 ERROR_STREAM = 3
 
 
@@ -80,17 +83,26 @@ class Kubelets:
         port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or KUBELET_PORT
         return f"https://{address}:{port}"
 
-    def _session(self) -> aiohttp.ClientSession:
+    def _session(self, kubelet: bool = True) -> aiohttp.ClientSession:
+        """A client whose sockets are made where the node network is; with the lab's token for a
+        kubelet, without for a pod or a Service's endpoint (the proxy subresources)."""
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         netns, token = self._dial_config()
         connector = aiohttp.TCPConnector(ssl=ctx, force_close=True, socket_factory=(
             lambda ai: net.socket_in(netns, ai[0], ai[1], ai[2])))
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-                                     headers={"Authorization": f"Bearer {token}"})
+                                     headers={"Authorization": f"Bearer {token}"} if kubelet else None,
+                                     auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def kubelet_url(self, node_name: str) -> str:
+        return await self._kubelet(node_name)
+
+    def session(self, kubelet: bool = True) -> aiohttp.ClientSession:
+        return self._session(kubelet)
 
     @staticmethod
-    def _path(kind: str, pod: dict, container: str) -> str:
+    def path(kind: str, pod: dict, container: str) -> str:
         meta = pod["metadata"]
         return f"/{kind}/{meta['namespace']}/{meta['name']}/{container}"
 
@@ -108,7 +120,7 @@ class Kubelets:
         node = (pod.get("spec") or {}).get("nodeName")
         if not node:  # upstream: no host, no location, an empty log
             return web.Response(body=b"", content_type="text/plain")
-        url = await self._kubelet(node) + self._path("containerLogs", pod, container)
+        url = await self._kubelet(node) + self.path("containerLogs", pod, container)
         params = [(k, v) for k, v in request.query.items() if k in LOG_OPTIONS]
         async with self._session() as session:
             try:
@@ -144,24 +156,26 @@ class Kubelets:
                     await out.write_eof()
                 return out
 
-    # --- pods/exec ---------------------------------------------------------------------------
+    # --- pods/exec, attach, portforward over WebSocket ----------------------------------------
 
-    async def exec(self, request: web.Request, pod: dict, container: str) -> web.WebSocketResponse:
-        """The kubelet's exec WebSocket, relayed to the client's: each message both ways as it is
-        (binary or text), and the close (with its code) from either side to the other. What stops
-        it before the kubelet's upgrade comes to a WebSocket client as the final Status on the error
-        stream (as the kubelet reports a command that cannot start), where kubectl shows it: a
-        refused upgrade would send kubectl back to SPDY, with the message lost."""
+    async def websocket(self, request: web.Request, pod: dict, path: str, params: list,
+                        status_stream: bool = True) -> web.WebSocketResponse:
+        """The kubelet's WebSocket (exec, attach, portForward), relayed to the client's: each
+        message both ways as it is (binary or text), and the close (with its code) from either side
+        to the other. What stops an exec or attach before the kubelet's upgrade comes to a
+        WebSocket client as the final Status on the error stream (as the kubelet reports a command
+        that cannot start), where kubectl shows it: a refused upgrade would send kubectl back to
+        SPDY, with the message lost. Port-forward has no such stream (`status_stream=False`): its
+        upgrade is refused with the NodeError."""
         node = (pod.get("spec") or {}).get("nodeName")
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         async with self._session() as session:
             try:
                 if not node:
                     raise NodeError(f"pod {pod['metadata']['name']} does not have a host assigned")
-                kubelet = await self._exec_ws(session, await self._kubelet(node) + self._path("exec", pod, container),
-                                              [(k, v) for k, v in request.query.items() if k in EXEC_OPTIONS], protocols)
+                kubelet = await self._exec_ws(session, await self._kubelet(node) + path, params, protocols)
             except NodeError as e:
-                if request.headers.get("Upgrade", "").lower() != "websocket":
+                if request.headers.get("Upgrade", "").lower() != "websocket" or not status_stream:
                     raise
                 client = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS)
                 await client.prepare(request)
@@ -187,6 +201,57 @@ class Kubelets:
             raise self._dial_error(url, e) from None
         except aiohttp.ClientError as e:
             raise NodeError(f'Get "{url}": {e}', 500) from None
+
+
+    # --- SPDY/3.1 upgrades ------------------------------------------------------------------
+
+    async def upgrade(self, pod: dict, path: str, params: list, protocols: list[str]):
+        """An upgrade to SPDY/3.1 at the pod's kubelet, offering `protocols`: the kubelet's 101
+        headers and the connection (reader, writer) from then on; what it answers instead, as a
+        NodeError."""
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:
+            raise NodeError(f"pod {pod['metadata']['name']} does not have a host assigned")
+        base = await self._kubelet(node)
+        url = base + path + ("?" + urlencode(params) if params else "")
+        host, _, port = base.removeprefix("https://").rpartition(":")
+        netns, token = self._dial_config()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        sock = net.socket_in(netns, socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host.strip("[]"), int(port))), 10)
+            reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx, server_hostname=host.strip("[]"),
+                                                           limit=2 ** 24)
+        except (OSError, asyncio.TimeoutError) as e:
+            sock.close()
+            why = os.strerror(e.errno).lower() if isinstance(e, OSError) and e.errno else "i/o timeout"
+            raise NodeError(f'Post "{url}": dial tcp {host}:{port}: connect: {why}', 500) from None
+        head = "".join(f"X-Stream-Protocol-Version: {p}\r\n" for p in protocols)
+        writer.write((f"POST {url.removeprefix(base)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                      f"Authorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                      f"{head}Content-Length: 0\r\n\r\n").encode())
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, OSError) as e:
+            writer.close()
+            raise NodeError(f'Post "{url}": {e}', 500) from None
+        lines = raw.decode("latin-1").split("\r\n")
+        code = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+        if code != 101:
+            try:
+                body = await asyncio.wait_for(reader.read(int(headers.get("content-length", 65536))), 5)
+            except (asyncio.TimeoutError, OSError):
+                body = b""
+            writer.close()
+            raise NodeError(body.decode(errors="replace").strip() or f"the kubelet answered {code}", code)
+        return headers, reader, writer
 
 
 def failure(e: NodeError) -> dict:

@@ -1,6 +1,7 @@
 """The Kubernetes REST API over HTTP (aiohttp): authentication, routing of the paths to the object
 operations (objects.py), discovery and OpenAPI, content negotiation (server-side Tables), watch
-streams, pods' log and exec through their nodes, and every error as a Status."""
+streams, pods' log, exec, attach and port-forward through their nodes (streaming.py), the proxy
+subresources (proxy.py), and every error as a Status."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from netlab.api.resources import Resource, lookup
-from netlab.control.apiserver import codec, discovery, eviction, fieldmanager, nodes, openapi, protobuf
+from netlab.control.apiserver import (codec, discovery, eviction, fieldmanager, nodes, openapi, protobuf, proxy,
+                                      streaming)
 from netlab.control.apiserver.bootstrap import bootstrap
 from netlab.control.apiserver.crdcontroller import CRDController
 from netlab.control.apiserver.errors import APIError, bad_request, no_route, status_body
@@ -197,6 +199,8 @@ class APIServer:
             raise no_route()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
+        if sub == "proxy" and "proxy" in r.subresources:  # the rest of the path is the proxied one
+            return await proxy.serve(request, self.objects, self.kubelets, r.plural, namespace, name, rest[3:])
         if len(rest) > 3 or (sub and sub not in r.subresources):
             raise no_route()
         m = request.method
@@ -232,8 +236,8 @@ class APIServer:
             return await self.bind(request, namespace, name)
         elif sub == "log" and m == "GET":
             return await self.pod_log(request, namespace, name)
-        elif sub == "exec" and m in ("GET", "POST"):
-            return await self.pod_exec(request, namespace, name)
+        elif sub in ("exec", "attach", "portforward") and m in ("GET", "POST"):
+            return await self.pod_stream(request, namespace, name, sub)
         elif sub in ("status", "finalize"):
             if m == "GET":
                 return self.respond(request, r, self.objects.get(r, namespace, name))
@@ -449,21 +453,11 @@ class APIServer:
         except nodes.NodeError as e:
             raise bad_request(str(e)) from None
 
-    async def pod_exec(self, request: web.Request, namespace: str | None, name: str) -> web.StreamResponse:
+    async def pod_stream(self, request: web.Request, namespace: str | None, name: str, sub: str):
         pod = self.objects.get(lookup("", "v1", "pods"), namespace, name)
-        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
-        container = request.query.get("container") or containers[0]
-        if container not in containers:
-            raise bad_request(f"container {container} is not valid for pod {name}")
-        if not request.query.getall("command", []):
-            raise bad_request("you must specify at least 1 command")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            raise bad_request("netlab serves exec over WebSocket only (kubectl 1.30 and later, or the kubernetes "
-                              "Python client's stream())")
-        try:
-            return await self.kubelets.exec(request, pod, container)
-        except nodes.NodeError as e:
-            raise bad_request(str(e)) from None
+        if sub == "portforward":
+            return await streaming.portforward(request, self.kubelets, pod)
+        return await streaming.exec_or_attach(request, self.kubelets, pod, sub)
 
 
 def make_app(server: APIServer) -> web.Application:

@@ -1,7 +1,6 @@
-"""Exec as the kubelet serves it (`GET|POST /exec/{namespace}/{pod}/{container}?command=...`):
-over WebSocket, the protocol kubectl speaks (v5.channel.k8s.io, or v4): binary messages whose
-first byte is the stream (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 a terminal resize;
-v5's 255 closes a stream). The command runs in the container's namespaces (its root among them), cgroup
+"""Exec and attach as the kubelet serves them (`GET|POST /exec/{namespace}/{pod}/{container}?command=...`,
+`/attach/...`), on the client's streams over WebSocket or SPDY (streams.py: stdin, stdout, stderr,
+the final Status, terminal resizes). The command runs in the container's namespaces (its root among them), cgroup
 and privileges, with the container's environment and working directory, as the runtime started
 the container; with tty=true on a pseudo-terminal."""
 
@@ -19,12 +18,8 @@ import termios
 from collections.abc import Callable
 from pathlib import Path
 
-from aiohttp import WSMsgType, web
-
 from netlab.node.kubelet import relay
-
-PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+from netlab.node.kubelet.streams import CLOSE, RESIZE, STDERR, STDIN, STDOUT
 
 
 def environ(pid: int) -> dict[str, str]:
@@ -44,17 +39,12 @@ def exit_status(code: int) -> dict:
             "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
 
 
-async def serve(request: web.Request, pid: int, env: dict[str, str] | None = None, enter: list[str] | None = None,
-                preexec: Callable[[], None] | None = None) -> web.WebSocketResponse:
-    """Run the request's command in the namespaces of process `pid` with `env` (default: the
-    process's own), its streams on the WebSocket. `enter` is the argv prefix that gets it there
+async def serve(chans, command: list[str], want_stdin: bool, tty: bool, pid: int, env: dict[str, str] | None = None,
+                enter: list[str] | None = None, preexec: Callable[[], None] | None = None) -> None:
+    """Run `command` in the namespaces of process `pid` with `env` (default: the process's own),
+    its streams on the client's channels (streams.py). `enter` is the argv prefix that gets it there
     (runtime.enter_argv: nsenter and the container's privileges), `preexec` what the new process
     does first (joining the container's cgroup)."""
-    q = request.query
-    command = q.getall("command", [])
-    want_stdin, tty = q.get("stdin") in ("1", "true"), q.get("tty") in ("1", "true")
-    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
-    await ws.prepare(request)
     argv = [*(enter or ["nsenter", f"--target={pid}", "--net", "--uts", "--mount", f"--wd=/proc/{pid}/cwd", "--"]),
             *command]
     env = env if env is not None else environ(pid)
@@ -79,7 +69,7 @@ async def serve(request: web.Request, pid: int, env: dict[str, str] | None = Non
 
     async def pump(reader, stream: int) -> None:
         while chunk := await reader():
-            await ws.send_bytes(bytes([stream]) + chunk)
+            await chans.send(stream, chunk)
 
     if master is not None:
         out_q: asyncio.Queue[bytes] = asyncio.Queue()
@@ -99,10 +89,7 @@ async def serve(request: web.Request, pid: int, env: dict[str, str] | None = Non
     outputs = asyncio.gather(*pumps)
 
     async def inputs() -> None:
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            stream, data = msg.data[0], msg.data[1:]
+        async for stream, data in chans.inputs():
             if stream == STDIN and data:
                 if master is not None:
                     os.write(master, data)
@@ -122,34 +109,27 @@ async def serve(request: web.Request, pid: int, env: dict[str, str] | None = Non
 
     reading = asyncio.create_task(inputs())
     try:
-        await outputs
+        with contextlib.suppress(ConnectionError):
+            await outputs
         code = await proc.wait()
-        await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code)).encode())
     finally:
         if master is not None:
             loop.remove_reader(master)
             os.close(master)
         reading.cancel()
-        await ws.close()
-    return ws
+    await chans.finish(exit_status(code))
 
 
-async def attach(request: web.Request, socket_path: Path) -> web.WebSocketResponse:
-    """Attach the WebSocket to a running container's stdio, through its log relay's attach socket
-    (relay.py): its output from now on on the stdout and stderr channels the client asked for, the
-    client's stdin (and terminal resizes) to it; the final Status once the container's output ends."""
-    q = request.query
-    want = {STDOUT: q.get("stdout", "1") in ("1", "true"), STDERR: q.get("stderr", "1") in ("1", "true")}
-    want_stdin = q.get("stdin") in ("1", "true")
-    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
-    await ws.prepare(request)
+async def attach(chans, socket_path: Path, want_stdin: bool, want: dict[int, bool]) -> None:
+    """Attach the client's channels to a running container's stdio, through its log relay's attach
+    socket (relay.py): its output from now on on the stdout and stderr streams the client asked for
+    (`want`), the client's stdin (and terminal resizes) to it; the final Status once the
+    container's output ends."""
     try:
         reader, writer = await asyncio.open_unix_connection(str(socket_path))
     except OSError as e:
-        await ws.send_bytes(bytes([ERROR]) + json.dumps({"metadata": {}, "status": "Failure", "message":
-                                                         f"cannot attach: {e.strerror}"}).encode())
-        await ws.close()
-        return ws
+        await chans.finish({"metadata": {}, "status": "Failure", "message": f"cannot attach: {e.strerror}"})
+        return
 
     async def outputs() -> None:
         while True:
@@ -160,13 +140,10 @@ async def attach(request: web.Request, socket_path: Path) -> web.WebSocketRespon
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
             if want.get(stream):
-                await ws.send_bytes(bytes([stream]) + data)
+                await chans.send(stream, data)
 
     async def inputs() -> None:
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            stream, data = msg.data[0], msg.data[1:]
+        async for stream, data in chans.inputs():
             if stream == STDIN and want_stdin and data:
                 writer.write(relay.frame(relay.STDIN, data))
             elif stream == RESIZE:
@@ -178,11 +155,10 @@ async def attach(request: web.Request, socket_path: Path) -> web.WebSocketRespon
 
     reading = asyncio.create_task(inputs())
     try:
-        done, _ = await asyncio.wait([asyncio.create_task(outputs()), reading], return_when=asyncio.FIRST_COMPLETED)
-        if reading not in done:  # the container's output ended: so does the attach
-            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(0)).encode())
+        # the container's output ended, or the client went: so does the attach
+        await asyncio.wait([asyncio.create_task(outputs()), reading], return_when=asyncio.FIRST_COMPLETED)
     finally:
         reading.cancel()
         writer.close()
-        await ws.close()
-    return ws
+    with contextlib.suppress(ConnectionError):
+        await chans.finish(exit_status(0))

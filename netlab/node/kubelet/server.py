@@ -6,9 +6,11 @@ status.daemonEndpoints.kubeletEndpoint names), as upstream's kubelet serves the 
     GET /containerLogs/{namespace}/{pod}/{container}     follow, previous, tailLines, limitBytes,
                                                          sinceSeconds, sinceTime, timestamps
     GET|POST /exec/{namespace}/{pod}/{container}         ?command=...&stdin=&stdout=&stderr=&tty=
-                                                         (WebSocket, v5/v4.channel.k8s.io)
-    GET|POST /attach/{namespace}/{pod}/{container}       ?stdin=&stdout=&stderr=&tty= (WebSocket, the same
-                                                         channels: the container's own stdio from now on)
+                                                         (WebSocket v5/v4.channel.k8s.io, or SPDY/3.1)
+    GET|POST /attach/{namespace}/{pod}/{container}       ?stdin=&stdout=&stderr=&tty= (the same streams:
+                                                         the container's own stdio from now on)
+    GET|POST /portForward/{namespace}/{pod}              SPDY/3.1 (portforward.k8s.io), or WebSocket
+                                                         with ?port=N... (portforward.py)
 
 Every request needs the lab's bearer token (the API server's credential; upstream's kubelet runs
 with anonymous auth off, as kubeadm configures it): without it, 401 Unauthorized. Errors are
@@ -25,7 +27,7 @@ from pathlib import Path
 from aiohttp import web
 
 from netlab.node.kubelet import exec as exec_mod
-from netlab.node.kubelet import logs, runtime
+from netlab.node.kubelet import logs, portforward, runtime, streams
 from netlab.node.kubelet.pods import Container, PodWorker
 
 log = logging.getLogger("netlab.kubelet")
@@ -44,6 +46,8 @@ class KubeletServer:
         self.app.router.add_route("POST", "/exec/{namespace}/{pod}/{container}", self.exec)
         self.app.router.add_route("GET", "/attach/{namespace}/{pod}/{container}", self.attach)
         self.app.router.add_route("POST", "/attach/{namespace}/{pod}/{container}", self.attach)
+        self.app.router.add_route("GET", "/portForward/{namespace}/{pod}", self.port_forward)
+        self.app.router.add_route("POST", "/portForward/{namespace}/{pod}", self.port_forward)
         self.runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int, cert: str, key: str) -> None:
@@ -136,10 +140,15 @@ class KubeletServer:
             return web.Response(status=400, text="you must specify at least 1 command")
         if c.proc is None or not c.proc.alive():
             return web.Response(status=500, text=f'container not found ("{c.name}")')
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return web.Response(status=400, text="exec is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io)")
-        return await exec_mod.serve(request, c.proc.pid, c.env or None, runtime.enter_argv(c.proc, c.security),
-                                    runtime.joiner(c.cgroup))
+        stdin, tty = streams.flag(request, "stdin"), streams.flag(request, "tty")
+        try:
+            chans = await streams.open_channels(request, stdin, streams.flag(request, "stdout", True),
+                                                streams.flag(request, "stderr", True) and not tty, tty)
+        except streams.StreamError as e:
+            return web.Response(status=e.code, text=str(e))
+        await exec_mod.serve(chans, request.query.getall("command"), stdin, tty, c.proc.pid, c.env or None,
+                             runtime.enter_argv(c.proc, c.security), runtime.joiner(c.cgroup))
+        return chans.response
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -149,9 +158,27 @@ class KubeletServer:
             return web.Response(status=e.code, text=str(e))
         if c.proc is None or not c.proc.alive():
             return web.Response(status=500, text=f'container not found ("{c.name}")')
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return web.Response(status=400, text="attach is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io)")
-        return await exec_mod.attach(request, self.k.node_layout.attach_socket(w.uid, c.name))
+        stdin, tty = streams.flag(request, "stdin"), streams.flag(request, "tty")
+        want = {streams.STDOUT: streams.flag(request, "stdout", True),
+                streams.STDERR: streams.flag(request, "stderr", True) and not tty}
+        try:
+            chans = await streams.open_channels(request, stdin, want[streams.STDOUT], want[streams.STDERR], tty)
+        except streams.StreamError as e:
+            return web.Response(status=e.code, text=str(e))
+        await exec_mod.attach(chans, self.k.node_layout.attach_socket(w.uid, c.name), stdin, want)
+        return chans.response
+
+    # --- port-forward ----------------------------------------------------------------------
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        try:
+            w = self._worker(request)
+        except logs.LogError as e:
+            return web.Response(status=e.code, text=str(e))
+        try:
+            return await portforward.serve(request, getattr(w, "netns", None), w.name, w.uid)
+        except streams.StreamError as e:
+            return web.Response(status=e.code, text=str(e))
 
 
 def log_file(w: PodWorker, c: Container, previous: bool) -> Path:
