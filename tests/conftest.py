@@ -3,6 +3,10 @@ session-wide check that the suite leaked nothing (namespaces, host links, lab pr
 
 Everything a test makes is named with the prefix `nlt`, so the leak check can tell the suite's
 objects from anything else on the machine.
+
+Run in parallel (pytest-xdist, `--dist loadgroup`, as scripts/test does), the lab tests stay one
+group, run in order by one worker, and every other module is a group of its own (its module-scoped
+control plane exists once); the leak check runs once, in the controlling process, around them all.
 """
 
 from __future__ import annotations
@@ -18,17 +22,17 @@ import pytest
 PREFIX = "nlt"
 IS_ROOT = os.geteuid() == 0
 
-# Never touch /var/lib/netlab from tests.
-_STATE_ROOT = tempfile.mkdtemp(prefix="nlt-state-")
-os.environ["NETLAB_STATE_ROOT"] = _STATE_ROOT
+# Never touch /var/lib/netlab from tests. One root for the whole run: workers inherit it.
+_STATE_ROOT = os.environ.get("NLT_SUITE_STATE_ROOT") or tempfile.mkdtemp(prefix="nlt-state-")
+os.environ["NLT_SUITE_STATE_ROOT"] = os.environ["NETLAB_STATE_ROOT"] = _STATE_ROOT
 
 
 def pytest_collection_modifyitems(config, items):
-    if IS_ROOT:
-        return
     skip = pytest.mark.skip(reason="lab test: needs root (run the suite with sudo scripts/test)")
     for item in items:
-        if "lab" in item.keywords:
+        lab = "lab" in item.keywords
+        item.add_marker(pytest.mark.xdist_group("lab" if lab else item.module.__name__))
+        if lab and not IS_ROOT:
             item.add_marker(skip)
 
 
@@ -67,13 +71,27 @@ def snapshot() -> dict[str, set[str]]:
             "lab state directories": set(os.listdir(_STATE_ROOT))}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def nothing_leaks():
-    """Fails the session if any test left a namespace, host link, lab process or state behind."""
-    before = snapshot()
-    yield
-    after = snapshot()
+_BEFORE = pytest.StashKey[dict]()
+
+
+def _controller(config) -> bool:
+    return not hasattr(config, "workerinput")  # not an xdist worker
+
+
+def pytest_sessionstart(session):
+    if _controller(session.config):
+        session.config.stash[_BEFORE] = snapshot()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fails the run if any test left a namespace, host link, lab process or state behind."""
+    if not _controller(session.config):
+        return
+    before, after = session.config.stash.get(_BEFORE, {}), snapshot()
     leaks = {k: sorted(after[k] - before.get(k, set())) for k in after}
     leaks = {k: v for k, v in leaks.items() if v}
     shutil.rmtree(_STATE_ROOT, ignore_errors=True)
-    assert not leaks, f"the test suite leaked: {leaks}"
+    if leaks:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"the test suite leaked: {leaks}", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
