@@ -1,6 +1,6 @@
 """Every tutorial in docs/tutorials runs, unchanged, printing its explanations in Korean and in
-English, as the suite's own check that none goes stale: the ones that use a running lab on the session lab, the ones that make their own labs
-under names and subnets of the suite's."""
+English, as the suite's own check that none goes stale: the ones that use a running lab on the
+session lab, the ones that make their own labs under names and subnets of the suite's."""
 
 from __future__ import annotations
 
