@@ -163,5 +163,5 @@ def _host(argv: list[str]) -> list[str]:
 # A built-in program as a command of its own: python -SE (no site-packages) finds netlab's source and
 # runs it. The node's spawner runs it in place instead, in a fork that has it loaded (builtin_args).
 _BOOT = ("import sys; sys.path.insert(0, %r); from netlab.node.workloads.programs import main; main()"
-         % os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+         % os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 _LAUNCH = [sys.executable, "-SE", "-c", _BOOT]

@@ -506,13 +506,13 @@ def _go_mode(mode: int) -> str:
 
 def pause() -> None:
     """agnhost pause (also agnhost with no arguments): waits for a signal, then exits 0."""
-    print("Paused", flush=True)
-
     def stop(signum, _):
-        print(f"Shutting down, got signal: {signal.Signals(signum).name.replace('SIG', '').title()}", flush=True)
+        name = {signal.SIGTERM: "Terminated", signal.SIGINT: "Interrupt"}[signum]
+        os.write(1, f"Shutting down, got signal: {name}\n".encode())  # not print: it may be mid-write
         os._exit(0)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    print("Paused", flush=True)
     while True:
         signal.pause()
 
