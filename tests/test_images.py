@@ -163,3 +163,14 @@ def test_sample_apps_answer_as_their_images():
                  "curl -s -x http://127.0.0.1:8080 http://127.0.0.1:7080/hostname; echo;"
                  "curl -s http://127.0.0.1:8080/")
     assert r.stdout == f"{host}\nThis is a proxy server. Does not respond to non-proxy requests.\n", r
+
+
+def test_docs_list_the_catalog():
+    """docs/images.md's table is the catalog: every image in it, in its order."""
+    from pathlib import Path
+
+    from netlab.node.workloads import CATALOG
+    doc = (Path(__file__).parent.parent / "docs" / "images.md").read_text()
+    rows = [line.split("|")[1].strip().strip("`") for line in doc.split("| image | what runs |")[1].split("\n\n")[0]
+            .splitlines()[2:]]
+    assert rows == list(CATALOG)
