@@ -43,15 +43,24 @@ def test_images_pick_their_programs():
         argv_for("example.com/mystery:1", None, None)
 
 
-def in_netns(servers: list[list[str]], client: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    """Start `servers` (argv_for command lines) in a new network namespace, then run the shell
-    `client` there; the servers are stopped with the namespace's shell."""
+def in_netns(servers: list[list[str]], client: str, ports: tuple = (), timeout: float = 30) -> subprocess.CompletedProcess:
+    """Start `servers` (argv_for command lines) in a new network namespace, wait until each of
+    `ports` answers (a TCP port, or "udp/N"), then run the shell `client` there; the servers are
+    stopped after it."""
     starts = "".join(f"{shlex.join(s)} >>/tmp/.nlt-images-$$ 2>&1 & pids=\"$pids $!\"; " for s in servers)
-    script = (f"ip link set lo up; {starts} sleep 0.7; {client}; rc=$?; kill $pids; wait; "
+    probes = "".join(
+        f"i=0; until {_probe(p)} || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; " for p in ports)
+    script = (f"ip link set lo up; {starts} {probes} {client}; rc=$?; kill $pids; wait; "
               "cat /tmp/.nlt-images-$$ >&2; rm -f /tmp/.nlt-images-$$; exit $rc")
     return subprocess.run(["unshare", "--net", "--", "sh", "-c", script], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "SERVE_PORT_9001": "porter-tcp",
                                                 "SERVE_UDP_PORT_9002": "porter-udp"})
+
+
+def _probe(port) -> str:
+    if str(port).startswith("udp/"):
+        return f"echo x | nc -u -w 1 127.0.0.1 {port[4:]} | grep -q ."
+    return f"nc -z 127.0.0.1 {port}"
 
 
 root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
@@ -61,7 +70,7 @@ root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network na
 def test_netexec_answers_malformed_http_with_400():
     r = in_netns([argv_for(AGNHOST, None, ["netexec", "--http-port=8080", "--udp-port=8081"])],
                  "echo hostName | nc -q 2 127.0.0.1 8080; echo; curl -s 127.0.0.1:8080/hostname; echo;"
-                 "echo hostname | nc -u -w 1 127.0.0.1 8081")
+                 "echo hostname | nc -u -w 1 127.0.0.1 8081", ports=(8080, "udp/8081"))
     lines = r.stdout.splitlines()
     assert lines[0] == "HTTP/1.1 400 Bad Request", r
     assert lines[-3:] == ["400 Bad Request", os.uname().nodename, os.uname().nodename], r
@@ -74,7 +83,7 @@ def test_serve_hostname_tcp_udp_http_and_its_flag_check():
                   argv_for(AGNHOST, None, ["serve-hostname", "--udp", "--http=false", "--port", "7002"]),
                   argv_for("registry.k8s.io/serve_hostname:1.1", None, None)],
                  "nc -q 1 127.0.0.1 7001 </dev/null; echo; echo x | nc -u -w 1 127.0.0.1 7002; echo;"
-                 "curl -s 127.0.0.1:9376")
+                 "curl -s 127.0.0.1:9376", ports=("udp/7002", 9376))
     assert r.stdout.splitlines() == [host, host, host], r
     assert "Serving on port 7001." in r.stderr and "TCP request from 127.0.0.1:" in r.stderr
     both = subprocess.run(argv_for(AGNHOST, None, ["serve-hostname", "--tcp"]), capture_output=True, text=True,
@@ -89,7 +98,8 @@ def test_porter_test_webserver_and_liveness():
                  "curl -s 127.0.0.1:9001/any; echo; echo q | nc -u -w 1 127.0.0.1 9002; echo;"
                  "curl -s 127.0.0.1:7080/etc/hostname; curl -s -o /dev/null -w '%{http_code}\\n' 127.0.0.1:7080/nope;"
                  "curl -s -w ' %{http_code}\\n' 127.0.0.1:8080/healthz;"
-                 "curl -s -o /dev/null -w '%{http_code} %{redirect_url}\\n' '127.0.0.1:8080/redirect?loc=/x'")
+                 "curl -s -o /dev/null -w '%{http_code} %{redirect_url}\\n' '127.0.0.1:8080/redirect?loc=/x'",
+                 ports=(9001, "udp/9002", 7080, 8080))
     with open("/etc/hostname") as fh:
         hostname_file = fh.read()
     assert r.stdout == f"porter-tcp\nporter-udp\n{hostname_file}404\nok 200\n302 http://127.0.0.1:8080/x\n", r
@@ -150,18 +160,17 @@ def _perm(mode: int) -> str:
 def test_sample_apps_answer_as_their_images():
     host = os.uname().nodename
     r = in_netns([argv_for("gcr.io/google-samples/hello-app:2.0", None, None),
-                  argv_for("gcr.io/google-samples/hello-go-gke:1.0", None, None),
-                  argv_for("registry.k8s.io/hpa-example", None, None)],
-                 "curl -s 127.0.0.1:8080; curl -s 127.0.0.1:80 -o /dev/null -w '%{content_type}\\n'")
-    assert r.stdout.startswith(f"Hello, world!\nVersion: 2.0.0\nHostname: {host}\n"), r
-    r = in_netns([argv_for("gcr.io/google-samples/node-hello:1.0", None, None)], "curl -s 127.0.0.1:8080")
+                  argv_for("gcr.io/google-samples/hello-go-gke:1.0", None, None)],
+                 "curl -s 127.0.0.1:8080; curl -s 127.0.0.1:80", ports=(8080, 80))
+    assert r.stdout == f"Hello, world!\nVersion: 2.0.0\nHostname: {host}\n{{\"message\":\"Hello\"}}\n", r
+    r = in_netns([argv_for("gcr.io/google-samples/node-hello:1.0", None, None)], "curl -s 127.0.0.1:8080", ports=(8080,))
     assert r.stdout == "Hello Kubernetes!", r
-    r = in_netns([argv_for("registry.k8s.io/hpa-example", None, None)], "curl -s 127.0.0.1")
+    r = in_netns([argv_for("registry.k8s.io/hpa-example", None, None)], "curl -s 127.0.0.1", ports=(80,))
     assert r.stdout == "OK!", r
     r = in_netns([argv_for("registry.k8s.io/goproxy:0.1", None, None),
                   argv_for(AGNHOST, None, ["netexec", "--http-port=7080", "--udp-port=-1"])],
                  "curl -s -x http://127.0.0.1:8080 http://127.0.0.1:7080/hostname; echo;"
-                 "curl -s http://127.0.0.1:8080/")
+                 "curl -s http://127.0.0.1:8080/", ports=(8080, 7080))
     assert r.stdout == f"{host}\nThis is a proxy server. Does not respond to non-proxy requests.\n", r
 
 

@@ -97,10 +97,19 @@ def serve_http(port: int, handler, host: str = "", quiet: bool = False) -> threa
 
 
 def flags(args: list[str], defaults: dict[str, str]) -> dict[str, str]:
-    """Go-style flags: --name=value, --name value, -name=value."""
-    out = dict(defaults)
+    """Go-style flags: --name=value, --name value, -name=value (a boolean takes no separate value)."""
+    return parse(args, defaults)[0]
+
+
+def parse(args: list[str], defaults: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The flags and the positional arguments."""
+    out, rest = dict(defaults), []
     i = 0
     while i < len(args):
+        if not args[i].startswith("-") or args[i] == "-":
+            rest.append(args[i])
+            i += 1
+            continue
         a = args[i].lstrip("-")
         if "=" in a:
             k, v = a.split("=", 1)
@@ -112,7 +121,7 @@ def flags(args: list[str], defaults: dict[str, str]) -> dict[str, str]:
             k, v = a, "true"
         out[k] = v
         i += 1
-    return out
+    return out, rest
 
 
 def wait_forever(delay_shutdown: float = 0) -> None:
@@ -338,8 +347,7 @@ def liveness(args: list[str]) -> None:
 def connect(args: list[str]) -> int:
     """agnhost connect HOST:PORT: exit 0 if a connection opens, else 1 with upstream's prefixes on
     stderr (UNKNOWN, TIMEOUT, DNS, REFUSED, OTHER) that tests look for."""
-    f = flags(args, {"timeout": "0s", "protocol": "tcp", "udp-data": "hostname", "sctp-data": "hostname"})
-    dests = [a for a in args if not a.startswith("-") and a not in (f["timeout"], f["protocol"], f["udp-data"])]
+    f, dests = parse(args, {"timeout": "0s", "protocol": "tcp", "udp-data": "hostname", "sctp-data": "hostname"})
     if len(dests) != 1:
         print(f"Error: accepts 1 arg(s), received {len(dests)}", file=sys.stderr)
         return 1

@@ -127,7 +127,8 @@ def mysql(entrypoint: str | None, args: list[str]) -> None:
 def _initialize(extra: list[str]) -> None:
     """As the official entrypoint's first start: a password option is required; root gets it at
     localhost and '%' (MYSQL_ROOT_HOST), then MYSQL_DATABASE and MYSQL_USER/MYSQL_PASSWORD."""
-    root_pw, empty, rand = _var("ROOT_PASSWORD"), _var("ALLOW_EMPTY_PASSWORD"), _var("RANDOM_ROOT_PASSWORD")
+    root_pw, rand = _var("ROOT_PASSWORD"), _var("RANDOM_ROOT_PASSWORD")
+    empty = _var("ALLOW_EMPTY_PASSWORD") or _var("ALLOW_EMPTY_ROOT_PASSWORD")
     if not (root_pw or empty or rand):
         print("[ERROR] [Entrypoint]: Database is uninitialized and password option is not specified\n"
               "\tYou need to specify one of MARIADB_ROOT_PASSWORD, MARIADB_ROOT_PASSWORD_HASH, "
