@@ -43,7 +43,8 @@ def test_images_pick_their_programs():
         argv_for("example.com/mystery:1", None, None)
 
 
-def in_netns(servers: list[list[str]], client: str, ports: tuple = (), timeout: float = 30) -> subprocess.CompletedProcess:
+def in_netns(servers: list[list[str]], client: str, ports: tuple = (), timeout: float = 30,
+             env: dict | None = None) -> subprocess.CompletedProcess:
     """Start `servers` (argv_for command lines) in a new network namespace, wait until each of
     `ports` answers (a TCP port, or "udp/N"), then run the shell `client` there; the servers are
     stopped after it."""
@@ -54,7 +55,7 @@ def in_netns(servers: list[list[str]], client: str, ports: tuple = (), timeout: 
               "cat /tmp/.nlt-images-$$ >&2; rm -f /tmp/.nlt-images-$$; exit $rc")
     return subprocess.run(["unshare", "--net", "--", "sh", "-c", script], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "SERVE_PORT_9001": "porter-tcp",
-                                                "SERVE_UDP_PORT_9002": "porter-udp"})
+                                                "SERVE_UDP_PORT_9002": "porter-udp", **(env or {})})
 
 
 def _probe(port) -> str:
@@ -183,3 +184,16 @@ def test_docs_list_the_catalog():
     rows = [line.split("|")[1].strip().strip("`") for line in doc.split("| image | what runs |")[1].split("\n\n")[0]
             .splitlines()[2:]]
     assert rows == list(CATALOG)
+
+
+@root
+def test_regression_74839_injects_an_out_of_window_packet():
+    """The boom server answers an established connection with a PSH packet far outside the
+    client's window, carrying "boom!!!" (what upstream's conntrack test has kube-proxy drop)."""
+    client = ("(timeout 5 tcpdump -l -n -i lo -c 1 -A 'src port 9000 and tcp[tcpflags] & tcp-push != 0' "
+              "2>/dev/null &) ; sleep 1; python3 -c 'import socket, time; s = socket.create_connection("
+              "(\"127.0.0.1\", 9000)); time.sleep(1.5)'; sleep 0.5")
+    r = in_netns([argv_for("registry.k8s.io/e2e-test-images/regression-issue-74839:1.2", None, None)], client,
+                 ports=(9000,), env={"POD_IP": "127.0.0.1"})
+    assert "boom!!!" in r.stdout, r
+    assert "connection established" in r.stderr and "boom packet injected" in r.stderr, r

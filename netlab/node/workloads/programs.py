@@ -561,6 +561,77 @@ def agnhost(args: list[str], entrypoint: str = "/agnhost") -> None:
         sys.exit(1)
 
 
+# --- regression-issue-74839 (upstream's conntrack e2e test) --------------------------------------
+
+def boom_server() -> None:
+    """registry.k8s.io/e2e-test-images/regression-issue-74839: a TCP server on 9000 that, once a
+    client's connection is established, injects a packet whose sequence number is far out of the
+    window ("boom!!!"), through a raw socket on each pod IP (POD_IP / POD_IPS); kube-proxy is to
+    drop it as conntrack INVALID rather than let the client answer with a RST."""
+    import ipaddress
+    import struct
+
+    ips = [ip for ip in (os.environ.get("POD_IPS") or os.environ.get("POD_IP") or "").split(",") if ip]
+    if not ips:
+        raise SystemExit("panic: No valid IP found")
+
+    def checksum(data: bytes) -> int:
+        if len(data) % 2:
+            data += b"\0"
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+
+    def probe(ip: str) -> None:
+        addr = ipaddress.ip_address(ip)
+        family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+        raw = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        raw.bind((ip, 0))
+        log(f"probing {ip}")
+        pending: dict[tuple, int] = {}
+        while True:
+            packet, peer = raw.recvfrom(4096)
+            if family == socket.AF_INET:  # IPv4 raw sockets hand over the IP header too
+                packet = packet[(packet[0] & 0x0F) * 4:]
+            if len(packet) < 20:
+                continue
+            sport, dport, seq, ack, off_flags, window = struct.unpack("!HHIIHH", packet[:16])
+            if dport != 9000:
+                continue
+            key = (peer[0], sport)
+            if off_flags & 0x02:  # SYN
+                pending[key] = (seq + 1) & 0xFFFFFFFF
+            elif off_flags & 0x04:  # RST
+                log("ERROR: RST received")
+            elif off_flags & 0x10 and key in pending:  # the handshake's ACK
+                log("connection established")
+                data = b"boom!!!"
+                tcp = struct.pack("!HHIIHHHH", 9000, sport, (ack - 100000) & 0xFFFFFFFF, pending.pop(key),
+                                  (5 << 12) | 0x18, window, 0, 0) + data
+                src, dst = addr.packed, ipaddress.ip_address(peer[0]).packed
+                pseudo = (src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp)) if family == socket.AF_INET
+                          else src + dst + struct.pack("!I3xB", len(tcp), socket.IPPROTO_TCP))
+                tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+                try:
+                    raw.sendto(tcp, (peer[0], 0))
+                    log("boom packet injected")
+                except OSError as e:
+                    log(f"conn.WriteTo() error: {e}")
+
+    for ip in ips:
+        log(f"external ip: {ip}")
+        threading.Thread(target=probe, args=(ip,), daemon=True).start()
+    log("listen on 0.0.0.0:9000")
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", 9000))
+    srv.listen(128)
+    while True:
+        conn, _ = srv.accept()
+        threading.Timer(10, conn.close).start()  # closed after 10 s, as upstream's
+
+
 # --- the tutorials' sample apps ----------------------------------------------------------------
 
 def hello_app(tag: str) -> None:
@@ -762,6 +833,8 @@ def main(argv: list[str] | None = None) -> None:
         hpa_example()
     elif name == "goproxy":
         goproxy()
+    elif name == "boom-server":
+        boom_server()
     elif name in ("redis", "redis-follower", "mysql", "httpd", "gb-frontend"):
         from netlab.node.workloads import servers  # Debian's servers, set up as the official images
         servers.run(name, entrypoint, args)
