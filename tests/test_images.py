@@ -173,6 +173,11 @@ def test_sample_apps_answer_as_their_images():
                  "curl -s -x http://127.0.0.1:8080 http://127.0.0.1:7080/hostname; echo;"
                  "curl -s http://127.0.0.1:8080/", ports=(8080, 7080))
     assert r.stdout == f"{host}\nThis is a proxy server. Does not respond to non-proxy requests.\n", r
+    r = in_netns([argv_for("registry.k8s.io/echoserver:1.10", None, None)], "curl -s '127.0.0.1:8080/x?y=1'",
+                 ports=(8080,))
+    for line in (f"Hostname: {host}", "\tclient_address=127.0.0.1", "\treal path=/x", "\tquery=y=1",
+                 "\thost=127.0.0.1:8080", "\t-no body in request-"):
+        assert line in r.stdout.splitlines(), r
 
 
 def test_docs_list_the_catalog():

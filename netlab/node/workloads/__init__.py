@@ -63,6 +63,8 @@ CATALOG: dict[str, Image] = {
                       ("server",)),
     "hpa-example": Image("hpa-example", "port 80: a CPU-heavy page answering `OK!`"),
     "goproxy": Image("goproxy", "an HTTP proxy on port 8080"),
+    "echoserver": Image("echoserver", "port 8080: the request as received (`client_address=`, headers, body), "
+                        "as the Source IP tutorial reads it"),
     "regression-issue-74839": Image("boom-server", "upstream's conntrack test server: TCP on 9000, then an "
                                     "out-of-window packet (\"boom!!!\") to each client through a raw socket"),
     "http-echo": Image("http-echo", "`-text=...`, `-listen=:5678`, `/health`", ("http-echo",)),

@@ -561,6 +561,29 @@ def agnhost(args: list[str], entrypoint: str = "/agnhost") -> None:
         sys.exit(1)
 
 
+def echoserver() -> None:
+    """registry.k8s.io/echoserver (and e2e-test-images/echoserver), what the Source IP tutorial
+    reads: the request as the server saw it (client_address, headers, body), on 8080."""
+    info = [f"\t{label}={os.environ[key]}" for label, key in (("node name", "NODE_NAME"), ("pod name", "POD_NAME"),
+            ("pod namespace", "POD_NAMESPACE"), ("pod IP", "POD_IP")) if os.environ.get(key)]
+
+    def handle(r: Request):
+        path, _, query = r.target.partition("?")
+        host = r.headers.get("host", "")
+        body = r.body.decode(errors="replace") if r.body else "-no body in request-"
+        out = (f"\n\nHostname: {HOSTNAME}\n\nPod Information:\n"
+               + ("\n".join(info) if info else "\t-no pod information available-")
+               + "\n\nServer values:\n\tserver_version=nginx: 1.13.3 - lua: 10008\n\nRequest Information:\n"
+               f"\tclient_address={r.client[0].removeprefix('::ffff:')}\n\tmethod={r.method}\n\treal path={path}\n"
+               f"\tquery={query}\n\trequest_version=1.1\n\trequest_scheme=http\n"
+               f"\trequest_uri=http://{host}{r.target}\n\nRequest Headers:\n"
+               + "".join(f"\t{k}={v}\n" for k, v in sorted(r.headers.items()))
+               + f"\nRequest Body:\n\t{body}\n\n")
+        return 200, "text/plain", out
+    serve_http(8080, handle, quiet=True)
+    wait_forever()
+
+
 # --- regression-issue-74839 (upstream's conntrack e2e test) --------------------------------------
 
 def boom_server() -> None:
@@ -833,6 +856,8 @@ def main(argv: list[str] | None = None) -> None:
         hpa_example()
     elif name == "goproxy":
         goproxy()
+    elif name == "echoserver":
+        echoserver()
     elif name == "boom-server":
         boom_server()
     elif name in ("redis", "redis-follower", "mysql", "httpd", "gb-frontend"):
