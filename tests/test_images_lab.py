@@ -6,6 +6,8 @@ and a container whose command is `/agnhost ...` runs agnhost."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.lab
@@ -179,3 +181,21 @@ def test_serve_hostname_httpd_and_agnhost_command(apps):
     assert sh(lab, client, f"curl -s {ip}/").stdout == "<html><body><h1>It works!</h1></body></html>\n"
     ip = lab.get("pods", "nltagnhost")["status"]["podIP"]
     assert sh(lab, client, f"nc -q 2 {ip} 8081 </dev/null").stdout == "nltagnhost"
+
+
+def test_pods_weigh_as_their_nodes_allocatable_cpu(apps):
+    """As the kubelet gives `kubepods` the node's allocatable CPU as its weight, the node's, lab's
+    and netlab's cgroups weigh the machine's CPUs (cpu.shares 1024 each, or cpu.weight as
+    converted from it): a tree of pods is not one process's worth of CPU beside the host's."""
+    from netlab.kit import cgroups
+    lab, _ = apps
+    pod = lab.get("pods", "nlthostnames")
+    node = lab.cluster.layout.node(pod["spec"]["nodeName"]).cgroup
+    cpu = next((h for h in cgroups.hierarchies() if "cpu" in h.controllers), None)
+    if cpu is None:
+        pytest.skip("no cpu cgroup controller on this machine")
+    shares = (os.cpu_count() or 1) * 1024
+    want = str(shares) if cpu.version == 1 else str(1 + ((shares - 2) * 9999) // 262142)
+    name = "cpu.shares" if cpu.version == 1 else "cpu.weight"
+    for path in (node, lab.cluster.layout.cgroup, "netlab"):
+        assert (cpu.root / path / name).read_text().strip() == want, path
