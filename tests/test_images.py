@@ -35,6 +35,8 @@ def test_images_pick_their_programs():
     # a command that is not the image's own program runs with the host's tools
     assert argv_for("mysql:5.6", ["mysql", "-h", "db"], None) == ["mysql", "-h", "db"]
     assert argv_for("redis", ["redis-cli", "ping"], None) == ["redis-cli", "ping"]
+    assert program("vish/stress", None, ["-cpus", "2"]) == ["vish-stress", "-cpus", "2"]
+    assert argv_for("polinux/stress", ["stress"], ["--vm", "1"]) == ["stress", "--vm", "1"]  # Debian's
     assert argv_for("radial/busyboxplus:curl", None, None) == ["sh"]
     assert argv_for("registry.k8s.io/e2e-test-images/jessie-dnsutils:1.3", None, None) == ["bash"]
     assert argv_for("python:3.11", ["python", "-c", "print(1)"], None)[1:] == ["-c", "print(1)"]
@@ -202,3 +204,19 @@ def test_regression_74839_injects_an_out_of_window_packet():
                  ports=(9000,), env={"POD_IP": "127.0.0.1"})
     assert "boom!!!" in r.stdout, r
     assert "connection established" in r.stderr and "boom packet injected" in r.stderr, r
+
+
+def test_vish_stress_holds_its_memory():
+    p = subprocess.Popen(argv_for("vish/stress", None, ["-mem-total", "20Mi", "-mem-alloc-size", "1Mi",
+                                                        "-mem-alloc-sleep", "1ms"]),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stderr:
+            if 'Allocated "20Mi" memory' in line:
+                break
+        with open(f"/proc/{p.pid}/status") as fh:
+            rss = next(int(x.split()[1]) for x in fh if x.startswith("VmRSS:"))
+        assert rss > 20 * 1024
+    finally:
+        p.kill()
+        p.wait()

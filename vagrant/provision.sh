@@ -9,12 +9,13 @@ if [ "${1:-}" = --test-tools ]; then test_tools=1; shift; fi
 repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 
 # nginx: what the ingress-nginx controller drives, inside its pod (docs/ingress.md)
-# redis-server, mariadb-server, apache2, php-cli + php-redis, netcat-openbsd: the servers and tools the
-# image catalog runs inside pods for redis, mysql/mariadb, httpd, the guestbook and the toolboxes (docs/images.md)
+# redis-server, mariadb-server, apache2, php-cli + php-redis, netcat-openbsd, stress: the servers and tools
+# the image catalog runs inside pods for redis, mysql/mariadb, httpd, the guestbook, the toolboxes and
+# polinux/stress (docs/images.md)
 packages=(
   iproute2 iptables nftables conntrack ipset ipvsadm iputils-ping curl dnsutils tcpdump
   containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv nginx
-  redis-server mariadb-server apache2 php-cli php-redis netcat-openbsd wget
+  redis-server mariadb-server apache2 php-cli php-redis netcat-openbsd wget stress
 )
 if [ "$test_tools" = 1 ]; then packages+=(vagrant); fi
 

@@ -63,6 +63,8 @@ CATALOG: dict[str, Image] = {
                       ("server",)),
     "hpa-example": Image("hpa-example", "port 80: a CPU-heavy page answering `OK!`"),
     "goproxy": Image("goproxy", "an HTTP proxy on port 8080"),
+    "stress": Image("vish-stress", "vish/stress: `-cpus N` busy CPUs, `-mem-total` of memory (polinux/stress: "
+                    "its `stress` command is Debian's)"),
     "echoserver": Image("echoserver", "port 8080: the request as received (`client_address=`, headers, body), "
                         "as the Source IP tutorial reads it"),
     "regression-issue-74839": Image("boom-server", "upstream's conntrack test server: TCP on 9000, then an "

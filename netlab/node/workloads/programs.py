@@ -584,6 +584,38 @@ def echoserver() -> None:
     wait_forever()
 
 
+def _bytes(text: str) -> int:
+    """A resource quantity of bytes: `150Mi`, `4Ki`, `1G`, `100`."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[:-len(unit)]) * factor)
+    return int(float(text or 0))
+
+
+def vish_stress(args: list[str]) -> None:
+    """vish/stress (the CPU-limit lesson's image): `-cpus N` busy CPUs (a process each: threads
+    share one interpreter lock), `-mem-total` allocated `-mem-alloc-size` at a time, every
+    `-mem-alloc-sleep`; then it goes on until stopped."""
+    f = flags(args, {"cpus": "0", "mem-total": "0", "mem-alloc-size": "4Ki", "mem-alloc-sleep": "1ms",
+                     "logtostderr": "false"})
+    cpus = int(f["cpus"])
+    log(f"Allocating \"{f['mem-total']}\" memory, in \"{f['mem-alloc-size']}\" chunks, with a "
+        f"{f['mem-alloc-sleep']} sleep between allocations")
+    log("Spawning a thread to consume CPU")
+    for _ in range(cpus):
+        if os.fork() == 0:
+            while True:
+                pass
+    held, total, chunk = [], _bytes(f["mem-total"]), max(1, _bytes(f["mem-alloc-size"]))
+    pause = _duration(f["mem-alloc-sleep"])
+    while sum(map(len, held)) < total:
+        held.append(bytearray(b"\1" * chunk))
+        time.sleep(pause)
+    log(f"Allocated \"{f['mem-total']}\" memory")
+    wait_forever()
+
+
 # --- regression-issue-74839 (upstream's conntrack e2e test) --------------------------------------
 
 def boom_server() -> None:
@@ -856,6 +888,8 @@ def main(argv: list[str] | None = None) -> None:
         hpa_example()
     elif name == "goproxy":
         goproxy()
+    elif name == "vish-stress":
+        vish_stress(args)
     elif name == "echoserver":
         echoserver()
     elif name == "boom-server":
