@@ -39,7 +39,7 @@ def test_images_pick_their_programs():
     assert argv_for("polinux/stress", ["stress"], ["--vm", "1"]) == ["stress", "--vm", "1"]  # Debian's
     assert argv_for("radial/busyboxplus:curl", None, None) == ["sh"]
     assert argv_for("registry.k8s.io/e2e-test-images/jessie-dnsutils:1.3", None, None) == ["bash"]
-    assert argv_for("python:3.11", ["python", "-c", "print(1)"], None)[1:] == ["-c", "print(1)"]
+    assert argv_for("python:3.11", ["python", "-c", "print(1)"], None) == ["python3", "-c", "print(1)"]
     assert argv_for("registry.k8s.io/etcd:3.5.1-0", ["/usr/local/bin/etcd", "--data-dir", "/d"], None)[0] == "etcd"
     with pytest.raises(UnknownImage, match=r'image "example.com/mystery:1" is not in netlab\'s catalog \(.*redis'):
         argv_for("example.com/mystery:1", None, None)

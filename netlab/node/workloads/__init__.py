@@ -157,13 +157,16 @@ def _host(argv: list[str]) -> list[str]:
     """busybox applets and the like run as the host's tools of the same name."""
     if not argv:
         return argv
-    if argv[0] == "busybox" and shutil.which("busybox") is None:
+    if argv[0] == "busybox" and shutil.which("busybox", path=_PATH) is None:
         return argv[1:]
     if argv[0] in _MOVED and not os.path.exists(argv[0]):
         return [_MOVED[argv[0]], *argv[1:]]
-    if argv[0] == "python" and shutil.which("python") is None:
+    if argv[0] == "python" and shutil.which("python", path=_PATH) is None:  # Debian has python3 only
         return ["python3", *argv[1:]]
     return argv
+
+
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # a container's default PATH
 
 
 # A built-in program as a command of its own: python -SE (no site-packages) finds netlab's source and
