@@ -38,6 +38,9 @@ def test_images_pick_their_programs():
     assert program("vish/stress", None, ["-cpus", "2"]) == ["vish-stress", "-cpus", "2"]
     assert argv_for("polinux/stress", ["stress"], ["--vm", "1"]) == ["stress", "--vm", "1"]  # Debian's
     assert argv_for("radial/busyboxplus:curl", None, None) == ["sh"]
+    assert argv_for("docker.io/library/bash:5", None, ["-c", "exit 3"]) == ["bash", "-c", "exit 3"]
+    assert argv_for("curlimages/curl", None, ["-s", "web"]) == ["curl", "-s", "web"]
+    assert argv_for("perl", ["perl", "-Mbignum=bpi", "-wle", "print bpi(2000)"], None)[0] == "perl"
     assert argv_for("registry.k8s.io/e2e-test-images/jessie-dnsutils:1.3", None, None) == ["bash"]
     assert argv_for("python:3.11", ["python", "-c", "print(1)"], None) == ["python3", "-c", "print(1)"]
     assert argv_for("registry.k8s.io/etcd:3.5.1-0", ["/usr/local/bin/etcd", "--data-dir", "/d"], None)[0] == "etcd"

@@ -80,6 +80,10 @@ CATALOG: dict[str, Image] = {
     "curl": Image(None, "`curl` with the container's args", (), ("curl",)),
     "dnsutils": Image(None, "the host's `dig`, `nslookup`, `host`, `nc`, `curl`, `wget`", (), ("bash",)),
     "jessie-dnsutils": Image(None, "as `dnsutils`", (), ("bash",)),
+    "debian": Image(None, "the command, with the host's (Debian's) tools", (), ("bash",)),
+    "ubuntu": Image(None, "as `debian`", (), ("bash",)),
+    "bash": Image(None, "the host's `bash` (its entrypoint: args go to bash)", (), ("bash",)),
+    "perl": Image(None, "the host's `perl` (the Job example's `perl -Mbignum=bpi`)", (), ("perl",)),
     "python": Image(None, "the host's Python 3 (`python`, `python3`)", (), ("python3",)),
     "etcd": Image(None, "the host's etcd (`/usr/local/bin/etcd` is Debian's `etcd`)", (), ("etcd",)),
 }
@@ -127,8 +131,8 @@ def argv_for(image: str, command: list[str] | None, args: list[str] | None) -> l
     if command:
         return _host(command) + args
     if entry:  # a toolbox: its default command is its entrypoint or cmd
-        if entry.default == ("curl",):
-            return ["curl", *args]
+        if image_name(image) in ("curl", "bash"):  # their entrypoint is the tool: args go to it
+            return [*entry.default, *args]
         return _host(args) if args else list(entry.default)
     known = ", ".join(CATALOG)
     raise UnknownImage(f'image "{image}" is not in netlab\'s catalog ({known}) and the container '
