@@ -298,5 +298,5 @@ def gb_frontend(entrypoint: str | None, args: list[str]) -> None:
         with open(f"{root}/{name}", "w") as fh:
             fh.write(text)
     os.chdir(root)
-    os.environ.setdefault("PHP_CLI_SERVER_WORKERS", "4")
+    os.environ.setdefault("PHP_CLI_SERVER_WORKERS", "2")  # Apache with mod_php serves in parallel too
     _exec(["/usr/bin/php", "-S", "0.0.0.0:80", "-t", root])
