@@ -150,8 +150,12 @@ def test_redis_answers_ping_through_its_service(apps):
 def test_guestbook_stores_and_returns_an_entry(apps):
     lab, client = apps
     # the follower has replicated the leader
-    lab.wait(lambda: "master_link_status:up" in sh(lab, client, "redis-cli -h redis-follower info replication").stdout,
-             timeout=60, what="follower linked to its leader")
+    try:
+        lab.wait(lambda: "master_link_status:up" in sh(lab, client, "redis-cli -h redis-follower info replication")
+                 .stdout, timeout=60, what="follower linked to its leader")
+    except TimeoutError as e:  # what the follower said, with the failure
+        logs = lab.kubectl("logs", "deploy/redis-follower", "--tail=30", check=False)
+        raise AssertionError(f"{e}\n{logs.stdout}{logs.stderr}") from None
     set_ = sh(lab, client, "curl -s 'http://frontend/guestbook.php?cmd=set&key=messages&value=hello,netlab'")
     assert set_.stdout.strip() == '{"message": "Updated"}', set_
     got = lab.wait(lambda: (r := sh(lab, client, "curl -s 'http://frontend/guestbook.php?cmd=get&key=messages'"))
