@@ -38,38 +38,12 @@ spec:
   selector: {{app: redis, role: leader}}
   ports: [{{port: 6379, targetPort: 6379}}]
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: redis-follower}}
-spec:
-  selector: {{matchLabels: {{app: redis, role: follower}}}}
-  template:
-    metadata: {{labels: {{app: redis, role: follower, nlt: images}}}}
-    spec:
-      containers:
-      - {{name: follower, image: "us-docker.pkg.dev/google-samples/containers/gke/gb-redis-follower:v2",
-         ports: [{{containerPort: 6379}}]}}
----
 apiVersion: v1
 kind: Service
 metadata: {{name: redis-follower}}
 spec:
   selector: {{app: redis, role: follower}}
   ports: [{{port: 6379}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: frontend}}
-spec:
-  selector: {{matchLabels: {{app: guestbook, tier: frontend}}}}
-  template:
-    metadata: {{labels: {{app: guestbook, tier: frontend, nlt: images}}}}
-    spec:
-      containers:
-      - name: php-redis
-        image: docker.io/corelab/gb-frontend:v5
-        env: [{{name: GET_HOSTS_FROM, value: dns}}]
-        ports: [{{containerPort: 80}}]
 ---
 apiVersion: v1
 kind: Service
@@ -121,17 +95,54 @@ spec:
     command: [/agnhost, serve-hostname, --tcp, --http=false, --port=8081]
 """
 
+GUESTBOOK = """
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis-follower}
+spec:
+  selector: {matchLabels: {app: redis, role: follower}}
+  template:
+    metadata: {labels: {app: redis, role: follower, nlt: images}}
+    spec:
+      containers:
+      - {name: follower, image: "us-docker.pkg.dev/google-samples/containers/gke/gb-redis-follower:v2",
+         ports: [{containerPort: 6379}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: frontend}
+spec:
+  selector: {matchLabels: {app: guestbook, tier: frontend}}
+  template:
+    metadata: {labels: {app: guestbook, tier: frontend, nlt: images}}
+    spec:
+      containers:
+      - name: php-redis
+        image: docker.io/corelab/gb-frontend:v5
+        env: [{name: GET_HOSTS_FROM, value: dns}]
+        ports: [{containerPort: 80}]
+"""
+
 
 @pytest.fixture(scope="module")
 def apps(netlab_lab):
     lab = netlab_lab
     lab.kubectl("apply", "-f", "-", input=APPS)
     try:
-        lab.wait_ready("nlt=images", count=7, timeout=120)
+        lab.wait_ready("nlt=images", count=5, timeout=120)
         lab.wait(lambda: lab.get("pods", "nltclient")["status"].get("phase") == "Running", timeout=60,
                  what="the client pod running")
-        yield lab, lab.get("pods", "nltclient")
+        client = lab.get("pods", "nltclient")
+        # as the tutorial goes: the followers once the leader answers through its Service (a replica
+        # that dials the Service before its rules exist waits out redis's 60 s repl-timeout)
+        lab.wait(lambda: "PONG" in sh(lab, client, "redis-cli -h redis-leader ping").stdout, timeout=60,
+                 what="the leader answering through its Service")
+        lab.kubectl("apply", "-f", "-", input=GUESTBOOK)
+        lab.wait_ready("nlt=images", count=7, timeout=120)
+        yield lab, client
     finally:
+        lab.kubectl("delete", "-f", "-", "--wait=false", "--ignore-not-found", input=GUESTBOOK)
         lab.kubectl("delete", "-f", "-", "--wait=false", input=APPS)
 
 
