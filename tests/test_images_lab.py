@@ -134,9 +134,9 @@ def apps(netlab_lab):
         lab.wait(lambda: lab.get("pods", "nltclient")["status"].get("phase") == "Running", timeout=60,
                  what="the client pod running")
         client = lab.get("pods", "nltclient")
-        # as the tutorial goes: the followers once the leader answers through its Service (a replica
-        # that dials the Service before its rules exist waits out redis's 60 s repl-timeout)
-        lab.wait(lambda: "PONG" in sh(lab, client, "redis-cli -h redis-leader ping").stdout, timeout=60,
+        # as the tutorial goes: the followers once the leader answers through its Service (a first
+        # connection to a just-ready Service can hang; a replica's waits out its 60 s repl-timeout)
+        lab.wait(lambda: "PONG" in sh(lab, client, "timeout 3 redis-cli -h redis-leader ping").stdout, timeout=60,
                  what="the leader answering through its Service")
         lab.kubectl("apply", "-f", "-", input=GUESTBOOK)
         lab.wait_ready("nlt=images", count=7, timeout=120)
@@ -162,7 +162,7 @@ def test_guestbook_stores_and_returns_an_entry(apps):
     lab, client = apps
     # the follower has replicated the leader
     try:
-        lab.wait(lambda: "master_link_status:up" in sh(lab, client, "redis-cli -h redis-follower info replication")
+        lab.wait(lambda: "master_link_status:up" in sh(lab, client, "timeout 3 redis-cli -h redis-follower info replication")
                  .stdout, timeout=60, what="follower linked to its leader")
     except TimeoutError as e:  # what the follower said, with the failure
         logs = lab.kubectl("logs", "deploy/redis-follower", "--tail=30", check=False)
