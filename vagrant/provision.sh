@@ -9,9 +9,13 @@ if [ "${1:-}" = --test-tools ]; then test_tools=1; shift; fi
 repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 
 # nginx: what the ingress-nginx controller drives, inside its pod (docs/ingress.md)
+# redis-server, mariadb-server, apache2, php-cli + php-redis, netcat-openbsd, stress: the servers and tools
+# the image catalog runs inside pods for redis, mysql/mariadb, httpd, the guestbook, the toolboxes and
+# polinux/stress (docs/images.md)
 packages=(
   iproute2 iptables nftables conntrack ipset ipvsadm iputils-ping curl dnsutils tcpdump
   containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv nginx gettext
+  redis-server mariadb-server apache2 php-cli php-redis netcat-openbsd wget stress
 )
 if [ "$test_tools" = 1 ]; then packages+=(vagrant); fi
 
@@ -24,9 +28,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian starts nginx as a service on the host's port 80: netlab runs it only inside pods
-if command -v systemctl >/dev/null && systemctl is-enabled nginx >/dev/null 2>&1; then
-  systemctl disable --now nginx >/dev/null 2>&1 || true
+# Debian starts these as services on the host (ports 80, 6379, 3306): netlab runs them only inside pods
+if command -v systemctl >/dev/null; then
+  for service in nginx apache2 apache-htcacheclean redis-server mariadb; do
+    if systemctl is-enabled "$service" >/dev/null 2>&1 || systemctl is-active "$service" >/dev/null 2>&1; then
+      systemctl disable --now "$service" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # The virtualenv at the repo root, with the project editable and its test extras.

@@ -121,6 +121,19 @@ def create(path: str, memory: int | None = None, cpu_quota: int | None = None, c
                     _write(d / "cpu.shares", str(max(cpu_shares, 2)))
 
 
+def share_cpu(path: str, cpus: float) -> None:
+    """Give an existing cgroup the CPU weight of `cpus` CPUs (cpu.shares 1024 per CPU; cpu.weight
+    converted as runc converts shares), as the kubelet gives its `kubepods` cgroup the node's
+    allocatable CPU: without it a whole tree of pods weighs as much as one process of its parent."""
+    shares = max(2, int(cpus * 1024))
+    for h in hierarchies():
+        if "cpu" in h.controllers and (h.root / path).is_dir():
+            if h.version == 2:
+                _write(h.root / path / "cpu.weight", str(1 + ((shares - 2) * 9999) // 262142))
+            else:
+                _write(h.root / path / "cpu.shares", str(shares))
+
+
 def join(path: str, pid: int = 0) -> None:
     """Move a process (0: the caller) into the cgroup in every hierarchy (it must exist)."""
     for h in hierarchies():

@@ -48,6 +48,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import setproctitle
 
@@ -204,6 +205,9 @@ class Spawner:
             res = req.get("resources") or {}
             cgroups.create(cgroup, memory=res.get("memory"), cpu_quota=res.get("cpuQuota"),
                            cpu_shares=res.get("cpuShares"))
+            if req.get("pause"):  # the pod's ancestors (node, lab, netlab): the kubepods weight of a node
+                for parent in list(Path(cgroup).parents)[1:-1]:  # this machine's CPUs, as its allocatable
+                    cgroups.share_cpu(str(parent), os.cpu_count() or 1)
         cri = req.get("logFormat") == "cri"
         mine: list[int] = []  # the spawner's ends, closed once the relay has them
         theirs: list[int] = []  # the child's ends, closed here once it has them
