@@ -16,6 +16,7 @@ from netlab.api.client import ApiError, event
 from netlab.kit import cgroups, clock, net, pace
 from netlab.node.kubelet import runtime, sandbox, security, volumes
 from netlab.node.kubelet.cni import CNIError, port_mappings
+from netlab.node.kubelet.expansion import expand_all
 from netlab.node.workloads import UnknownImage, argv_for, image_name
 
 log = logging.getLogger("netlab.kubelet")
@@ -285,8 +286,11 @@ class PodWorker:
             await self.waiting(c, "ContainerCreating", str(e), "FailedMount")
             return
         try:
-            env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps,
+            ips = [ip["address"].split("/")[0] for ip in (self.cni_result or {}).get("ips", [])] or self.ip
+            env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, ips, configmaps,
                                         secrets)
+            # $(VAR) in command and args, from the container's environment (the image's own are not expanded)
+            argv = argv_for(spec.get("image", ""), expand_all(spec.get("command"), env), expand_all(spec.get("args"), env))
             sec = security.context(self.pod, spec, sandbox.last_cap())
             res = security.resources(spec)
         except (runtime.ConfigError, security.ConfigError, ValueError) as e:  # tried again, or when what it names comes
