@@ -25,7 +25,7 @@ spec:
         - name: POD_IPS
           valueFrom: {fieldRef: {fieldPath: status.podIPs}}
         command: [sh, -c]
-        args: ["echo index=$JOB_COMPLETION_INDEX annotation=$(FROM_ANNOTATION) sa=$(SA) ips=$(POD_IPS) kept=$$(SA)"]
+        args: ["echo index=$JOB_COMPLETION_INDEX annotation=$(FROM_ANNOTATION) sa=$(SA) ips=$(POD_IPS) kept='$$(SA)'"]
 """
 
 

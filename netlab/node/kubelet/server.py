@@ -26,6 +26,7 @@ from aiohttp import web
 
 from netlab.node.kubelet import exec as exec_mod
 from netlab.node.kubelet import logs, runtime
+from netlab.node.kubelet.agents import AgentWorker
 from netlab.node.kubelet.pods import Container, PodWorker
 
 log = logging.getLogger("netlab.kubelet")
@@ -106,7 +107,10 @@ class KubeletServer:
             w = self._worker(request)
             c = self._container(w, request.match_info["container"])
             opts = logs.Options.from_query(request.query)
-            path = log_file(w, c, opts.previous)
+            if isinstance(w, AgentWorker):  # a node agent: the supervisor's log of the component's run
+                path, span, plain = w.log_path, agent_log_span(w, c, opts.previous), True
+            else:
+                path, span, plain = log_file(w, c, opts.previous), (0, None), False
         except logs.LogError as e:
             return web.Response(status=e.code, text=str(e))
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
@@ -116,7 +120,7 @@ class KubeletServer:
             transport = request.transport
             return self.k.workers.get(w.uid) is not w or transport is None or transport.is_closing()
         try:
-            await logs.serve(path, opts, resp.write, stop)
+            await logs.serve(path, opts, resp.write, stop, plain, span)
         except FileNotFoundError:  # the pod was torn down meanwhile
             pass
         except ConnectionError:
@@ -152,6 +156,15 @@ class KubeletServer:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.Response(status=400, text="attach is served over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io)")
         return await exec_mod.attach(request, self.k.node_layout.attach_socket(w.uid, c.name))
+
+
+def agent_log_span(w: AgentWorker, c, previous: bool) -> tuple[int, int | None]:
+    span = w.log_span(previous)
+    if span is None:
+        if previous:
+            raise logs.LogError(f'previous terminated container "{c.name}" in pod "{w.name}" not found')
+        raise logs.LogError(f'container "{c.name}" in pod "{w.name}" is waiting to start: ContainerCreating')
+    return span
 
 
 def log_file(w: PodWorker, c: Container, previous: bool) -> Path:
