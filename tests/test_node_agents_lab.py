@@ -43,6 +43,10 @@ def test_node_agents_are_daemonsets_with_a_pod_per_node(netlab_lab):
     assert out.splitlines()[-1] in mine
     assert len(lab.kubectl("logs", "-n", "kube-system", name, "--tail=2").stdout.splitlines()) == 2
 
+    # kubectl exec: in the component's namespaces, which are its node's
+    node_ip = p["status"]["hostIP"]
+    assert f"{node_ip}/" in lab.kubectl("exec", "-n", "kube-system", name, "--", "ip", "-o", "addr", "show", "eth0").stdout
+
     # kubectl delete pod: the component is restarted (a new process), and a new pod reports it
     before = component(lab, f"kube-proxy-{nodes[-1]}")
     lab.kubectl("delete", "pod", "-n", "kube-system", name, timeout=60)
