@@ -120,3 +120,40 @@ def test_status_bodies_are_upstreams_bytes(cp):
         b'spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive","reason":"Invalid",'
         b'"details":{"name":"p","kind":"Service","causes":[{"reason":"FieldValueInvalid","message":"Invalid value: '
         b'70000: must be between 1 and 65535, inclusive","field":"spec.ports[0].port"}]},"code":422}\n')
+
+
+SNAPSHOT = """apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshot
+metadata: {name: example-snapshot}
+spec: {source: {persistentVolumeClaimName: example-pvc}}
+"""
+KUBECTLS = ["/usr/lib/google-cloud-sdk/bin/kubectl.1.27", "/usr/lib/google-cloud-sdk/bin/kubectl.1.33"]
+
+
+@pytest.mark.parametrize("kubectl", KUBECTLS, ids=lambda k: k.rsplit("/", 1)[-1])
+def test_a_kind_not_served_is_no_match_for_kubectl_with_validation(cp, kubectl, tmp_path):
+    """As a real cluster answers a missing API, with validation on (server-side, strict): kubectl
+    finds no v3 document for the group-version, reads /openapi/v2 (protobuf), finds no model, and
+    then no mapping."""
+    import os
+    import subprocess
+    if not os.path.exists(kubectl):
+        pytest.skip(f"{kubectl} is not installed")
+    f = tmp_path / "snap.yaml"
+    f.write_text(SNAPSHOT)
+    for validate in ("--validate=strict", "--validate=true"):
+        p = subprocess.run([kubectl, "--kubeconfig", str(cp.kubeconfig), "apply", validate, "-f", str(f)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1
+        assert 'no matches for kind "VolumeSnapshot" in version "snapshot.storage.k8s.io/v1"' in p.stderr, p.stderr
+    # a served kind is still validated by the server: an unknown field is refused
+    bad = tmp_path / "cm.yaml"
+    bad.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: strict-cm}\nbogus: 1\n")
+    p = subprocess.run([kubectl, "--kubeconfig", str(cp.kubeconfig), "apply", "--validate=strict", "-f", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and 'unknown field "bogus"' in p.stderr, p.stderr
+
+
+def test_openapi_v2_is_a_document_without_models(cp):
+    status, raw = cp.raw("GET", "/openapi/v2")
+    assert status == 200 and json.loads(raw)["swagger"] == "2.0" and json.loads(raw)["definitions"] == {}
