@@ -157,3 +157,18 @@ def test_a_kind_not_served_is_no_match_for_kubectl_with_validation(cp, kubectl, 
 def test_openapi_v2_is_a_document_without_models(cp):
     status, raw = cp.raw("GET", "/openapi/v2")
     assert status == 200 and json.loads(raw)["swagger"] == "2.0" and json.loads(raw)["definitions"] == {}
+
+
+def test_an_immutable_selector_is_printed_as_upstream_prints_it(cp):
+    d = json.loads(DEPLOY.replace("REPLICAS", "1"))
+    d["metadata"]["name"] = "sel-fixed"
+    status, body = cp.api("POST", "/apis/apps/v1/namespaces/default/deployments", d)
+    assert status == 201, body
+    body["spec"]["selector"] = {"matchLabels": {"a": "b", "z": "y"}}
+    body["spec"]["template"]["metadata"]["labels"] = {"a": "b", "z": "y"}
+    status, out = cp.api("PUT", "/apis/apps/v1/namespaces/default/deployments/sel-fixed", body)
+    assert status == 422
+    assert out["message"] == ('Deployment.apps "sel-fixed" is invalid: spec.selector: Invalid value: v1.LabelSelector{'
+                              'MatchLabels:map[string]string{"a":"b", "z":"y"}, MatchExpressions:'
+                              '[]v1.LabelSelectorRequirement(nil)}: field is immutable')
+    cp.api("DELETE", "/apis/apps/v1/namespaces/default/deployments/sel-fixed")
