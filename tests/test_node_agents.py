@@ -95,3 +95,26 @@ def test_the_log_is_the_current_run(tmp_path, monkeypatch):
     assert end is None and log.read_bytes()[start:] == b"run two\n"
     start, end = w.log_span(previous=True)
     assert log.read_bytes()[start:end] == b"run one\n--- exited with 1\n"
+
+
+def test_a_plain_log_is_served_from_its_span(tmp_path):
+    """kubectl logs of a node agent: plain lines (no CRI records), from the run's start, --tail."""
+    import asyncio
+
+    from netlab.node.kubelet import logs
+
+    path = tmp_path / "kube-proxy-worker.log"
+    path.write_bytes(b"--- starting old\nold line\n--- 2026 starting new\nfirst\nsecond\nthird\n")
+    start = path.read_bytes().index(b"first")
+    got = []
+
+    async def write(b):
+        got.append(b)
+    asyncio.run(logs.serve(path, logs.Options(), write, lambda: True, plain=True, span=(start, None)))
+    assert b"".join(got) == b"first\nsecond\nthird\n"
+    got.clear()
+    asyncio.run(logs.serve(path, logs.Options(tail_lines=2), write, lambda: True, plain=True, span=(start, None)))
+    assert b"".join(got) == b"second\nthird\n"
+    got.clear()
+    asyncio.run(logs.serve(path, logs.Options(), write, lambda: True, plain=True, span=(0, start)))
+    assert b"old line" in b"".join(got)
