@@ -32,6 +32,9 @@ class Container:
 
     def __init__(self, spec: dict, init: bool, ephemeral: bool = False):
         self.spec, self.init, self.name, self.ephemeral = spec, init, spec["name"], ephemeral
+        # a sidecar: an init container with restartPolicy Always, started in its turn and kept
+        # running (restarted whatever its exit) beside the containers, stopped once they are done
+        self.sidecar = init and spec.get("restartPolicy") == "Always"
         self.proc: runtime.Process | None = None
         self.restarts = 0
         self.started_at: str | None = None
@@ -370,9 +373,27 @@ class PodWorker:
                 await self.exited(c, policy)
             if c.proc is None and not c.done and time.monotonic() >= c.next_start:
                 await self.start(c)
-            if c.init and not c.done:
-                return  # init containers run one at a time, each to success, before the rest
+            if c.init and not c.done and not (c.sidecar and c.running() and c.startup_ok):
+                return  # init containers run one at a time, each to success (a sidecar: started), before the rest
+        await self.stop_sidecars(policy)
         self.save()
+
+    async def stop_sidecars(self, policy: str) -> None:
+        """The containers are all done (they will not restart): the sidecars are stopped, and the
+        pod ends as its containers did, as upstream's kubelet ends a Job's pod with sidecars."""
+        mains = [c for c in self.containers if not c.init and not c.ephemeral]
+        if policy == "Always" or not mains or not all(c.done for c in mains):
+            return
+        for c in self.containers:
+            if c.sidecar and not c.done:
+                if c.proc is not None and c.proc.alive():
+                    await self.kill(c, self._grace(c))
+                    self.forget_process(c.proc)
+                    code = await c.proc.wait_exit_code()
+                    c.state = {"terminated": {"exitCode": 0 if code is None else code, "reason": "Completed" if not code
+                                              else "Error", "startedAt": c.started_at, "finishedAt": clock.now(),
+                                              "containerID": self.container_id(c)}}
+                c.proc, c.done, c.ready = None, True, False
 
     async def exited(self, c: Container, policy: str) -> None:
         self.forget_process(c.proc)
@@ -402,14 +423,16 @@ class PodWorker:
             c.done, c.state = True, {"terminated": term}
             return
         restart = policy == "Always" or (policy == "OnFailure" and code != 0)
-        if c.init:
+        if c.sidecar:  # restarted whatever its exit, while the pod's containers run
+            restart = not all(x.done for x in self.containers if not x.init and not x.ephemeral) or policy == "Always"
+        elif c.init:
             restart = code != 0 and policy != "Never"
             if code == 0:
                 c.done, c.state = True, {"terminated": term}
                 return
         if not restart:
             c.done, c.state = True, {"terminated": term}
-            if c.init:
+            if c.init and not c.sidecar:
                 self.phase_override = "Failed"
             return
         c.last_state = {"terminated": term}
@@ -433,7 +456,7 @@ class PodWorker:
 
     async def probe(self) -> None:
         for c in self.containers:
-            if c.init or c.ephemeral or c.proc is None or not c.proc.alive():
+            if (c.init and not c.sidecar) or c.ephemeral or c.proc is None or not c.proc.alive():
                 continue
             t = time.monotonic()
             kinds = ["startupProbe"] if not c.startup_ok else ["livenessProbe", "readinessProbe"]
@@ -575,19 +598,20 @@ class PodWorker:
         inits = [c for c in self.containers if c.init]
         mains = [c for c in self.containers if not c.init and not c.ephemeral]
         ephemeral = [c for c in self.containers if c.ephemeral]
-        initialized = all(c.done for c in inits)
+        initialized = all(c.done or (c.sidecar and c.running() and c.startup_ok) for c in inits)
 
         def cstatus(c: Container) -> dict:
             st = {"name": c.name, "image": c.spec.get("image", ""), "imageID": f"netlab://{image_name(c.spec.get('image', ''))}",
-                  "ready": bool(c.ready and c.proc is not None and c.proc.alive() and c.startup_ok and not c.init)
-                  or bool(c.init and c.done),
+                  "ready": bool(c.ready and c.proc is not None and c.proc.alive() and c.startup_ok
+                                and (not c.init or c.sidecar)) or bool(c.init and c.done and not c.sidecar),
                   "restartCount": c.restarts, "started": c.running(), "state": c.state,
                   "lastState": c.last_state}
             if c.proc is not None or "terminated" in c.state:
                 st["containerID"] = self.container_id(c)
             return st
         statuses = [cstatus(c) for c in mains]
-        all_ready = bool(mains) and all(s["ready"] for s in statuses)
+        all_ready = bool(mains) and all(s["ready"] for s in statuses) and all(  # and the running sidecars
+            c.ready and c.running() for c in inits if c.sidecar and not c.done)
         if self.phase_override:
             phase = self.phase_override
         elif self.pause is None or not initialized:
