@@ -132,23 +132,3 @@ class Documents:
             self._root = root(self._docs)
             self._generation = generation
         return self._docs, self._root
-
-
-# in the Accept kubectl sends (with @v1.0 or .v1.0); answered as application/octet-stream, as upstream
-V2_PROTOBUF = "com.github.proto-openapi.spec.v2"
-
-
-def v2_document(version: str, protobuf: bool) -> bytes:
-    """`/openapi/v2`: a Swagger 2.0 document without models. kubectl reads it only for what the
-    v3 documents do not list (a kind the lab does not serve, a `kind: List`), to validate client-
-    side; with no model for the kind it skips that and the request goes on, so an unserved kind
-    gets upstream's `no matches for kind "X" in version "Y"` (served kinds are validated by this
-    server, `fieldValidation=Strict`). kubectl asks for protobuf: gnostic's openapi_v2.Document,
-    whose field 1 is `swagger` and field 2 `info` (title 1, version 2)."""
-    if not protobuf:
-        return json.dumps({"swagger": "2.0", "info": {"title": "Kubernetes", "version": version},
-                           "paths": {}, "definitions": {}}).encode()
-
-    def field(number: int, value: bytes) -> bytes:  # a length-delimited field (wire type 2); short values only
-        return bytes([number << 3 | 2, len(value)]) + value
-    return field(1, b"2.0") + field(2, field(1, b"Kubernetes") + field(2, version.encode()))

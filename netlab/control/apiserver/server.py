@@ -153,10 +153,6 @@ class APIServer:
         served = self.objects.kinds.served()
         if path == "/apis":
             return json_response(discovery.group_list(served))
-        if path == "/openapi/v2":
-            proto = openapi.V2_PROTOBUF in request.headers.get("Accept", "")
-            return web.Response(body=openapi.v2_document(discovery.VERSION["gitVersion"], proto),
-                                content_type="application/octet-stream" if proto else "application/json")
         if path == "/openapi/v3":
             return json_response(self.openapi_documents()[1])
         if parts[:2] == ["openapi", "v3"]:
