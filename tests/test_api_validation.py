@@ -120,3 +120,50 @@ def test_status_bodies_are_upstreams_bytes(cp):
         b'spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive","reason":"Invalid",'
         b'"details":{"name":"p","kind":"Service","causes":[{"reason":"FieldValueInvalid","message":"Invalid value: '
         b'70000: must be between 1 and 65535, inclusive","field":"spec.ports[0].port"}]},"code":422}\n')
+
+
+SNAPSHOT = """apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshot
+metadata: {name: example-snapshot}
+spec: {source: {persistentVolumeClaimName: example-pvc}}
+"""
+KUBECTLS = ["/usr/lib/google-cloud-sdk/bin/kubectl.1.27", "/usr/lib/google-cloud-sdk/bin/kubectl.1.33"]
+
+
+@pytest.mark.parametrize("kubectl", KUBECTLS, ids=lambda k: k.rsplit("/", 1)[-1])
+def test_a_kind_not_served_is_no_match_for_kubectl_with_validation(cp, kubectl, tmp_path):
+    """As a real cluster answers a missing API, with validation on (server-side, strict): kubectl
+    finds no v3 document for the group-version, reads /openapi/v2 (protobuf), finds no model for
+    the kind, and then no mapping. (Needs the /openapi/v2 that main serves.)"""
+    import os
+    import subprocess
+    if not os.path.exists(kubectl):
+        pytest.skip(f"{kubectl} is not installed")
+    f = tmp_path / "snap.yaml"
+    f.write_text(SNAPSHOT)
+    for validate in ("--validate=strict", "--validate=true"):
+        p = subprocess.run([kubectl, "--kubeconfig", str(cp.kubeconfig), "apply", validate, "-f", str(f)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1
+        assert 'no matches for kind "VolumeSnapshot" in version "snapshot.storage.k8s.io/v1"' in p.stderr, p.stderr
+    # a served kind is still validated by the server: an unknown field is refused
+    bad = tmp_path / "cm.yaml"
+    bad.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: strict-cm}\nbogus: 1\n")
+    p = subprocess.run([kubectl, "--kubeconfig", str(cp.kubeconfig), "apply", "--validate=strict", "-f", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and 'unknown field "bogus"' in p.stderr, p.stderr
+
+
+def test_an_immutable_selector_is_printed_as_upstream_prints_it(cp):
+    d = json.loads(DEPLOY.replace("REPLICAS", "1"))
+    d["metadata"]["name"] = "sel-fixed"
+    status, body = cp.api("POST", "/apis/apps/v1/namespaces/default/deployments", d)
+    assert status == 201, body
+    body["spec"]["selector"] = {"matchLabels": {"a": "b", "z": "y"}}
+    body["spec"]["template"]["metadata"]["labels"] = {"a": "b", "z": "y"}
+    status, out = cp.api("PUT", "/apis/apps/v1/namespaces/default/deployments/sel-fixed", body)
+    assert status == 422
+    assert out["message"] == ('Deployment.apps "sel-fixed" is invalid: spec.selector: Invalid value: v1.LabelSelector{'
+                              'MatchLabels:map[string]string{"a":"b", "z":"y"}, MatchExpressions:'
+                              '[]v1.LabelSelectorRequirement(nil)}: field is immutable')
+    cp.api("DELETE", "/apis/apps/v1/namespaces/default/deployments/sel-fixed")

@@ -137,9 +137,25 @@ def validate_workload(spec: Any, kind: str = "deployment") -> list[v.FieldError]
 
 
 def immutable_selector(obj: dict, old: dict) -> list[v.FieldError]:
-    if (obj.get("spec") or {}).get("selector") != (old.get("spec") or {}).get("selector"):
-        return [v.invalid("spec.selector", (obj.get("spec") or {}).get("selector"), "field is immutable")]
+    sel = (obj.get("spec") or {}).get("selector")
+    if sel != (old.get("spec") or {}).get("selector"):
+        return [v.FieldError("spec.selector", "FieldValueInvalid",
+                             f"Invalid value: {go_label_selector(sel)}: field is immutable")]
     return []
+
+
+def go_label_selector(sel: dict | None) -> str:
+    """A LabelSelector as upstream's field errors print it (Go's %#v of v1.LabelSelector)."""
+    def strings(m: dict | None) -> str:
+        return "map[string]string(nil)" if m is None else \
+            "map[string]string{" + ", ".join(f'"{k}":"{m[k]}"' for k in sorted(m)) + "}"
+    sel = sel or {}
+    exprs = sel.get("matchExpressions")
+    reqs = "[]v1.LabelSelectorRequirement(nil)" if exprs is None else "[]v1.LabelSelectorRequirement{" + ", ".join(
+        f'v1.LabelSelectorRequirement{{Key:"{e.get("key", "")}", Operator:"{e.get("operator", "")}", Values:'
+        + ("[]string(nil)" if e.get("values") is None else "[]string{" + ", ".join(f'"{x}"' for x in e["values"]) + "}")
+        + "}" for e in exprs) + "}"
+    return f"v1.LabelSelector{{MatchLabels:{strings(sel.get('matchLabels'))}, MatchExpressions:{reqs}}}"
 
 
 def qos_class(spec: dict) -> str:

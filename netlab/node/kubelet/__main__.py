@@ -16,7 +16,7 @@ import time
 from netlab.api.client import Client, Informer
 from netlab.kit import cgroups, logs, net
 from netlab.kit.cluster import Cluster
-from netlab.node.kubelet import certs, runtime
+from netlab.node.kubelet import agents, certs, runtime
 from netlab.node.kubelet import node as node_mod
 from netlab.node.kubelet.cni import CNI
 from netlab.node.kubelet.pods import PodWorker
@@ -120,7 +120,8 @@ class Kubelet:
             if uid in self.deleted:
                 return
             log.info('SyncLoop ADD pod="%s/%s"', meta["namespace"], meta["name"])
-            w = self.workers[uid] = PodWorker(self, pod)
+            component = agents.component_of(pod, self.node)
+            w = self.workers[uid] = agents.AgentWorker(self, pod, component) if component else PodWorker(self, pod)
             w.task = asyncio.create_task(self._run_worker(w))
         else:
             if meta.get("deletionTimestamp") and not w.pod["metadata"].get("deletionTimestamp"):

@@ -140,27 +140,32 @@ class Limit:
 
 
 async def serve(path: os.PathLike, opts: Options, write: Callable[[bytes], Awaitable[None]],
-                stop: Callable[[], bool]) -> None:
+                stop: Callable[[], bool], plain: bool = False, span: tuple[int, int | None] = (0, None)) -> None:
     """Send the log at `path` through `write`; with follow, keep sending what is added until the
-    log is complete or `stop()` (the pod is gone, the client went away)."""
+    log is complete or `stop()` (the pod is gone, the client went away). `plain`: a log of plain
+    lines (a node agent's, as the supervisor keeps it), only its `span` (start, end or None), not
+    timed, so sinceSeconds and timestamps do not apply, and never complete while its pod is there."""
     limit = Limit(opts.limit_bytes)
+    show = (lambda records, _opts: b"".join(records)) if plain else render
     with open(path, "rb") as f:
-        data = f.read()
+        f.seek(span[0])
+        data = f.read() if span[1] is None else f.read(max(0, span[1] - span[0]))
         records = data.splitlines(keepends=True)
         rest = records.pop() if records and not records[-1].endswith(b"\n") else b""  # a record being written
         if opts.tail_lines is not None:
-            records = tail(records, opts.tail_lines)
-        chunk = limit.take(render(records, opts))
+            records = (records[-opts.tail_lines:] if opts.tail_lines > 0 else []) if plain \
+                else tail(records, opts.tail_lines)
+        chunk = limit.take(show(records, opts))
         if chunk:
             await write(chunk)
-        if not opts.follow:
+        if not opts.follow or span[1] is not None:
             return
         while not limit.reached:
             more = f.read()
             if not more:
                 if stop():
                     return
-                done = complete(f)  # then a last read takes what was written before it let go
+                done = not plain and complete(f)  # then a last read takes what was written before it let go
                 more = f.read()
                 if not more and done:
                     return
@@ -169,6 +174,6 @@ async def serve(path: os.PathLike, opts: Options, write: Callable[[bytes], Await
                     continue
             records = (rest + more).splitlines(keepends=True)
             rest = records.pop() if not records[-1].endswith(b"\n") else b""
-            chunk = limit.take(render(records, opts))
+            chunk = limit.take(show(records, opts))
             if chunk:
                 await write(chunk)

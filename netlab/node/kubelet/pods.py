@@ -16,6 +16,7 @@ from netlab.api.client import ApiError, event
 from netlab.kit import cgroups, clock, net, pace
 from netlab.node.kubelet import runtime, sandbox, security, volumes
 from netlab.node.kubelet.cni import CNIError, port_mappings
+from netlab.node.kubelet.expansion import expand_all
 from netlab.node.workloads import UnknownImage, argv_for, image_name
 
 log = logging.getLogger("netlab.kubelet")
@@ -31,6 +32,9 @@ class Container:
 
     def __init__(self, spec: dict, init: bool, ephemeral: bool = False):
         self.spec, self.init, self.name, self.ephemeral = spec, init, spec["name"], ephemeral
+        # a sidecar: an init container with restartPolicy Always, started in its turn and kept
+        # running (restarted whatever its exit) beside the containers, stopped once they are done
+        self.sidecar = init and spec.get("restartPolicy") == "Always"
         self.proc: runtime.Process | None = None
         self.restarts = 0
         self.started_at: str | None = None
@@ -286,8 +290,11 @@ class PodWorker:
             await self.waiting(c, "ContainerCreating", str(e), "FailedMount")
             return
         try:
-            env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, self.ip, configmaps,
+            ips = [ip["address"].split("/")[0] for ip in (self.cni_result or {}).get("ips", [])] or self.ip
+            env = runtime.container_env(self.pod, spec, self.k.services(self.ns), self.k.node_ip, ips, configmaps,
                                         secrets)
+            # $(VAR) in command and args, from the container's environment (the image's own are not expanded)
+            argv = argv_for(spec.get("image", ""), expand_all(spec.get("command"), env), expand_all(spec.get("args"), env))
             sec = security.context(self.pod, spec, sandbox.last_cap())
             res = security.resources(spec)
         except (runtime.ConfigError, security.ConfigError, ValueError) as e:  # tried again, or when what it names comes
@@ -367,9 +374,27 @@ class PodWorker:
                 await self.exited(c, policy)
             if c.proc is None and not c.done and time.monotonic() >= c.next_start:
                 await self.start(c)
-            if c.init and not c.done:
-                return  # init containers run one at a time, each to success, before the rest
+            if c.init and not c.done and not (c.sidecar and c.running() and c.startup_ok):
+                return  # init containers run one at a time, each to success (a sidecar: started), before the rest
+        await self.stop_sidecars(policy)
         self.save()
+
+    async def stop_sidecars(self, policy: str) -> None:
+        """The containers are all done (they will not restart): the sidecars are stopped, and the
+        pod ends as its containers did, as upstream's kubelet ends a Job's pod with sidecars."""
+        mains = [c for c in self.containers if not c.init and not c.ephemeral]
+        if policy == "Always" or not mains or not all(c.done for c in mains):
+            return
+        for c in self.containers:
+            if c.sidecar and not c.done:
+                if c.proc is not None and c.proc.alive():
+                    await self.kill(c, self._grace(c))
+                    self.forget_process(c.proc)
+                    code = await c.proc.wait_exit_code()
+                    c.state = {"terminated": {"exitCode": 0 if code is None else code, "reason": "Completed" if not code
+                                              else "Error", "startedAt": c.started_at, "finishedAt": clock.now(),
+                                              "containerID": self.container_id(c)}}
+                c.proc, c.done, c.ready = None, True, False
 
     async def exited(self, c: Container, policy: str) -> None:
         self.forget_process(c.proc)
@@ -399,14 +424,16 @@ class PodWorker:
             c.done, c.state = True, {"terminated": term}
             return
         restart = policy == "Always" or (policy == "OnFailure" and code != 0)
-        if c.init:
+        if c.sidecar:  # restarted whatever its exit, while the pod's containers run
+            restart = not all(x.done for x in self.containers if not x.init and not x.ephemeral) or policy == "Always"
+        elif c.init:
             restart = code != 0 and policy != "Never"
             if code == 0:
                 c.done, c.state = True, {"terminated": term}
                 return
         if not restart:
             c.done, c.state = True, {"terminated": term}
-            if c.init:
+            if c.init and not c.sidecar:
                 self.phase_override = "Failed"
             return
         c.last_state = {"terminated": term}
@@ -430,7 +457,7 @@ class PodWorker:
 
     async def probe(self) -> None:
         for c in self.containers:
-            if c.init or c.ephemeral or c.proc is None or not c.proc.alive():
+            if (c.init and not c.sidecar) or c.ephemeral or c.proc is None or not c.proc.alive():
                 continue
             t = time.monotonic()
             kinds = ["startupProbe"] if not c.startup_ok else ["livenessProbe", "readinessProbe"]
@@ -572,19 +599,20 @@ class PodWorker:
         inits = [c for c in self.containers if c.init]
         mains = [c for c in self.containers if not c.init and not c.ephemeral]
         ephemeral = [c for c in self.containers if c.ephemeral]
-        initialized = all(c.done for c in inits)
+        initialized = all(c.done or (c.sidecar and c.running() and c.startup_ok) for c in inits)
 
         def cstatus(c: Container) -> dict:
             st = {"name": c.name, "image": c.spec.get("image", ""), "imageID": f"netlab://{image_name(c.spec.get('image', ''))}",
-                  "ready": bool(c.ready and c.proc is not None and c.proc.alive() and c.startup_ok and not c.init)
-                  or bool(c.init and c.done),
+                  "ready": bool(c.ready and c.proc is not None and c.proc.alive() and c.startup_ok
+                                and (not c.init or c.sidecar)) or bool(c.init and c.done and not c.sidecar),
                   "restartCount": c.restarts, "started": c.running(), "state": c.state,
                   "lastState": c.last_state}
             if c.proc is not None or "terminated" in c.state:
                 st["containerID"] = self.container_id(c)
             return st
         statuses = [cstatus(c) for c in mains]
-        all_ready = bool(mains) and all(s["ready"] for s in statuses)
+        all_ready = bool(mains) and all(s["ready"] for s in statuses) and all(  # and the running sidecars
+            c.ready and c.running() for c in inits if c.sidecar and not c.done)
         if self.phase_override:
             phase = self.phase_override
         elif self.pause is None or not initialized:

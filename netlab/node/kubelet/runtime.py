@@ -32,6 +32,7 @@ from pathlib import Path
 from netlab.kit import cgroups, net
 from netlab.kit.layout import PodLayout, state_root
 from netlab.node.kubelet import volumes
+from netlab.node.kubelet.expansion import expand
 from netlab.node.kubelet.security import enter_argv as enter_privileges
 
 
@@ -397,7 +398,7 @@ def resolv_conf(pod: dict, dns_ip: str, cluster_domain: str, host_resolv: str = 
     return "\n".join(out) + "\n"
 
 
-def container_env(pod: dict, container: dict, services: list[dict], node_ip: str, pod_ip: str | None,
+def container_env(pod: dict, container: dict, services: list[dict], node_ip: str, pod_ip: str | list[str] | None,
                   configmaps: dict[str, dict], secrets: dict[str, dict] | None = None) -> dict[str, str]:
     """The container's environment: PATH and HOSTNAME, service links (enableServiceLinks, as the
     kubelet makes them), then the container's own env and envFrom with downward API fields."""
@@ -439,14 +440,16 @@ def container_env(pod: dict, container: dict, services: list[dict], node_ip: str
             raise ConfigError(f'configmap "{ref.get("name", "")}" not found')
         for k, v in ((cm or {}).get("data") or {}).items():
             env[src.get("prefix", "") + k] = v
+    # status.podIPs and status.hostIPs: every address, comma-separated (a dual-stack pod's two)
+    pod_ips = [pod_ip] if isinstance(pod_ip, str) else list(pod_ip or [])
     fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": pod["metadata"]["namespace"],
               "metadata.uid": pod["metadata"]["uid"], "spec.nodeName": (pod.get("spec") or {}).get("nodeName", ""),
               "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", ""),
-              "status.hostIP": node_ip, "status.podIP": pod_ip or "", "status.hostIPs": node_ip,
-              "status.podIPs": pod_ip or ""}
+              "status.hostIP": node_ip, "status.podIP": pod_ips[0] if pod_ips else "", "status.hostIPs": node_ip,
+              "status.podIPs": ",".join(pod_ips)}
     for e in container.get("env") or []:
         if "value" in e:
-            env[e["name"]] = _expand(e["value"], env)
+            env[e["name"]] = expand(e["value"], env)
         elif (e.get("valueFrom") or {}).get("fieldRef"):
             path = e["valueFrom"]["fieldRef"].get("fieldPath", "")
             try:
@@ -490,21 +493,3 @@ def configmaps_named(container: dict, ref: str = "configMap") -> set[str]:
     names = {(src.get(f"{ref}Ref") or {}).get("name") for src in container.get("envFrom") or []}
     names |= {((e.get("valueFrom") or {}).get(f"{ref}KeyRef") or {}).get("name") for e in container.get("env") or []}
     return names - {None}
-
-
-def _expand(value: str, env: dict[str, str]) -> str:
-    """$(VAR) references to earlier variables, as Kubernetes expands them ($$ escapes)."""
-    out, i = "", 0
-    while i < len(value):
-        if value.startswith("$$", i):
-            out += "$"
-            i += 2
-        elif value.startswith("$(", i) and ")" in value[i:]:
-            j = value.index(")", i)
-            name = value[i + 2:j]
-            out += env.get(name, value[i:j + 1])
-            i = j + 1
-        else:
-            out += value[i]
-            i += 1
-    return out

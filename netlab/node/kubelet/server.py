@@ -28,6 +28,7 @@ from aiohttp import web
 
 from netlab.node.kubelet import exec as exec_mod
 from netlab.node.kubelet import logs, portforward, runtime, streams
+from netlab.node.kubelet.agents import AgentWorker
 from netlab.node.kubelet.pods import Container, PodWorker
 
 log = logging.getLogger("netlab.kubelet")
@@ -110,7 +111,10 @@ class KubeletServer:
             w = self._worker(request)
             c = self._container(w, request.match_info["container"])
             opts = logs.Options.from_query(request.query)
-            path = log_file(w, c, opts.previous)
+            if isinstance(w, AgentWorker):  # a node agent: the supervisor's log of the component's run
+                path, span, plain = w.log_path, agent_log_span(w, c, opts.previous), True
+            else:
+                path, span, plain = log_file(w, c, opts.previous), (0, None), False
         except logs.LogError as e:
             return web.Response(status=e.code, text=str(e))
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
@@ -120,7 +124,7 @@ class KubeletServer:
             transport = request.transport
             return self.k.workers.get(w.uid) is not w or transport is None or transport.is_closing()
         try:
-            await logs.serve(path, opts, resp.write, stop)
+            await logs.serve(path, opts, resp.write, stop, plain, span)
         except FileNotFoundError:  # the pod was torn down meanwhile
             pass
         except ConnectionError:
@@ -179,6 +183,15 @@ class KubeletServer:
             return await portforward.serve(request, getattr(w, "netns", None), w.name, w.uid)
         except streams.StreamError as e:
             return web.Response(status=e.code, text=str(e))
+
+
+def agent_log_span(w: AgentWorker, c, previous: bool) -> tuple[int, int | None]:
+    span = w.log_span(previous)
+    if span is None:
+        if previous:
+            raise logs.LogError(f'previous terminated container "{c.name}" in pod "{w.name}" not found')
+        raise logs.LogError(f'container "{c.name}" in pod "{w.name}" is waiting to start: ContainerCreating')
+    return span
 
 
 def log_file(w: PodWorker, c: Container, previous: bool) -> Path:
