@@ -551,3 +551,28 @@ def test_new_namespace_gets_default_service_account_and_root_ca(cp):
     for ns in ("default", "kube-system", "kube-public"):
         assert cp.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0
     cp.kubectl("delete", "namespace", "nlt-team", timeout=60)
+
+
+def test_success_policy_rules():
+    match = job_logic.match_success_policy
+    rules = {"rules": [{"succeededIndexes": "0,2-3"}, {"succeededIndexes": "4-9", "succeededCount": 2},
+                       {"succeededCount": 5}]}
+    assert match(rules, 10, {0, 2}) is None
+    assert match(rules, 10, {0, 2, 3}) == "Matched rules at index 0"
+    assert match(rules, 10, {4, 9}) == "Matched rules at index 1"
+    assert match(rules, 10, {0, 1, 2, 5, 6}) == "Matched rules at index 1"
+    assert match(rules, 10, {0, 1, 2, 6, 7}) == "Matched rules at index 1"
+    assert match({"rules": [{"succeededCount": 5}]}, 10, {0, 1, 2, 3, 7}) == "Matched rules at index 0"
+    assert match(None, 10, {0}) is None and match(rules, 10, set()) is None
+
+
+def test_indexed_job_ends_when_its_success_policy_is_met(cp):
+    policy = {"rules": [{"succeededIndexes": "0-5", "succeededCount": 1}]}
+    cp.kubectl("create", "-f", "-", input=job("sp", "echo ok", completions=6, parallelism=2,
+                                              completionMode="Indexed", successPolicy=policy))
+    j = wait(lambda: _when(lambda: get(cp, "job", "sp"), lambda x: "Complete" in conds(x)), timeout=40,
+             what="the success policy to complete the Job")
+    for kind in ("SuccessCriteriaMet", "Complete"):
+        assert (conds(j)[kind]["reason"], conds(j)[kind]["message"]) == ("SuccessPolicy", "Matched rules at index 0")
+    assert 1 <= j["status"]["succeeded"] < 6 and len(pods_of(cp, "sp")) < 6  # not every index was run
+    cp.kubectl("delete", "job", "sp")

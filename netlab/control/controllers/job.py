@@ -119,6 +119,22 @@ def parse_indexes(text: str, completions: int) -> set[int]:
     return out
 
 
+def match_success_policy(policy: dict | None, completions: int, succeeded: set[int]) -> str | None:
+    """The message of the first rule of an Indexed Job's successPolicy its succeeded indexes meet:
+    all of `succeededIndexes`, or `succeededCount` of them (of all indexes, without a list)."""
+    if not policy or not succeeded:
+        return None
+    for i, rule in enumerate(policy.get("rules") or []):
+        count = rule.get("succeededCount")
+        if rule.get("succeededIndexes") is not None:
+            required = parse_indexes(rule["succeededIndexes"], completions)
+            if required and (len(required & succeeded) >= count if count is not None else required <= succeeded):
+                return f"Matched rules at index {i}"
+        elif count is not None and len(succeeded) >= count:
+            return f"Matched rules at index {i}"
+    return None
+
+
 def format_indexes(indexes: set[int]) -> str:
     """orderedIntervals.String: `0-2,4,6,7` (a run of two is written with a comma)."""
     runs: list[list[int]] = []
@@ -532,6 +548,9 @@ class _Sync:
                 completion_index(p) for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"
                 and 0 <= completion_index(p) < completions and has_finalizer(p)}
             self.succeeded = len(self.succeeded_indexes)
+            if finished_cond is None and (msg := match_success_policy(spec.get("successPolicy"), completions,
+                                                                      self.succeeded_indexes)):
+                finished_cond = new_condition("SuccessCriteriaMet", "SuccessPolicy", msg, self.now_text)
         suspend_changed = False
         if finished_cond is not None:
             deleted_ready, deleted = await self._delete_active(active)
