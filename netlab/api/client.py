@@ -163,9 +163,24 @@ def path_for(resource: str, namespace: str | None = None, name: str | None = Non
     return p
 
 
+def load_client_cert(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """A client certificate and key given as PEM bytes (ssl reads them only from files: a
+    private temporary file, removed at once)."""
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="netlab-client-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(cert.rstrip(b"\n") + b"\n" + key)
+        ctx.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+
+
 class Client:
     def __init__(self, server: str, token: str | None = None, ca_file: str | None = None,
-                 ca_data: bytes | None = None):
+                 ca_data: bytes | None = None, cert: tuple[bytes, bytes] | None = None):
         self.server = server.rstrip("/")
         self.headers = {"Accept": "application/json"}
         if token:
@@ -178,6 +193,8 @@ class Client:
         self.ssl: ssl.SSLContext | bool = False
         if self.server.startswith("https"):
             self.ssl = ssl.create_default_context(cafile=ca_file, cadata=ca_data.decode() if ca_data else None)
+            if cert:
+                load_client_cert(self.ssl, *cert)
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -189,7 +206,12 @@ class Client:
         user = next((u["user"] for u in doc.get("users", []) if u["name"] == ctx.get("user")), {})
         ca_data = base64.b64decode(cluster["certificate-authority-data"]) if "certificate-authority-data" in cluster \
             else None
-        return cls(cluster["server"], user.get("token"), cluster.get("certificate-authority"), ca_data)
+        cert = None
+        if "client-certificate-data" in user or "client-certificate" in user:
+            def read(k: str) -> bytes:
+                return base64.b64decode(user[f"{k}-data"]) if f"{k}-data" in user else Path(user[k]).read_bytes()
+            cert = (read("client-certificate"), read("client-key"))
+        return cls(cluster["server"], user.get("token"), cluster.get("certificate-authority"), ca_data, cert)
 
     @classmethod
     def in_cluster(cls) -> Client:

@@ -63,6 +63,8 @@ def resource_list(group: str, version: str, served: list[Resource]) -> dict:
                 entry.update(kind="Pod", verbs=["get"])
             elif sub == "eviction":
                 entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
+            elif sub == "token":
+                entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest", verbs=["create"])
             elif sub == "finalize":
                 entry.update(verbs=["update"])
             resources.append(entry)

@@ -1,0 +1,82 @@
+"""The Node authorizer, as upstream's: a kubelet (system:node:<name> in system:nodes) may do
+what the system:node role allows, except that Secrets, ConfigMaps, PersistentVolumeClaims and
+service-account tokens are only those a pod bound to its node refers to. NodeRestriction's
+admission (a kubelet changes only its own Node and its own pods) is in admission.py."""
+
+from __future__ import annotations
+
+from netlab.api.resources import lookup
+from netlab.control.apiserver.auth import policy, rbac
+from netlab.control.apiserver.auth.attributes import Attributes
+
+GRAPHED = {("", "secrets"), ("", "configmaps"), ("", "persistentvolumeclaims"), ("", "persistentvolumes")}
+NODE_RULES = policy.CLUSTER_ROLES["system:node"][0]
+
+
+def pod_refs(pod: dict) -> dict[str, set[str]]:
+    """What a pod refers to by name: secrets, configmaps, persistentvolumeclaims, serviceaccounts."""
+    spec = pod.get("spec") or {}
+    out: dict[str, set[str]] = {"secrets": set(), "configmaps": set(), "persistentvolumeclaims": set(),
+                                "serviceaccounts": {spec.get("serviceAccountName") or "default"}}
+    for ref in spec.get("imagePullSecrets") or []:
+        out["secrets"].add(ref.get("name", ""))
+    for vol in spec.get("volumes") or []:
+        if "secret" in vol:
+            out["secrets"].add(vol["secret"].get("secretName", ""))
+        if "configMap" in vol:
+            out["configmaps"].add(vol["configMap"].get("name", ""))
+        if "persistentVolumeClaim" in vol:
+            out["persistentvolumeclaims"].add(vol["persistentVolumeClaim"].get("claimName", ""))
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            if "secret" in src:
+                out["secrets"].add(src["secret"].get("name", ""))
+            if "configMap" in src:
+                out["configmaps"].add(src["configMap"].get("name", ""))
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []) + \
+            (spec.get("ephemeralContainers") or []):
+        for e in c.get("env") or []:
+            vf = e.get("valueFrom") or {}
+            if "secretKeyRef" in vf:
+                out["secrets"].add(vf["secretKeyRef"].get("name", ""))
+            if "configMapKeyRef" in vf:
+                out["configmaps"].add(vf["configMapKeyRef"].get("name", ""))
+        for ef in c.get("envFrom") or []:
+            if "secretRef" in ef:
+                out["secrets"].add(ef["secretRef"].get("name", ""))
+            if "configMapRef" in ef:
+                out["configmaps"].add(ef["configMapRef"].get("name", ""))
+    return out
+
+
+class NodeAuthorizer:
+    def __init__(self, objects):
+        self.objects = objects
+        self.pods = lookup("", "v1", "pods")
+
+    def pods_on(self, node: str, namespace: str) -> list[dict]:
+        items, _ = self.objects.store.list(self.objects.key(self.pods, namespace or None))
+        return [p for p in items if (p.get("spec") or {}).get("nodeName") == node]
+
+    def related(self, node: str, a: Attributes, kind: str) -> bool:
+        if not a.name or not a.namespace:
+            return False
+        return any(a.name in pod_refs(p)[kind] for p in self.pods_on(node, a.namespace))
+
+    def decide(self, a: Attributes) -> tuple[bool | None, str]:
+        """(True: allowed, None: no opinion, with why) for a kubelet's request."""
+        node = a.user.node
+        if node is None:
+            return None, ""
+        if not a.resource_request:
+            return None, ""
+        if (a.group, a.resource) in GRAPHED and not a.subresource:
+            if a.verb in ("get", "list", "watch") and self.related(node, a, a.resource):
+                return True, ""
+            return None, f"no relationship found between node '{node}' and this object"
+        if (a.group, a.resource, a.subresource) == ("", "serviceaccounts", "token"):
+            if a.verb == "create" and self.related(node, a, "serviceaccounts"):
+                return True, ""
+            return None, f"no relationship found between node '{node}' and this object"
+        if any(rbac.rule_allows(rule, a) for rule in NODE_RULES):
+            return True, ""
+        return None, ""
