@@ -21,6 +21,7 @@ from netlab.node.kubelet import node as node_mod
 from netlab.node.kubelet.cni import CNI
 from netlab.node.kubelet.pods import PodWorker
 from netlab.node.kubelet.server import PORT, KubeletServer
+from netlab.node.kubelet.tokens import TokenManager
 
 log = logging.getLogger("netlab.kubelet")
 
@@ -34,13 +35,14 @@ class Kubelet:
         self.me = self.cluster.node(node)
         self.node_ip = self.me.ip
         self.client = Client.from_kubeconfig(kubeconfig)
-        # what a pod's service account mount holds: the lab's token and CA; the token is also
-        # what the API server presents to this kubelet's API
-        self.identity = (self.layout.token.read_text().strip(), self.layout.ca_cert.read_bytes())
+        # pods' service account tokens, bound to each pod; and the lab's CA, their ca.crt
+        self.tokens = TokenManager(self.client)
+        self.ca = self.layout.ca_cert.read_bytes()
         self.node_layout.pods.mkdir(parents=True, exist_ok=True)
         self.cni = CNI(self.node_layout.cni_conflist, self.layout.cni_path)
         self.runtime = self.node_layout.runtime_socket
-        self.api = KubeletServer(self, self.identity[0])
+        # the API server's credential to this kubelet's API: the lab's token
+        self.api = KubeletServer(self, self.layout.token.read_text().strip())
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={node}")
         self.svcs = Informer(self.client, "services")
         self.cms = Informer(self.client, "configmaps")
@@ -78,6 +80,7 @@ class Kubelet:
 
     def forget(self, uid: str) -> None:
         self.deleted.add(uid)
+        self.tokens.forget(uid)
         w = self.workers.get(uid)
         if w:
             w.wake.set()
@@ -178,6 +181,7 @@ class Kubelet:
             delay = min(delay * 2, 5)
 
     async def run(self) -> None:
+        self.tokens.loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(self.serve_api())]
         await node_mod.register(self.client, self.cluster, self.me)
         tasks.append(asyncio.create_task(node_mod.heartbeat(self.client, self.me)))

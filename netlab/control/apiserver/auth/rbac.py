@@ -89,7 +89,14 @@ class RBAC:
         return st
 
     def _aggregate(self, croles: dict[str, dict]) -> None:
-        """Each aggregated ClusterRole's rules: those of the roles its selectors pick, in name order."""
+        """Each aggregated ClusterRole's rules: those of the roles its selectors pick, in name order,
+        until nothing changes (view aggregates into edit, edit into admin)."""
+        for _ in range(8):
+            if not self._aggregate_once(croles):
+                return
+
+    def _aggregate_once(self, croles: dict[str, dict]) -> bool:
+        changed = False
         for name, role in sorted(croles.items()):
             selectors = (role.get("aggregationRule") or {}).get("clusterRoleSelectors")
             if not selectors:
@@ -105,10 +112,12 @@ class RBAC:
                             rules.append(rule)
             if rules != (role.get("rules") or []):
                 role["rules"] = rules
+                changed = True
                 try:
                     self.objects.store.update(self.objects.key(self.r["clusterroles"], None, name), role)
                 except Exception as e:  # noqa: BLE001 - the next change tries again
                     log.warning("aggregating clusterrole %s: %s", name, e)
+        return changed
 
     def role_rules(self, ref: dict, ns: str) -> list[dict]:
         croles, roles, _, _ = self.state()
