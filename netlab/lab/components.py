@@ -58,7 +58,8 @@ def components(cluster: Cluster) -> list[Component]:
         out.append(Component(f"runtime-{node.name}", [py, "-m", "netlab.node.kubelet.spawner", "--socket",
                                                       str(layout.node(node.name).runtime_socket)], node.netns, after=api))
         out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.node.kubelet", "--lab", cluster.name,
-                                                      "--node", node.name, "--kubeconfig", in_lab], node.netns,
+                                                      "--node", node.name, "--kubeconfig",
+                                                      own(f"kubelet-{node.name}")], node.netns,
                              after=api))
         out.append(Component(f"kube-proxy-{node.name}", [py, "-m", "proxy", "run", "--kubeconfig", own("kube-proxy"),
                                                          "--hostname-override", node.name,

@@ -20,6 +20,7 @@ from netlab.node.kubelet import certs, runtime
 from netlab.node.kubelet import node as node_mod
 from netlab.node.kubelet.cni import CNI
 from netlab.node.kubelet.pods import PodWorker
+from netlab.node.kubelet.refs import Referenced
 from netlab.node.kubelet.server import PORT, KubeletServer
 from netlab.node.kubelet.tokens import TokenManager
 
@@ -45,13 +46,12 @@ class Kubelet:
         self.api = KubeletServer(self, self.layout.token.read_text().strip())
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={node}")
         self.svcs = Informer(self.client, "services")
-        self.cms = Informer(self.client, "configmaps")
-        self.secrets_inf = Informer(self.client, "secrets")
+        # only the ConfigMaps and Secrets this node's pods name (all the Node authorizer lets it read)
+        self.cms = Referenced(self.client, "configmaps", self.on_configmap)
+        self.secrets_inf = Referenced(self.client, "secrets", self.on_secret)
         self.workers: dict[str, PodWorker] = {}
         self.deleted: set[str] = set()
         self.pods.add_handler(self.on_pod, lambda old, new: self.on_pod(new), self.on_pod_deleted)
-        self.cms.add_handler(self.on_configmap, lambda old, new: self.on_configmap(new), None)
-        self.secrets_inf.add_handler(self.on_secret, lambda old, new: self.on_secret(new), None)
         self.node_layout.rootfs.mkdir(parents=True, exist_ok=True)
 
     def services(self, ns: str) -> list[dict]:
@@ -59,10 +59,15 @@ class Kubelet:
                 and (s["metadata"]["namespace"] == ns or s["metadata"]["name"] == "kubernetes")]
 
     def configmaps(self, ns: str) -> dict[str, dict]:
-        return {c["metadata"]["name"]: c for c in self.cms.list() if c["metadata"]["namespace"] == ns}
+        return self.cms.objects(ns)
 
     def secrets(self, ns: str) -> dict[str, dict]:
-        return {s["metadata"]["name"]: s for s in self.secrets_inf.list() if s["metadata"]["namespace"] == ns}
+        return self.secrets_inf.objects(ns)
+
+    async def watch_refs(self, pod: dict) -> None:
+        """Watch the ConfigMaps and Secrets a pod names, before its worker starts it."""
+        await self.cms.ensure(pod)
+        await self.secrets_inf.ensure(pod)
 
     def on_configmap(self, cm: dict, kind: str = "configMap") -> None:
         ns, name = cm["metadata"]["namespace"], cm["metadata"]["name"]
@@ -109,6 +114,7 @@ class Kubelet:
         delay = 1.0
         while True:
             try:
+                await self.watch_refs(w.pod)
                 await w.run()
                 break
             except asyncio.CancelledError:
@@ -117,6 +123,8 @@ class Kubelet:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
         self.workers.pop(w.uid, None)
+        self.cms.release(w.uid)
+        self.secrets_inf.release(w.uid)
 
     async def clean_orphans(self) -> None:
         """Pod directories and pod namespaces that belong to no pod of this node's API view."""
@@ -185,9 +193,8 @@ class Kubelet:
         tasks = [asyncio.create_task(self.serve_api())]
         await node_mod.register(self.client, self.cluster, self.me)
         tasks.append(asyncio.create_task(node_mod.heartbeat(self.client, self.me)))
-        for inf in (self.svcs, self.cms, self.secrets_inf):
-            tasks.append(asyncio.create_task(inf.run()))
-            await inf.wait_synced()
+        tasks.append(asyncio.create_task(self.svcs.run()))
+        await self.svcs.wait_synced()
         tasks.append(asyncio.create_task(self.pods.run()))
         await self.pods.wait_synced()
         await self.clean_orphans()

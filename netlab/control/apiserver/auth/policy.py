@@ -163,8 +163,9 @@ CLUSTER_ROLES: dict[str, tuple[list[dict], dict | None, dict]] = {
     "kubeadm:get-nodes": ([r([""], ["nodes"], ["get"])], None, {}),
 }
 
-# netlab's own components, each with what it reads and writes (upstream's equivalents run with
-# roles of their projects: MetalLB's speaker, ingress-nginx, kube-network-policies)
+# netlab's own node agents, each with what it reads and writes (upstream's equivalents run with
+# roles their projects ship: MetalLB's speaker, kube-network-policies; ingress-nginx's ClusterRole
+# comes with its manifest, examples/ingress-nginx.yaml)
 NETLAB_ROLES: dict[str, list[dict]] = {
     # netlab's controller manager is one identity for all its controllers (upstream gives each
     # controller a service account and a system:controller:<name> role); this is their union
@@ -174,12 +175,6 @@ NETLAB_ROLES: dict[str, list[dict]] = {
     "netlab:lb-speaker": [r([""], ["services", "nodes", "endpoints"], READ),
                           r(["discovery.k8s.io"], ["endpointslices"], READ),
                           r(["coordination.k8s.io"], ["leases"], ALL_VERBS), EVENTS],
-    "netlab:ingress-controller": [r([""], ["services", "endpoints", "secrets", "configmaps", "pods", "namespaces"],
-                                    READ),
-                                  r(["discovery.k8s.io"], ["endpointslices"], READ),
-                                  r(["networking.k8s.io"], ["ingresses", "ingressclasses"], READ),
-                                  r(["networking.k8s.io"], ["ingresses/status"], ["update", "patch"]),
-                                  r(["coordination.k8s.io"], ["leases"], ALL_VERBS), EVENTS],
 }
 
 
@@ -215,7 +210,6 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[dict]]] = {
     "netlab:controller-manager": ("netlab:controller-manager", [user("system:kube-controller-manager")]),
     "netlab:netpol-agent": ("netlab:netpol-agent", [user("netlab:netpol-agent")]),
     "netlab:lb-speaker": ("netlab:lb-speaker", [user("netlab:lb-speaker")]),
-    "netlab:ingress-controller": ("netlab:ingress-controller", [sa("ingress-nginx", "ingress-nginx")]),
 }
 
 # Roles in a namespace: (namespace, name) -> (rules, subjects)
