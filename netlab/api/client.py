@@ -45,8 +45,9 @@ from netlab.kit import clock
 log = logging.getLogger("netlab.client")
 MAX_EVENT_BYTES = 64 << 20  # one watch event (a line): objects are at most 3 MiB, as the API server takes them
 
-# plural -> (group, version, namespaced), kind -> plural: what the API server serves (core events)
-_PLAIN = [r for r in _served.RESOURCES if r.group != "events.k8s.io" and r.plural != "bindings"]
+# plural -> (group, version, namespaced), kind -> plural: what the API server serves and lists (core
+# events; not bindings or the review kinds, which are only created)
+_PLAIN = [r for r in _served.RESOURCES if r.group != "events.k8s.io" and "list" in r.verbs]
 RESOURCES: dict[str, tuple[str, str, bool]] = {r.plural: (r.group, r.version, r.namespaced) for r in _PLAIN}
 KINDS = {r.kind: r.plural for r in _PLAIN}
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"  # what kubectl get asks for
@@ -190,6 +191,7 @@ class Client:
         self.names: dict[str, str] = {}  # plural, singular, short name, kind (lower) -> key of self.resources
         self.kinds: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> key of self.resources
         self.singulars: dict[str, str] = {}  # key of self.resources -> singular name, for messages
+        self.unlisted: set[str] = set()  # keys of self.resources that cannot be listed
         self.ssl: ssl.SSLContext | bool = False
         if self.server.startswith("https"):
             self.ssl = ssl.create_default_context(cafile=ca_file, cadata=ca_data.decode() if ca_data else None)
@@ -293,6 +295,8 @@ class Client:
                         continue
                     k = f"{r['name']}.{g['name']}"
                     exact = f"{ver['groupVersion']}/{r['name']}"
+                    if "list" not in r.get("verbs", ["list"]):
+                        self.unlisted.update((k, exact))  # the review kinds: created, never listed
                     self.resources[exact] = (g["name"], ver["version"], r["namespaced"])
                     self.kinds[(ver["groupVersion"], r["kind"])] = exact
                     self.singulars[exact] = r.get("singularName") or r["kind"].lower()
