@@ -293,3 +293,24 @@ def test_the_admin_kubeconfig_is_kubeadms_client_certificate(cp):
     out = json.loads(cp.kubectl("auth", "whoami", "-o", "json").stdout)["status"]["userInfo"]
     assert out["username"] == "kubernetes-admin" and "kubeadm:cluster-admins" in out["groups"]
     assert base64.b64decode(user["client-key-data"]).startswith(b"-----BEGIN PRIVATE KEY")
+
+
+def test_a_namespace_admin_grants_only_what_it_holds(cp):
+    cp.kubectl("create", "rolebinding", "alice-admin", "--clusterrole=admin", "--user=alice", "-n", "nlt-rb")
+    try:
+        ok = cp.kubectl("create", "role", "lister", "--verb=list", "--resource=pods", "-n", "nlt-rb", "--as", "alice",
+                        check=False)
+        assert ok.returncode == 0, ok.stderr
+        p = cp.kubectl("create", "role", "node-lister", "--verb=list", "--resource=nodes", "-n", "nlt-rb", "--as",
+                       "alice", check=False)
+        assert p.returncode != 0 and ('roles.rbac.authorization.k8s.io "node-lister" is forbidden: user "alice" '
+                                      '(groups=["system:authenticated"]) is attempting to grant RBAC permissions not '
+                                      'currently held') in p.stderr and 'Resources:["nodes"]' in p.stderr
+        p = cp.kubectl("create", "rolebinding", "alice-root", "--clusterrole=cluster-admin", "--user=alice", "-n",
+                       "nlt-rb", "--as", "alice", check=False)
+        assert p.returncode != 0 and "attempting to grant RBAC permissions not currently held" in p.stderr
+        assert cp.kubectl("create", "rolebinding", "bob-view", "--clusterrole=view", "--user=bob", "-n", "nlt-rb",
+                          "--as", "alice", check=False).returncode == 0
+    finally:
+        for kind, name in (("rolebinding", "alice-admin"), ("role", "lister"), ("rolebinding", "bob-view")):
+            cp.kubectl("delete", kind, name, "-n", "nlt-rb", "--ignore-not-found", check=False)

@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from netlab.api.resources import Resource, lookup
-from netlab.control.apiserver import codec, discovery, eviction, nodes, openapi
-from netlab.control.apiserver.auth import admission, attributes, podsecurity, policy, reviews
+from netlab.control.apiserver import codec, discovery, eviction, nodes, openapi, protobuf
+from netlab.control.apiserver.auth import admission, attributes, escalation, podsecurity, policy, reviews
 from netlab.control.apiserver.auth.audit import AuditLog
 from netlab.control.apiserver.auth.authn import Authenticator
 from netlab.control.apiserver.auth.authz import Authorizer, forbidden
@@ -164,6 +164,11 @@ class APIServer:
         raw = await request.read()
         if not raw:
             raise bad_request("the request body is empty")
+        if request.content_type == "application/vnd.kubernetes.protobuf":  # kubectl create role|rolebinding
+            try:
+                return protobuf.loads(raw)
+            except (ValueError, IndexError) as e:
+                raise APIError(415, "UnsupportedMediaType", f"the body of the request could not be read: {e}") from None
         try:
             return codec.loads(raw)
         except RecursionError:
@@ -413,6 +418,7 @@ class APIServer:
     async def create(self, request: web.Request, r: Resource, namespace: str | None) -> web.Response:
         body = await self.body(request)
         warnings: list[str] = []
+        self.no_escalation(request, r, namespace, None, body)
         if r.group == "" and r.plural in ("pods", "nodes"):
             admission.node_write(self.objects, request["user"], r, namespace, None, None, body)
         if (r.group, r.plural) == ("", "pods") and isinstance(body, dict):
@@ -430,8 +436,21 @@ class APIServer:
                                        dry_run=request.query.get("dryRun") == "All")
         return self.warned(request, write, 201)
 
+    def no_escalation(self, request: web.Request, r: Resource, namespace: str | None, name: str | None,
+                      body) -> None:
+        """RBAC's writes grant only what the writer holds (escalation.py)."""
+        if r.group != policy.GROUP or not isinstance(body, dict):
+            return
+        name = name or (body.get("metadata") or {}).get("name", "")
+        if r.plural in ("roles", "clusterroles") and "rules" in body:
+            escalation.check_role(self.authorizer, request["user"], r.plural, namespace or "", name, body["rules"])
+        elif r.plural in ("rolebindings", "clusterrolebindings") and body.get("roleRef"):
+            escalation.check_binding(self.authorizer, request["user"], r.plural, namespace or "", name,
+                                     body["roleRef"])
+
     def node_restriction(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                          sub: str | None, body) -> None:
+        self.no_escalation(request, r, namespace, name, body)
         user = request["user"]
         if user.node is None or r.group != "" or r.plural not in ("pods", "nodes"):
             return
