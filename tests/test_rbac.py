@@ -314,3 +314,39 @@ def test_a_namespace_admin_grants_only_what_it_holds(cp):
     finally:
         for kind, name in (("rolebinding", "alice-admin"), ("role", "lister"), ("rolebinding", "bob-view")):
             cp.kubectl("delete", kind, name, "-n", "nlt-rb", "--ignore-not-found", check=False)
+
+
+def test_the_kubelets_token_manager_asks_again_at_80_percent(cp, monkeypatch):
+    import asyncio
+    import threading
+
+    from netlab.api.client import Client
+    from netlab.node.kubelet import tokens
+
+    cp.api("POST", "/api/v1/namespaces/nlt-rb/pods", {"metadata": {"name": "rotated"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox"}]}})
+    pod = cp.api("GET", "/api/v1/namespaces/nlt-rb/pods/rotated")[1]
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    client = Client.from_kubeconfig(cp.kubeconfig)
+    manager = tokens.TokenManager(client)
+    manager.loop = loop
+    try:
+        first = manager.token(pod, "nlt-audience", 600)
+        claims = jwt.decode(first, options={"verify_signature": False})
+        assert claims["aud"] == ["nlt-audience"] and claims["exp"] - claims["iat"] == 600
+        assert claims["kubernetes.io"]["pod"]["name"] == "rotated"
+        assert manager.token(pod, "nlt-audience", 600) == first and not manager.due(pod["metadata"]["uid"])
+        now = time.time()
+        monkeypatch.setattr(tokens.time, "time", lambda: now + 470)  # 78% of its life: kept
+        assert not manager.due(pod["metadata"]["uid"])
+        monkeypatch.setattr(tokens.time, "time", lambda: now + 490)  # past 80%: asked again
+        assert manager.due(pod["metadata"]["uid"])
+        second = manager.token(pod, "nlt-audience", 600)
+        assert second != first and jwt.decode(second, options={"verify_signature": False})["jti"] != claims["jti"]
+    finally:
+        asyncio.run_coroutine_threadsafe(client.close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        cp.api("DELETE", "/api/v1/namespaces/nlt-rb/pods/rotated?gracePeriodSeconds=0")
