@@ -178,6 +178,12 @@ def test_a_kubelet_reads_only_its_pods_secrets_and_writes_only_its_node(cp):
         status, body = call(cp, "PATCH", "/api/v1/nodes/nlt-node-a", headers=merge, cert=a, body={
             "metadata": {"labels": {"node-restriction.kubernetes.io/role": "db"}}})
         assert status == 403 and "node-restriction.kubernetes.io/role" in body["message"]
+        # only its own pods and lease
+        status, body = call(cp, "DELETE", "/api/v1/namespaces/nlt-rb/pods/pb", cert=a)
+        assert status == 403 and 'node "nlt-node-a" can only modify pods bound to it' in body["message"]
+        status, body = call(cp, "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", cert=a,
+                            body={"metadata": {"name": "nlt-node-b"}, "spec": {"holderIdentity": "nlt-node-b"}})
+        assert status == 403 and "can only access node lease with the same name" in body["message"]
         # a token only for its own pods
         tr = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
               "spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "pb"}}}

@@ -419,7 +419,7 @@ class APIServer:
         body = await self.body(request)
         warnings: list[str] = []
         self.no_escalation(request, r, namespace, None, body)
-        if r.group == "" and r.plural in ("pods", "nodes"):
+        if (r.group, r.plural) in (("", "pods"), ("", "nodes"), ("coordination.k8s.io", "leases")):
             admission.node_write(self.objects, request["user"], r, namespace, None, None, body)
         if (r.group, r.plural) == ("", "pods") and isinstance(body, dict):
             ns = namespace or (body.get("metadata") or {}).get("namespace") or ""
@@ -452,7 +452,8 @@ class APIServer:
                          sub: str | None, body) -> None:
         self.no_escalation(request, r, namespace, name, body)
         user = request["user"]
-        if user.node is None or r.group != "" or r.plural not in ("pods", "nodes"):
+        if user.node is None or (r.group, r.plural) not in (("", "pods"), ("", "nodes"),
+                                                            ("coordination.k8s.io", "leases")):
             return
         old = self.store.get(self.objects.key(r, namespace, name)) if r.plural == "nodes" else None
         admission.node_write(self.objects, user, r, namespace, name, sub, body, request.headers.get("Content-Type", ""),
@@ -473,6 +474,7 @@ class APIServer:
                                                                self.strict(request)))
 
     async def delete(self, request: web.Request, r: Resource, namespace: str | None, name: str) -> web.Response:
+        self.node_restriction(request, r, namespace, name, None, None)
         grace, policy = self.delete_options(request, await self.optional_body(request))
         return json_response(self.objects.delete(r, namespace, name, grace, policy))
 

@@ -59,6 +59,11 @@ def node_write(objects, user: User, r, namespace: str | None, name: str | None, 
                and (old_labels or {}).get(k) is None]
         if new:
             raise _forbid("nodes", target, f'is not allowed to modify labels: {", ".join(sorted(new))}')
+    elif r.plural == "leases":
+        target = name or ((body or {}).get("metadata") or {}).get("name", "")
+        if namespace == "kube-node-lease" and target != node:
+            raise _forbid("leases", target, "can only access node lease with the same name as the requesting node",
+                          "coordination.k8s.io")
     elif r.plural == "pods" and name:
         pod = objects.store.get(objects.key(r, namespace, name))
         if pod is not None and (pod.get("spec") or {}).get("nodeName") != node:
