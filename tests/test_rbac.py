@@ -276,6 +276,13 @@ def test_a_privileged_pod_in_a_restricted_namespace_is_rejected(cp):
             {"name": "c", "image": "busybox", "securityContext": {
                 "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}
         assert cp.api("POST", "/api/v1/namespaces/nlt-rb-restricted/pods", good)[0] == 201
+        # warn: created, with upstream's warning
+        cp.kubectl("label", "namespace", "nlt-rb-restricted", "pod-security.kubernetes.io/enforce=privileged",
+                   "pod-security.kubernetes.io/warn=baseline", "--overwrite")
+        manifest = json.dumps(dict(pod, apiVersion="v1", kind="Pod"))
+        p = cp.kubectl("create", "-n", "nlt-rb-restricted", "-f", "-", input=manifest)
+        assert 'Warning: would violate PodSecurity "baseline:latest": privileged (container "c" must not set ' \
+               'securityContext.privileged=true)' in p.stderr
     finally:
         cp.api("DELETE", "/api/v1/namespaces/nlt-rb-restricted")
 

@@ -306,14 +306,14 @@ class APIServer:
         return request.query.get("fieldValidation", "Warn") == "Strict"
 
     @staticmethod
-    def warned(request: web.Request, write, status: int = 200) -> web.Response:
+    def warned(request: web.Request, write, status: int = 200, extra: list[str] = ()) -> web.Response:
         """The response of a write, with a Warning header for each unknown field it dropped
         (fieldValidation=Warn, the default), as upstream's."""
         warn = request.query.get("fieldValidation", "Warn") == "Warn"
         token = codec.WARNINGS.set([] if warn else None)
         try:
             out = write()
-            warnings = codec.WARNINGS.get() or []
+            warnings = [*extra, *(codec.WARNINGS.get() or [])]  # admission's (PodSecurity's) whatever the validation
         finally:
             codec.WARNINGS.reset(token)
         resp = json_response(out, status=status)
@@ -429,12 +429,9 @@ class APIServer:
                 raise APIError(403, "Forbidden", refusal, {"name": (body.get("metadata") or {}).get("name", ""),
                                                            "kind": "pods"})
 
-        def write():
-            if warnings and codec.WARNINGS.get() is not None:
-                codec.WARNINGS.get().extend(warnings)
-            return self.objects.create(r, namespace, body, self.strict(request),
-                                       dry_run=request.query.get("dryRun") == "All")
-        return self.warned(request, write, 201)
+        return self.warned(request, lambda: self.objects.create(r, namespace, body, self.strict(request),
+                                                                dry_run=request.query.get("dryRun") == "All"), 201,
+                           warnings)
 
     def no_escalation(self, request: web.Request, r: Resource, namespace: str | None, name: str | None,
                       body) -> None:
