@@ -5,6 +5,9 @@ RoleBinding grant it more; the components run on their own certificates."""
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
+import sys
 
 import jwt
 import pytest
@@ -65,6 +68,14 @@ def test_a_pod_with_the_default_service_account(netlab_lab):
         lab.apply(GRANT)
         assert code(f"/api/v1/namespaces/{NS}/pods") == "200"
         assert code("/api/v1/namespaces/default/pods") == "403"
+        # each of those requests is in the audit log, read with `netlab logs audit`
+        out = subprocess.run([sys.executable, "-m", "netlab.tools.cli", "logs", "audit", "--tail", "400", "--name",
+                              lab.name], capture_output=True, text=True, check=True).stdout
+        events = [json.loads(line) for line in out.splitlines()]
+        mine = [e for e in events if e["user"]["username"] == f"system:serviceaccount:{NS}:default"]
+        assert {(e["verb"], e.get("objectRef", {}).get("namespace"), e["responseStatus"]["code"]) for e in mine} >= {
+            ("list", NS, 200), ("list", "default", 403)}
+        assert all(e["user"]["extra"]["authentication.kubernetes.io/pod-name"] == ["asker"] for e in mine)
     finally:
         lab.kubectl("delete", "namespace", NS, "--wait=false", check=False)
 
