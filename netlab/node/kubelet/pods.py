@@ -311,8 +311,9 @@ class PodWorker:
             sa = await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.identity())
         except ApiError as e:  # upstream: the kube-api-access volume fails to mount, and is tried again
             c.mount_error = True
+            # tried again soon: the usual cause is a namespace whose default ServiceAccount is not made yet
             await self.waiting(c, "ContainerCreating", f'MountVolume.SetUp failed for volume "kube-api-access": '
-                               f'{e.message or e.reason}', "FailedMount")
+                               f'{e.message or e.reason}', "FailedMount", retry=1)
             return
         if sa is not None and not any(m["mountPath"].rstrip("/") == volumes.SERVICE_ACCOUNT_PATH
                                       for m in spec.get("volumeMounts") or []):
