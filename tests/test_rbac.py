@@ -363,3 +363,30 @@ def test_the_kubelets_token_manager_asks_again_at_80_percent(cp, monkeypatch):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         cp.api("DELETE", "/api/v1/namespaces/nlt-rb/pods/rotated?gracePeriodSeconds=0")
+
+
+def test_a_bootstrap_token_is_a_bootstrapper_until_it_expires(cp):
+    def secret(tid: str, expiration: str) -> dict:
+        return {"metadata": {"name": f"bootstrap-token-{tid}"}, "type": "bootstrap.kubernetes.io/token",
+                "stringData": {"token-id": tid, "token-secret": "0123456789abcdef", "expiration": expiration,
+                               "usage-bootstrap-authentication": "true",
+                               "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token"}}
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    before = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    for tid, exp in (("abcdef", later), ("zyxwvu", before)):
+        assert cp.api("POST", "/api/v1/namespaces/kube-system/secrets", secret(tid, exp))[0] == 201
+    try:
+        who = call(cp, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "abcdef.0123456789abcdef",
+                   {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})[1]["status"]["userInfo"]
+        assert who["username"] == "system:bootstrap:abcdef"
+        assert who["groups"] == ["system:bootstrappers", "system:bootstrappers:kubeadm:default-node-token",
+                                 "system:authenticated"]
+        # kubeadm:get-nodes lets it read Nodes, nothing more
+        assert call(cp, "GET", "/api/v1/nodes", "abcdef.0123456789abcdef")[0] == 403  # get, not list
+        assert call(cp, "GET", "/api/v1/namespaces/kube-system/secrets", "abcdef.0123456789abcdef")[0] == 403
+        assert call(cp, "GET", "/api", "abcdef.0123456789abcdef0")[0] == 401
+        assert call(cp, "GET", "/api", "abcdef.0123456789abcdee")[0] == 401  # the wrong secret
+        assert call(cp, "GET", "/api", "zyxwvu.0123456789abcdef")[0] == 401  # expired
+    finally:
+        for tid in ("abcdef", "zyxwvu"):
+            cp.api("DELETE", f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{tid}")

@@ -2,13 +2,17 @@
 signed (CN the user, O each group, as kubeadm's admin.conf and the components' kubeconfigs carry),
 a bearer token that is the lab's static token (the admin's, as a --token-auth-file line) or a
 service-account JWT of this API server's issuer whose service account (and bound object) still
-exist; no credentials at all is system:anonymous. A token that is presented and not valid is a
-401, whatever else the request carries."""
+exist, or a kubeadm bootstrap token (a Secret kube-system/bootstrap-token-<id>); no credentials
+at all is system:anonymous. A token that is presented and not valid is a 401, whatever else the
+request carries."""
 
 from __future__ import annotations
 
+import base64
+import datetime
 import hmac
 import logging
+import re
 
 import jwt
 
@@ -23,6 +27,8 @@ log = logging.getLogger("netlab.apiserver.authn")
 POD_NAME, POD_UID = "authentication.kubernetes.io/pod-name", "authentication.kubernetes.io/pod-uid"
 NODE_NAME, NODE_UID = "authentication.kubernetes.io/node-name", "authentication.kubernetes.io/node-uid"
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
+BOOTSTRAP_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")  # kubeadm's format
+BOOTSTRAPPERS = "system:bootstrappers"
 
 
 class Unauthorized(APIError):
@@ -66,6 +72,8 @@ class Authenticator:
         """The user a bearer token stands for, or None (TokenReview asks the same)."""
         if self.static and hmac.compare_digest(token.encode(), self.static.encode()):
             return User(identity.ADMIN, groups=[identity.ADMINS, AUTHENTICATED])
+        if BOOTSTRAP_TOKEN.match(token):
+            return self._bootstrap_user(token)
         try:
             claims = self.signer.verify(token, audiences)
         except jwt.InvalidTokenError as e:
@@ -74,6 +82,30 @@ class Authenticator:
         if claims is None:
             return None
         return self._sa_user(claims)
+
+    def _bootstrap_user(self, token: str) -> User | None:
+        """A kubeadm bootstrap token `<id>.<secret>`: the Secret kube-system/bootstrap-token-<id> of
+        type bootstrap.kubernetes.io/token, for authentication, not expired, as upstream's
+        bootstrap authenticator reads it."""
+        tid, secret = token.split(".")
+        obj = self.objects.store.get(self.objects.key(lookup("", "v1", "secrets"), "kube-system",
+                                                      f"bootstrap-token-{tid}"))
+        if obj is None or obj.get("type") != "bootstrap.kubernetes.io/token" or \
+                obj["metadata"].get("deletionTimestamp"):
+            return None
+        data = {k: base64.b64decode(v or "").decode(errors="replace") for k, v in (obj.get("data") or {}).items()}
+        if data.get("token-id") != tid or not hmac.compare_digest(data.get("token-secret", ""), secret) or \
+                data.get("usage-bootstrap-authentication") != "true":
+            return None
+        if data.get("expiration"):
+            try:
+                if datetime.datetime.fromisoformat(data["expiration"].replace("Z", "+00:00")) < \
+                        datetime.datetime.now(datetime.timezone.utc):
+                    return None
+            except ValueError:
+                return None
+        extra = [g.strip() for g in data.get("auth-extra-groups", "").split(",") if g.strip()]
+        return User(f"system:bootstrap:{tid}", groups=[BOOTSTRAPPERS, *extra, AUTHENTICATED])
 
     def _sa_user(self, claims: dict) -> User | None:
         priv = claims.get("kubernetes.io") or {}
