@@ -243,7 +243,7 @@ def test_filtered_watch_from_an_older_version_sees_what_happened_since(cp):
     api.delete_namespace("nlt-since")
 
 
-def test_unauthorized_without_token(cp):
+def test_anonymous_forbidden_and_a_wrong_token_unauthorized(cp):
     import ssl
     import urllib.error
     import urllib.request
@@ -251,7 +251,12 @@ def test_unauthorized_without_token(cp):
     ctx = ssl.create_default_context(cafile=str(cp.cluster.state_dir / "pki" / "ca.crt"))
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(cp.url + "/api/v1/namespaces", context=ctx)
-    assert e.value.code == 401 and json.loads(e.value.read())["reason"] == "Unauthorized"
+    # as upstream with anonymous auth on: system:anonymous, which RBAC does not let list
+    body = json.loads(e.value.read())
+    assert e.value.code == 403 and body["reason"] == "Forbidden"
+    assert body["message"] == ('namespaces is forbidden: User "system:anonymous" cannot list resource "namespaces" in '
+                               'API group "" at the cluster scope')
+    assert urllib.request.urlopen(cp.url + "/version", context=ctx).status == 200  # system:public-info-viewer
     req = urllib.request.Request(cp.url + "/api/v1/namespaces", headers={"Authorization": "Bearer wrong"})
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, context=ctx)

@@ -45,8 +45,9 @@ from netlab.kit import clock
 log = logging.getLogger("netlab.client")
 MAX_EVENT_BYTES = 64 << 20  # one watch event (a line): objects are at most 3 MiB, as the API server takes them
 
-# plural -> (group, version, namespaced), kind -> plural: what the API server serves (core events)
-_PLAIN = [r for r in _served.RESOURCES if r.group != "events.k8s.io" and r.plural != "bindings"]
+# plural -> (group, version, namespaced), kind -> plural: what the API server serves and lists (core
+# events; not bindings or the review kinds, which are only created)
+_PLAIN = [r for r in _served.RESOURCES if r.group != "events.k8s.io" and "list" in r.verbs]
 RESOURCES: dict[str, tuple[str, str, bool]] = {r.plural: (r.group, r.version, r.namespaced) for r in _PLAIN}
 KINDS = {r.kind: r.plural for r in _PLAIN}
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"  # what kubectl get asks for
@@ -163,9 +164,24 @@ def path_for(resource: str, namespace: str | None = None, name: str | None = Non
     return p
 
 
+def load_client_cert(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """A client certificate and key given as PEM bytes (ssl reads them only from files: a
+    private temporary file, removed at once)."""
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="netlab-client-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(cert.rstrip(b"\n") + b"\n" + key)
+        ctx.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+
+
 class Client:
     def __init__(self, server: str, token: str | None = None, ca_file: str | None = None,
-                 ca_data: bytes | None = None):
+                 ca_data: bytes | None = None, cert: tuple[bytes, bytes] | None = None):
         self.server = server.rstrip("/")
         self.headers = {"Accept": "application/json"}
         if token:
@@ -175,9 +191,12 @@ class Client:
         self.names: dict[str, str] = {}  # plural, singular, short name, kind (lower) -> key of self.resources
         self.kinds: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> key of self.resources
         self.singulars: dict[str, str] = {}  # key of self.resources -> singular name, for messages
+        self.unlisted: set[str] = set()  # keys of self.resources that cannot be listed
         self.ssl: ssl.SSLContext | bool = False
         if self.server.startswith("https"):
             self.ssl = ssl.create_default_context(cafile=ca_file, cadata=ca_data.decode() if ca_data else None)
+            if cert:
+                load_client_cert(self.ssl, *cert)
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -189,7 +208,12 @@ class Client:
         user = next((u["user"] for u in doc.get("users", []) if u["name"] == ctx.get("user")), {})
         ca_data = base64.b64decode(cluster["certificate-authority-data"]) if "certificate-authority-data" in cluster \
             else None
-        return cls(cluster["server"], user.get("token"), cluster.get("certificate-authority"), ca_data)
+        cert = None
+        if "client-certificate-data" in user or "client-certificate" in user:
+            def read(k: str) -> bytes:
+                return base64.b64decode(user[f"{k}-data"]) if f"{k}-data" in user else Path(user[k]).read_bytes()
+            cert = (read("client-certificate"), read("client-key"))
+        return cls(cluster["server"], user.get("token"), cluster.get("certificate-authority"), ca_data, cert)
 
     @classmethod
     def in_cluster(cls) -> Client:
@@ -271,6 +295,8 @@ class Client:
                         continue
                     k = f"{r['name']}.{g['name']}"
                     exact = f"{ver['groupVersion']}/{r['name']}"
+                    if "list" not in r.get("verbs", ["list"]):
+                        self.unlisted.update((k, exact))  # the review kinds: created, never listed
                     self.resources[exact] = (g["name"], ver["version"], r["namespaced"])
                     self.kinds[(ver["groupVersion"], r["kind"])] = exact
                     self.singulars[exact] = r.get("singularName") or r["kind"].lower()

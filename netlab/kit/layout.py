@@ -211,6 +211,11 @@ class Layout:
         """For the components inside the lab: the control-plane node's address."""
         return self.state / "kubeconfig-node"
 
+    def component_kubeconfig(self, component: str) -> Path:
+        """A component's own identity (its client certificate) for inside the lab:
+        kubeconfigs/<component>.conf, as kubeadm's controller-manager.conf and scheduler.conf."""
+        return self.state / "kubeconfigs" / f"{component}.conf"
+
     @property
     def token(self) -> Path:
         return self.state / "token"

@@ -29,6 +29,9 @@ def components(cluster: Cluster) -> list[Component]:
     layout = cluster.layout
     py, state, cp = sys.executable, str(layout.state), cluster.nodes[0]
     in_lab = str(layout.kubeconfig_node)
+
+    def own(component: str) -> str:  # the component's own identity (kubeconfig.components)
+        return str(layout.component_kubeconfig(component))
     # what talks to the API server starts once it serves (so it is not starved of CPU at `up`)
     api = str(layout.apiserver_ready)
     out = [watchdog(cluster.name)]
@@ -36,12 +39,14 @@ def components(cluster: Cluster) -> list[Component]:
         out += [
             Component("kube-apiserver", [py, "-m", "netlab.control.apiserver", "--state-dir", state]
                       + (["--node-netns", cp.netns] if cp.netns else [])),
-            Component("kube-controller-manager", [py, "-m", "netlab.control.controllers", "--kubeconfig", in_lab,
+            Component("kube-controller-manager", [py, "-m", "netlab.control.controllers", "--kubeconfig",
+                                                  own("kube-controller-manager"),
                                                   "--allocate-node-cidrs", "--cluster-cidr", cluster.pod_subnet,
                                                   "--lab", cluster.name]
                       + (["--load-balancer-pool", cluster.lb_pool_text] if cluster.lb_pool else []),
                       cp.netns, after=api),
-            Component("kube-scheduler", [py, "-m", "netlab.control.scheduler", "--kubeconfig", in_lab], cp.netns, after=api),
+            Component("kube-scheduler", [py, "-m", "netlab.control.scheduler", "--kubeconfig",
+                                         own("kube-scheduler")], cp.netns, after=api),
         ]
     else:  # a joined worker: its control plane is elsewhere
         api = None
@@ -54,9 +59,10 @@ def components(cluster: Cluster) -> list[Component]:
         out.append(Component(f"runtime-{node.name}", [py, "-m", "netlab.node.kubelet.spawner", "--socket",
                                                       str(layout.node(node.name).runtime_socket)], node.netns, after=api))
         out.append(Component(f"kubelet-{node.name}", [py, "-m", "netlab.node.kubelet", "--lab", cluster.name,
-                                                      "--node", node.name, "--kubeconfig", in_lab], node.netns,
+                                                      "--node", node.name, "--kubeconfig",
+                                                      own(f"kubelet-{node.name}")], node.netns,
                              after=api))
-        out.append(Component(f"kube-proxy-{node.name}", [py, "-m", "proxy", "run", "--kubeconfig", in_lab,
+        out.append(Component(f"kube-proxy-{node.name}", [py, "-m", "proxy", "run", "--kubeconfig", own("kube-proxy"),
                                                          "--hostname-override", node.name,
                                                          "--proxy-mode", cluster.proxy_mode,
                                                          "--cluster-cidr", cluster.pod_subnet,
@@ -64,10 +70,10 @@ def components(cluster: Cluster) -> list[Component]:
                              after=api))
         # a joined machine learns its pod CIDR from its Node, once the node IPAM controller assigns it
         cidr = [] if cluster.host else ["--pod-cidr", node.pod_cidr]
-        out.append(Component(f"netpol-agent-{node.name}", [py, "-m", "netpol", "run", "--kubeconfig", in_lab,
+        out.append(Component(f"netpol-agent-{node.name}", [py, "-m", "netpol", "run", "--kubeconfig", own("netpol-agent"),
                                                            "--hostname-override", node.name, *cidr], node.netns,
                              after=api))
         if cluster.lb_pool:
-            out.append(Component(f"lb-speaker-{node.name}", [py, "-m", "lb", "--kubeconfig", in_lab,
+            out.append(Component(f"lb-speaker-{node.name}", [py, "-m", "lb", "--kubeconfig", own("lb-speaker"),
                                                              "--node-name", node.name], node.netns, after=api))
     return out

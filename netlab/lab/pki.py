@@ -49,6 +49,34 @@ def make_pki(pki_dir: Path, ips: list[str], dns_names: list[str]) -> None:
     os.chmod(keyfile, 0o600)
 
 
+def client_cert(pki_dir: Path, stem: str, cn: str, orgs: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """A client certificate the lab's CA signs for user `cn` in groups `orgs` (the subject's CN and
+    O, as kubeadm's admin.conf and the components' kubeconfigs carry): <stem>.crt and .key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca = x509.load_pem_x509_certificate((pki_dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki_dir / "ca.key").read_bytes(), None)
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+                        + [x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    crt, keyfile = pki_dir / f"{stem}.crt", pki_dir / f"{stem}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return crt, keyfile
+
+
 def make_token(path: Path, token: str | None = None) -> str:
     token = token or os.urandom(24).hex()
     path.write_text(token + "\n")

@@ -44,9 +44,12 @@ async def serve(args: argparse.Namespace) -> None:
     cp = cluster.nodes[0]
     store = open_store(cluster.store, state)
     server = APIServer(store, service_subnet=cluster.service_subnet, advertise_address=cp.ip,
-                       token=load_token(state / "token"), state_dir=state)
+                       token=load_token(state / "token"), state_dir=state, audit_log=state / "logs" / "audit.log")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(state / "pki" / "apiserver.crt", state / "pki" / "apiserver.key")
+    # client certificates the lab's CA signed are identities (--client-ca-file); none is fine too
+    ctx.load_verify_locations(state / "pki" / "ca.crt")
+    ctx.verify_mode = ssl.CERT_OPTIONAL
     runner = web.AppRunner(server.app, access_log=None)
     await runner.setup()
     port = args.port or int((state / "apiserver.port").read_text())

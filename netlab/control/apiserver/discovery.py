@@ -68,6 +68,8 @@ def resource_list(group: str, version: str, served: list[Resource]) -> dict:
                                    "portforward": "PodPortForwardOptions"}[sub], verbs=["create", "get"])
             elif sub == "proxy":
                 entry.update(kind=f"{r.kind}ProxyOptions", verbs=["create", "delete", "get", "patch", "update"])
+            elif sub == "token":
+                entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest", verbs=["create"])
             elif sub == "finalize":
                 entry.update(verbs=["update"])
             resources.append(entry)

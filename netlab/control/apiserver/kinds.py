@@ -34,6 +34,7 @@ class Kinds:
     def __init__(self, ctx: base.Context):
         self.builtin = strategies_for(ctx)
         self.custom = customresources.Registry(ctx)
+        self.listeners: list = []  # called with each kind written (the authorizer's cache of RBAC)
 
     def lookup(self, group: str, version: str, plural: str) -> Resource | None:
         r = resources.lookup(group, version, plural)
@@ -50,3 +51,5 @@ class Kinds:
         """A write to `r`: a CRD's changes what is served."""
         if r.group == "apiextensions.k8s.io":
             self.custom.invalidate()
+        for f in self.listeners:
+            f(r)

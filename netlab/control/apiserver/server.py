@@ -6,7 +6,6 @@ subresources (proxy.py), and every error as a Status."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -19,6 +18,12 @@ from aiohttp import web
 from netlab.api.resources import Resource, lookup
 from netlab.control.apiserver import (codec, discovery, eviction, fieldmanager, nodes, openapi, protobuf, proxy,
                                       streaming)
+from netlab.control.apiserver.auth import admission, attributes, escalation, podsecurity, policy, reviews
+from netlab.control.apiserver.auth.audit import AuditLog
+from netlab.control.apiserver.auth.authn import Authenticator
+from netlab.control.apiserver.auth.authz import Authorizer, forbidden
+from netlab.control.apiserver.auth.impersonation import impersonate
+from netlab.control.apiserver.auth.tokens import Signer
 from netlab.control.apiserver.bootstrap import bootstrap
 from netlab.control.apiserver.crdcontroller import CRDController
 from netlab.control.apiserver.errors import APIError, bad_request, no_route, status_body
@@ -28,7 +33,8 @@ from netlab.control.apiserver.store import Store
 log = logging.getLogger("netlab.apiserver")
 
 MAX_BODY = 3 * 1024 * 1024  # upstream's request size limit
-PUBLIC = {"/version", "/healthz", "/livez", "/readyz"}
+IMPERSONATE = ("impersonate-user", "impersonate-group", "impersonate-uid")
+REVIEW_GROUPS = ("authentication.k8s.io", "authorization.k8s.io")
 BOOKMARK_EVERY = 30.0
 
 
@@ -69,9 +75,14 @@ def status_response(e: APIError) -> web.Response:
 
 class APIServer:
     def __init__(self, store: Store, *, service_subnet: str, advertise_address: str, token: str,
-                 state_dir: str | Path, secure_port: int = 6443):
+                 state_dir: str | Path, secure_port: int = 6443, audit_log: Path | None = None):
         self.store, self.token = store, token
         self.objects = Objects(store, service_subnet)
+        self.signer = Signer(Path(state_dir) / "pki")
+        self.authn = Authenticator(self.objects, self.signer, token)
+        self.authorizer = Authorizer(self.objects)
+        self.objects.kinds.listeners.append(self._kind_changed)
+        self.audit = AuditLog(audit_log)
         self.openapi = openapi.Documents()
         self.kubelets = nodes.Kubelets(Path(state_dir), self._node)
         self.advertise, self.secure_port = advertise_address, secure_port
@@ -88,17 +99,34 @@ class APIServer:
 
     # --- plumbing --------------------------------------------------------------------------
 
+    def _kind_changed(self, r: Resource) -> None:
+        if r.group == policy.GROUP:
+            self.authorizer.rbac.invalidate()
+
     @web.middleware
     async def middleware(self, request: web.Request, handler):
+        received = self.audit.received()
+        user = original = a = None
+        code, decision, reason = 500, "", ""
         try:
-            if request.path not in PUBLIC:
-                auth = request.headers.get("Authorization", "")
-                if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip(), self.token)):
-                    raise APIError(401, "Unauthorized", "Unauthorized")
-            return await handler(request)
+            peercert = request.transport.get_extra_info("peercert") if request.transport else None
+            user = original = self.authn.authenticate(request.headers.get("Authorization", ""), peercert)
+            if any(h in request.headers for h in ("Impersonate-User", "Impersonate-Group", "Impersonate-Uid")):
+                user = impersonate(request.headers, user, self.authorizer)
+            a = attributes.of_request(user, request.method, request.path, request.query)
+            allowed, reason = self.authorizer.decide(a)
+            decision = "allow" if allowed else "forbid"
+            if not allowed:
+                raise forbidden(a, reason)
+            request["user"] = user
+            resp = await handler(request)
+            code = resp.status
+            return resp
         except APIError as e:
+            code = e.code
             return status_response(e)
         except web.HTTPRequestEntityTooLarge:
+            code = 413
             return status_response(APIError(413, "RequestEntityTooLarge",
                                             "the server has received a request that is too large"))
         except (ConnectionResetError, asyncio.CancelledError):
@@ -106,6 +134,11 @@ class APIServer:
         except Exception as e:  # noqa: BLE001 - a client always gets a Status
             log.exception("internal error on %s %s", request.method, request.path)
             return status_response(APIError(500, "InternalError", f"an error on the server: {e}"))
+        finally:
+            if original is not None:
+                self.audit.event(received, request.path_qs, a, original.info(),
+                                 user.info() if user is not original else None, request.remote or "",
+                                 request.headers.get("User-Agent", ""), code, decision, reason)
 
     async def _start_background(self, app) -> None:
         self.bootstrap()
@@ -126,6 +159,8 @@ class APIServer:
 
     def bootstrap(self) -> None:
         bootstrap(self.objects, self.service_subnet, self.advertise, self.secure_port)
+        policy.ensure(self.objects)
+        self.authorizer.rbac.invalidate()
 
     async def body(self, request: web.Request) -> Any:
         raw = await request.read()
@@ -204,6 +239,17 @@ class APIServer:
         if len(rest) > 3 or (sub and sub not in r.subresources):
             raise no_route()
         m = request.method
+        if r.group in REVIEW_GROUPS:
+            if m != "POST" or name:
+                raise APIError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            out = reviews.review(self, r, namespace, await self.body(request), request["user"])
+            return json_response(out, status=201)
+        if (r.plural, sub) == ("serviceaccounts", "token"):
+            if m != "POST":
+                raise APIError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            body = await self.body(request)
+            admission.token_request(self.objects, request["user"], namespace or "", name, body)
+            return json_response(reviews.token_request(self, namespace or "", name, body), status=201)
         if (r.group, r.plural) == ("", "bindings"):
             if m != "POST" or name:
                 raise APIError(405, "MethodNotAllowed", "the server does not allow this method on bindings")
@@ -267,7 +313,7 @@ class APIServer:
         return request.query.get("fieldValidation", "Warn") == "Strict"
 
     @staticmethod
-    def warned(request: web.Request, write, status: int = 200) -> web.Response:
+    def warned(request: web.Request, write, status: int = 200, extra: list[str] = ()) -> web.Response:
         """The response of a write, with a Warning header for each unknown field it dropped
         (fieldValidation=Warn, the default), as upstream's."""
         warn = request.query.get("fieldValidation", "Warn") == "Warn"
@@ -278,7 +324,7 @@ class APIServer:
         manager = fieldmanager.REQUEST.set(req)
         try:
             out = write()
-            warnings = codec.WARNINGS.get() or []
+            warnings = [*extra, *(codec.WARNINGS.get() or [])]  # admission's (PodSecurity's) whatever the validation
         finally:
             codec.WARNINGS.reset(token)
             fieldmanager.REQUEST.reset(manager)
@@ -384,22 +430,61 @@ class APIServer:
 
     async def create(self, request: web.Request, r: Resource, namespace: str | None) -> web.Response:
         body = await self.body(request)
+        warnings: list[str] = []
+        self.no_escalation(request, r, namespace, None, body)
+        if (r.group, r.plural) in (("", "pods"), ("", "nodes"), ("coordination.k8s.io", "leases")):
+            admission.node_write(self.objects, request["user"], r, namespace, None, None, body)
+        if (r.group, r.plural) == ("", "pods") and isinstance(body, dict):
+            ns = namespace or (body.get("metadata") or {}).get("namespace") or ""
+            refusal, warnings = podsecurity.check(self.store.get(self.objects.key(self.objects.namespaces, None, ns)),
+                                                  body)
+            if refusal:
+                raise APIError(403, "Forbidden", refusal, {"name": (body.get("metadata") or {}).get("name", ""),
+                                                           "kind": "pods"})
+
         return self.warned(request, lambda: self.objects.create(r, namespace, body, self.strict(request),
-                                                                dry_run=request.query.get("dryRun") == "All"), 201)
+                                                                dry_run=request.query.get("dryRun") == "All"), 201,
+                           warnings)
+
+    def no_escalation(self, request: web.Request, r: Resource, namespace: str | None, name: str | None,
+                      body) -> None:
+        """RBAC's writes grant only what the writer holds (escalation.py)."""
+        if r.group != policy.GROUP or not isinstance(body, dict):
+            return
+        name = name or (body.get("metadata") or {}).get("name", "")
+        if r.plural in ("roles", "clusterroles") and "rules" in body:
+            escalation.check_role(self.authorizer, request["user"], r.plural, namespace or "", name, body["rules"])
+        elif r.plural in ("rolebindings", "clusterrolebindings") and body.get("roleRef"):
+            escalation.check_binding(self.authorizer, request["user"], r.plural, namespace or "", name,
+                                     body["roleRef"])
+
+    def node_restriction(self, request: web.Request, r: Resource, namespace: str | None, name: str,
+                         sub: str | None, body) -> None:
+        self.no_escalation(request, r, namespace, name, body)
+        user = request["user"]
+        if user.node is None or (r.group, r.plural) not in (("", "pods"), ("", "nodes"),
+                                                            ("coordination.k8s.io", "leases")):
+            return
+        old = self.store.get(self.objects.key(r, namespace, name)) if r.plural == "nodes" else None
+        admission.node_write(self.objects, user, r, namespace, name, sub, body, request.headers.get("Content-Type", ""),
+                             ((old or {}).get("metadata") or {}).get("labels"))
 
     async def update(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                      sub: str | None = None) -> web.Response:
         body = await self.body(request)
+        self.node_restriction(request, r, namespace, name, sub, body)
         return self.warned(request, lambda: self.objects.update(r, namespace, name, body, sub, self.strict(request)))
 
     async def patch(self, request: web.Request, r: Resource, namespace: str | None, name: str,
                     sub: str | None = None) -> web.Response:
         body = await self.body(request)
+        self.node_restriction(request, r, namespace, name, sub, body)
         ct = request.headers.get("Content-Type", "")
         return self.warned(request, lambda: self.objects.patch(r, namespace, name, ct, body, sub,
                                                                self.strict(request)))
 
     async def delete(self, request: web.Request, r: Resource, namespace: str | None, name: str) -> web.Response:
+        self.node_restriction(request, r, namespace, name, None, None)
         grace, policy = self.delete_options(request, await self.optional_body(request))
         return json_response(self.objects.delete(r, namespace, name, grace, policy))
 

@@ -78,7 +78,7 @@ def dns1035_msg() -> str:
 
 def check_name(value: Any, rule: str = "subdomain", path: str = "metadata.name") -> list[FieldError]:
     """A name by its kind's rule: `subdomain` (DNS-1123 subdomain, most kinds), `label` (DNS-1123
-    label: Namespaces) or `dns1035` (DNS-1035 label: Services)."""
+    label: Namespaces) `dns1035` (DNS-1035 label: Services) or `path` (a path segment: RBAC's kinds)."""
     if not value:
         return [required(path)]
     if not isinstance(value, str):
@@ -86,6 +86,9 @@ def check_name(value: Any, rule: str = "subdomain", path: str = "metadata.name")
     if rule == "dns1035":
         if len(value) > 63 or not DNS1035_LABEL.match(value):
             return [invalid(path, value, dns1035_msg())]
+    elif rule == "path":  # upstream's path segment names (RBAC's): anything but "/" and "%", "." and ".."
+        if value in (".", "..") or "/" in value or "%" in value:
+            return [invalid(path, value, "may not contain '/' or '%' and may not be '.' or '..'")]
     elif rule == "label":
         if len(value) > 63 or not DNS1123_LABEL.match(value):
             return [invalid(path, value, label_msg())]

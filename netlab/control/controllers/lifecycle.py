@@ -30,7 +30,8 @@ class NamespaceController(Controller):
         # custom resources too, found as upstream's namespace controller finds them: by discovery
         served = dict(RESOURCES)
         for k, v in (await self.client.discover()).items():
-            if "." in k and "/" not in k and RESOURCES.get(k.split(".", 1)[0]) != v:  # "<plural>.<group>"
+            if "." in k and "/" not in k and RESOURCES.get(k.split(".", 1)[0]) != v \
+                    and k not in self.client.unlisted:  # "<plural>.<group>"
                 served[k] = v
         for resource, (_, _, namespaced) in served.items():
             if not namespaced:

@@ -20,7 +20,9 @@ from netlab.node.kubelet import agents, certs, runtime
 from netlab.node.kubelet import node as node_mod
 from netlab.node.kubelet.cni import CNI
 from netlab.node.kubelet.pods import PodWorker
+from netlab.node.kubelet.refs import Referenced
 from netlab.node.kubelet.server import PORT, KubeletServer
+from netlab.node.kubelet.tokens import TokenManager
 
 log = logging.getLogger("netlab.kubelet")
 
@@ -34,26 +36,25 @@ class Kubelet:
         self.me = self.cluster.node(node)
         self.node_ip = self.me.ip
         self.client = Client.from_kubeconfig(kubeconfig)
-        # what a pod's service account mount holds: the lab's token and CA; the token is also
-        # what the API server presents to this kubelet's API
-        self.identity = (self.layout.token.read_text().strip(), self.layout.ca_cert.read_bytes())
+        # pods' service account tokens, bound to each pod; and the lab's CA, their ca.crt
+        self.tokens = TokenManager(self.client)
+        self.ca = self.layout.ca_cert.read_bytes()
         self.node_layout.pods.mkdir(parents=True, exist_ok=True)
         self.cni = CNI(self.node_layout.cni_conflist, self.layout.cni_path)
         self.runtime = self.node_layout.runtime_socket
-        self.api = KubeletServer(self, self.identity[0])
+        # the API server's credential to this kubelet's API: the lab's token
+        self.api = KubeletServer(self, self.layout.token.read_text().strip())
         self.pods = Informer(self.client, "pods", field_selector=f"spec.nodeName={node}")
         self.svcs = Informer(self.client, "services")
-        self.cms = Informer(self.client, "configmaps")
-        self.secrets_inf = Informer(self.client, "secrets")
-        self.claims_inf = Informer(self.client, "persistentvolumeclaims")
-        self.volumes_inf = Informer(self.client, "persistentvolumes")
+        # only the ConfigMaps, Secrets and claims this node's pods name, and the volumes those claims
+        # are bound to (all the Node authorizer lets it read)
+        self.cms = Referenced(self.client, "configmaps", self.on_configmap)
+        self.secrets_inf = Referenced(self.client, "secrets", self.on_secret)
+        self.claims_inf = Referenced(self.client, "persistentvolumeclaims", self.on_claim)
+        self.volume_watches: dict[str, tuple[Informer, asyncio.Task]] = {}
         self.workers: dict[str, PodWorker] = {}
         self.deleted: set[str] = set()
         self.pods.add_handler(self.on_pod, lambda old, new: self.on_pod(new), self.on_pod_deleted)
-        self.cms.add_handler(self.on_configmap, lambda old, new: self.on_configmap(new), None)
-        self.secrets_inf.add_handler(self.on_secret, lambda old, new: self.on_secret(new), None)
-        self.claims_inf.add_handler(self.on_claim, lambda old, new: self.on_claim(new), None)
-        self.volumes_inf.add_handler(self.on_volume, lambda old, new: self.on_volume(new), None)
         self.node_layout.rootfs.mkdir(parents=True, exist_ok=True)
 
     def services(self, ns: str) -> list[dict]:
@@ -61,20 +62,25 @@ class Kubelet:
                 and (s["metadata"]["namespace"] == ns or s["metadata"]["name"] == "kubernetes")]
 
     def configmaps(self, ns: str) -> dict[str, dict]:
-        return {c["metadata"]["name"]: c for c in self.cms.list() if c["metadata"]["namespace"] == ns}
+        return self.cms.objects(ns)
 
     def secrets(self, ns: str) -> dict[str, dict]:
-        return {s["metadata"]["name"]: s for s in self.secrets_inf.list() if s["metadata"]["namespace"] == ns}
+        return self.secrets_inf.objects(ns)
+
+    async def watch_refs(self, pod: dict) -> None:
+        """Watch the ConfigMaps and Secrets a pod names, before its worker starts it."""
+        await self.cms.ensure(pod)
+        await self.secrets_inf.ensure(pod)
+        await self.claims_inf.ensure(pod)
 
     def claims(self, ns: str) -> dict[str, dict | str]:
         """The namespace's claims: each bound one's PersistentVolume spec, or why it has none."""
         out: dict[str, dict | str] = {}
-        for c in self.claims_inf.list():
-            if c["metadata"]["namespace"] != ns:
-                continue
-            name, volume = c["metadata"]["name"], (c.get("spec") or {}).get("volumeName", "")
+        for name, c in self.claims_inf.objects(ns).items():
+            volume = (c.get("spec") or {}).get("volumeName", "")
             phase = (c.get("status") or {}).get("phase", "")
-            pv = self.volumes_inf.get(None, volume) if volume else None
+            watch = self.volume_watches.get(volume)
+            pv = watch[0].get(None, volume) if watch else None
             if phase != "Bound" or pv is None:
                 out[name] = f'PVC {ns}/{name} has non-bound phase ("{phase}") or empty pvc.Spec.VolumeName ("{volume}")'
             else:
@@ -82,7 +88,12 @@ class Kubelet:
         return out
 
     def on_claim(self, pvc: dict) -> None:
-        """A claim was bound: pods waiting to mount it are tried again now."""
+        """A claim was bound: its volume is watched, and pods waiting to mount it are tried again now."""
+        volume = (pvc.get("spec") or {}).get("volumeName")
+        if volume and volume not in self.volume_watches:
+            inf = Informer(self.client, "persistentvolumes", field_selector=f"metadata.name={volume}")
+            inf.add_handler(self.on_volume, lambda old, new: self.on_volume(new), None)
+            self.volume_watches[volume] = (inf, asyncio.create_task(inf.run()))
         for w in list(self.workers.values()):
             if w.ns == pvc["metadata"]["namespace"]:
                 w.configmap_came(pvc["metadata"]["name"], "persistentVolumeClaim")
@@ -108,6 +119,7 @@ class Kubelet:
 
     def forget(self, uid: str) -> None:
         self.deleted.add(uid)
+        self.tokens.forget(uid)
         w = self.workers.get(uid)
         if w:
             w.wake.set()
@@ -137,6 +149,7 @@ class Kubelet:
         delay = 1.0
         while True:
             try:
+                await self.watch_refs(w.pod)
                 await w.run()
                 break
             except asyncio.CancelledError:
@@ -145,6 +158,9 @@ class Kubelet:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
         self.workers.pop(w.uid, None)
+        self.cms.release(w.uid)
+        self.secrets_inf.release(w.uid)
+        self.claims_inf.release(w.uid)
 
     async def clean_orphans(self) -> None:
         """Pod directories and pod namespaces that belong to no pod of this node's API view."""
@@ -209,12 +225,12 @@ class Kubelet:
             delay = min(delay * 2, 5)
 
     async def run(self) -> None:
+        self.tokens.loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(self.serve_api())]
         await node_mod.register(self.client, self.cluster, self.me)
         tasks.append(asyncio.create_task(node_mod.heartbeat(self.client, self.me)))
-        for inf in (self.svcs, self.cms, self.secrets_inf, self.claims_inf, self.volumes_inf):
-            tasks.append(asyncio.create_task(inf.run()))
-            await inf.wait_synced()
+        tasks.append(asyncio.create_task(self.svcs.run()))
+        await self.svcs.wait_synced()
         tasks.append(asyncio.create_task(self.pods.run()))
         await self.pods.wait_synced()
         await self.clean_orphans()

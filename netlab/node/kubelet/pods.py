@@ -172,6 +172,8 @@ class PodWorker:
             proc.unwatch(asyncio.get_running_loop())
 
     async def sync(self) -> None:
+        if self.k.tokens.due(self.uid):
+            await self.refresh_tokens()
         if self.pause is None or not self.pause.alive():
             if not await self.make_sandbox():
                 await self.report()
@@ -249,10 +251,20 @@ class PodWorker:
     async def refresh_volumes(self) -> None:
         """A ConfigMap or Secret the pod mounts changed: its volumes follow (the atomic writer's
         swap, which running containers see at once), as the kubelet's periodic volume sync does."""
-        with contextlib.suppress(volumes.VolumeError, OSError):
+        with contextlib.suppress(volumes.VolumeError, OSError, ApiError):
             await asyncio.to_thread(volumes.prepare, self.pod, self.where, self.k.configmaps(self.ns),
-                                    self.k.secrets(self.ns), *self.k.identity, self.fs_group(),
+                                    self.k.secrets(self.ns), *self.identity(), self.fs_group(),
                                     claims=self.k.claims(self.ns))
+
+    def identity(self) -> tuple:
+        """The pod's token source (bound tokens of its service account) and the lab's CA."""
+        return self.k.tokens.source(self.pod), self.k.ca
+
+    async def refresh_tokens(self) -> None:
+        """A token is past 80% of its life: the files that hold it are written again with a new one."""
+        with contextlib.suppress(volumes.VolumeError, OSError, ApiError):
+            await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.identity())
+        await self.refresh_volumes()
 
     def fs_group(self) -> int | None:
         return ((self.pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
@@ -284,8 +296,8 @@ class PodWorker:
         c.mount_error = False
         try:
             sources = await asyncio.to_thread(volumes.prepare, self.pod, self.where, configmaps, secrets,
-                                              *self.k.identity, self.fs_group(), claims=self.k.claims(self.ns))
-        except (volumes.VolumeError, OSError) as e:  # upstream: ContainerCreating, FailedMount events
+                                              *self.identity(), self.fs_group(), claims=self.k.claims(self.ns))
+        except (volumes.VolumeError, OSError, ApiError) as e:  # upstream: ContainerCreating, FailedMount events
             c.mount_error = True
             await self.waiting(c, "ContainerCreating", str(e), "FailedMount")
             return
@@ -303,7 +315,14 @@ class PodWorker:
         mounts = [{"source": str(path), "destination": dst, "readOnly": False}
                   for dst, path in (await asyncio.to_thread(runtime.pod_files, self.where, self._files())).items()
                   if not any(m["mountPath"].rstrip("/") == dst for m in spec.get("volumeMounts") or [])]
-        sa = await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.k.identity)
+        try:
+            sa = await asyncio.to_thread(runtime.service_account, self.pod, self.where, *self.identity())
+        except ApiError as e:  # upstream: the kube-api-access volume fails to mount, and is tried again
+            c.mount_error = True
+            # tried again soon: the usual cause is a namespace whose default ServiceAccount is not made yet
+            await self.waiting(c, "ContainerCreating", f'MountVolume.SetUp failed for volume "kube-api-access": '
+                               f'{e.message or e.reason}', "FailedMount", retry=1)
+            return
         if sa is not None and not any(m["mountPath"].rstrip("/") == volumes.SERVICE_ACCOUNT_PATH
                                       for m in spec.get("volumeMounts") or []):
             mounts.append({"source": str(sa), "destination": volumes.SERVICE_ACCOUNT_PATH, "readOnly": True})
