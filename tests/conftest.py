@@ -4,14 +4,16 @@ session-wide check that the suite leaked nothing (namespaces, host links, lab pr
 Everything a test makes is named with the prefix `nlt`, so the leak check can tell the suite's
 objects from anything else on the machine.
 
-Run in parallel (pytest-xdist, `--dist loadgroup`, as scripts/test does), the lab tests stay one
-group, run in order by one worker, and every other module is a group of its own (its module-scoped
-control plane exists once); the leak check runs once, in the controlling process, around them all.
+Run in parallel (pytest-xdist, as scripts/test does), the modules with lab tests run in order on
+one worker, and every other module goes whole to a worker (its module-scoped control plane exists
+once): the scheduler below. The leak check runs once, in the controlling process, around them all.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -28,12 +30,34 @@ os.environ["NLT_SUITE_STATE_ROOT"] = os.environ["NETLAB_STATE_ROOT"] = _STATE_RO
 
 
 def pytest_collection_modifyitems(config, items):
+    if IS_ROOT:
+        return
     skip = pytest.mark.skip(reason="lab test: needs root (run the suite with sudo scripts/test)")
     for item in items:
-        lab = "lab" in item.keywords
-        item.add_marker(pytest.mark.xdist_group("lab" if lab else item.module.__name__))
-        if lab and not IS_ROOT:
+        if "lab" in item.keywords:
             item.add_marker(skip)
+
+
+@functools.cache
+def _has_lab_tests(path: Path) -> bool:
+    """A test module that marks lab tests or uses the session lab (read from its text: the
+    controlling process collects nothing)."""
+    try:
+        return bool(re.search(r"mark\.lab\b|netlab_lab", path.read_text()))
+    except OSError:
+        return False
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Lab modules one after another on one worker, beside the others (each a unit of its own)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LabsInOrder(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "lab" if _has_lab_tests(config.rootpath / path) else path
+
+    return LabsInOrder(config, log)
 
 
 def _netns() -> set[str]:
