@@ -108,13 +108,21 @@ def test_page_follows_the_lab(netlab_lab, ui, browser):
         assert gone not in new_names
         wait(lambda _: new_names <= shown("data-pod"))
 
-        # clicking the Service: its rules on every node, in the lab's proxy mode
-        browser.find_element(By.CSS_SELECTOR, "[data-service='default/nlt-ui']").click()
-        wait(lambda _: len(browser.find_elements(By.CSS_SELECTOR, "[data-rules]")) == len(lab.cluster.nodes))
-        text = wait(lambda _: browser.find_element(By.ID, "detail").text)
+        # clicking the Service: its rules on every node, in the lab's proxy mode (asked again
+        # until kube-proxy has programmed the replacement, a moment after its endpoint is ready)
+        ips = {p["status"]["podIP"] for p in new}
+        wait(lambda _: ips == shown("data-endpoint", "[data-service='default/nlt-ui'] "))
+
+        def rules() -> str | None:
+            browser.find_element(By.CSS_SELECTOR, "[data-service='default/nlt-ui']").click()
+            blocks = WebDriverWait(browser, 30, 0.2).until(lambda _: [
+                e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-rules]")] or None)
+            return browser.find_element(By.ID, "detail").text if len(blocks) == len(lab.cluster.nodes) and all(
+                ip in b for b in blocks for ip in ips) else None
+        text = WebDriverWait(browser, 30, 1, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda _: rules())
         assert f"({lab.cluster.proxy_mode})" in text and "default/nlt-ui" in text
-        for p in new:
-            assert p["status"]["podIP"] in text
+        assert all(n.name in text for n in lab.cluster.nodes)
 
         # a trace from the page: from a pod to the Service, its path drawn on the nodes
         src = sorted(new_names)[0].split("/")[1]
