@@ -5,6 +5,7 @@ watch when a pod is deleted, shows the Service's rules when clicked, and draws a
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import subprocess
 import sys
@@ -131,6 +132,11 @@ def test_page_follows_the_lab(netlab_lab, ui, browser):
         browser.find_element(By.CSS_SELECTOR, "#trace-form button").click()
         trace = wait(lambda _: browser.find_element(By.ID, "trace-text"), 60)
         assert "nlt-ui" in trace.text
-        assert browser.find_elements(By.CSS_SELECTOR, ".node.traced")
+        # the pod that received it (one of the Service's) is lit, and the drawn path ends there
+        receiver = re.search(r"received by: (pod (\S+) on \S+)", trace.text)
+        assert receiver and receiver.group(2) in new_names, trace.text
+        assert f"default/{src}" in shown("data-pod", ".pod.traced") and receiver.group(2) in shown("data-pod", ".pod.traced")
+        assert shown("data-node", ".node.traced")
+        assert browser.find_element(By.ID, "path").text.endswith(receiver.group(1))
     finally:
         lab.kubectl("delete", "-f", "-", "--wait=false", input=APP, check=False)

@@ -140,7 +140,11 @@ class Ui:
                           "netns": v.netns, "ready": ready, "links": links, "routes": routes.get(v.name, [])})
         pods = sorted((_pod(p) for p in self.informers["pods"].list()), key=lambda p: p["name"])
         services = sorted((_service(s, slices) for s in self.informers["services"].list()), key=lambda s: s["name"])
-        return {"lab": self.cluster.name, "proxyMode": self.cluster.proxy_mode, "nodes": nodes, "pods": pods,
+        c = self.cluster
+        network = ({"name": "this machine's network"} if c.host else
+                   {"name": topology.NODE_BRIDGE, "gateway": c.node_gateway, "netns": c.netns})
+        return {"lab": c.name, "proxyMode": c.proxy_mode, "backend": c.backend, "network": network,
+                "nodes": nodes, "pods": pods,
                 "services": services, "time": time.time()}
 
     async def _publish(self) -> None:

@@ -71,7 +71,10 @@ function drawServices() {
 
 function draw() {
   document.getElementById("lab").textContent = snap.lab;
-  document.getElementById("mode").textContent = `proxy mode ${snap.proxyMode}`;
+  document.getElementById("mode").textContent = `proxy mode ${snap.proxyMode}, backend ${snap.backend}`;
+  const nw = snap.network;
+  document.getElementById("network").textContent = nw.netns ?
+    `node network: bridge ${nw.name}, gateway ${nw.gateway} (netns ${nw.netns}); every node's eth0 is on it` : nw.name;
   drawNodes();
   drawServices();
 }
@@ -106,7 +109,21 @@ async function startTrace(ev) {
   const src_pod = /^pod (\S+) /.exec(t.src);
   if (src_pod) traced.pods.add(src_pod[1]);
   draw();
-  d.replaceChildren(el("h2", {}, `trace ${t.src} → ${t.dst}`), el("pre", {id: "trace-text"}, body.text));
+  d.replaceChildren(el("h2", {}, `trace ${t.src} → ${t.dst}`), pathLine(t), el("pre", {id: "trace-text"}, body.text));
+}
+
+// The probe's path in order: its source, each node with the links it came in and left by, its receiver.
+function pathLine(t) {
+  const steps = [t.src.replace(/ \(.*/, "")];
+  for (const h of t.hops) {
+    const devs = [];
+    for (const p of h.packets) for (const dev of [p.in, p.out]) if (dev && !devs.includes(dev)) devs.push(dev);
+    steps.push(`${h.node} [${devs.join(" → ")}]`);
+  }
+  steps.push(t.receiver || "(no pod received it)");
+  const line = el("div", {id: "path"});
+  steps.forEach((s, i) => { if (i) line.append(" ⟶ "); line.append(el("span", {class: "hop"}, s)); });
+  return line;
 }
 
 function connect() {
