@@ -48,8 +48,13 @@ def test_bad_requests_name_what_is_missing():
         async with TestClient(TestServer(server.Ui(lab).app())) as c:
             r = await c.get("/api/rules")
             assert r.status == 400 and "NAMESPACE/NAME" in (await r.json())["error"]
-            r = await c.post("/api/trace", data="{}")
+            r = await c.post("/api/trace", json={})
             assert r.status == 400 and "src" in (await r.json())["error"]
             r = await c.get("/")
             assert r.status == 200 and "<title>netlab ui</title>" in await r.text()
+            # what another site could send: a form post, or a name rebound to the loopback
+            r = await c.post("/api/trace", data='{"src": "a", "dst": "b"}', headers={"Content-Type": "text/plain"})
+            assert r.status == 415
+            r = await c.get("/api/snapshot", headers={"Host": "evil.example:8765"})
+            assert r.status == 403 and "127.0.0.1" in (await r.json())["error"]
     asyncio.run(go())

@@ -138,5 +138,11 @@ def test_page_follows_the_lab(netlab_lab, ui, browser):
         assert f"default/{src}" in shown("data-pod", ".pod.traced") and receiver.group(2) in shown("data-pod", ".pod.traced")
         assert shown("data-node", ".node.traced")
         assert browser.find_element(By.ID, "path").text.endswith(receiver.group(1))
+        # a source that is not there: trace's own error, on the page
+        browser.find_element(By.ID, "trace-src").clear()
+        browser.find_element(By.ID, "trace-src").send_keys("nlt-nope")
+        browser.find_element(By.CSS_SELECTOR, "#trace-form button").click()
+        err = wait(lambda _: browser.find_element(By.CSS_SELECTOR, "#detail .error"))
+        assert "'nlt-nope' is not a node, pod, Service" in err.text
     finally:
         lab.kubectl("delete", "-f", "-", "--wait=false", input=APP, check=False)

@@ -73,6 +73,19 @@ def _service(s: dict, slices: list[dict]) -> dict:
             "selector": spec.get("selector") or {}, "endpoints": sorted(eps, key=lambda e: e["ip"])}
 
 
+@web.middleware
+async def _local_only(request: web.Request, handler):
+    """Only this machine's own pages: a Host other than the loopback's (a DNS name rebound to
+    127.0.0.1) is refused, and a trace must be asked as JSON, which a page elsewhere cannot send
+    here without a CORS preflight this server never grants."""
+    host = (request.host or "").rsplit(":", 1)[0].strip("[]")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return web.json_response({"error": f"Host {request.host!r}: netlab ui answers only 127.0.0.1"}, status=403)
+    if request.method == "POST" and request.content_type != "application/json":
+        return web.json_response({"error": "Content-Type: must be application/json"}, status=415)
+    return await handler(request)
+
+
 class Ui:
     def __init__(self, lab: Lab):
         self.lab, self.cluster = lab, lab.cluster
@@ -83,6 +96,7 @@ class Ui:
         self.kernel: tuple[list[topology.NodeView], dict[str, list[dict]]] = ([], {})
         self.rates: dict = {}
         self._tasks: list[asyncio.Task] = []
+        self.tracing = asyncio.Lock()  # one trace at a time: each programs the nodes' netlab-trace table
 
     # --- life ------------------------------------------------------------------------------
 
@@ -249,13 +263,14 @@ class Ui:
         proto = str(body.get("proto") or "tcp")
         dst, _, port = dst.partition(":")
         try:
-            t = await asyncio.to_thread(trace.run, self.lab, src, dst, int(port) if port else None, proto)
+            async with self.tracing:
+                t = await asyncio.to_thread(trace.run, self.lab, src, dst, int(port) if port else None, proto)
         except (ClusterError, ApiError, ValueError, RuntimeError) as e:
             return web.json_response({"error": str(e)}, status=422)
         return web.json_response({"trace": dataclasses.asdict(t), "text": trace.format_trace(t)})
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_local_only])
         app.router.add_get("/", self.index)
         app.router.add_get("/api/snapshot", self.get_snapshot)
         app.router.add_get("/api/events", self.events)
