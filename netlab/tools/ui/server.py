@@ -220,6 +220,8 @@ class Ui:
         self.listeners.add(q)
         try:
             await resp.write(f"event: snapshot\ndata: {json.dumps(self.snapshot())}\n\n".encode())
+            if self.rates:  # the last second's, not a blank until the next poll
+                await resp.write(f"event: rates\ndata: {json.dumps(self.rates)}\n\n".encode())
             while True:
                 try:
                     msg = await asyncio.wait_for(q.get(), 15)
