@@ -12,10 +12,12 @@ repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 # redis-server, mariadb-server, apache2, php-cli + php-redis, netcat-openbsd, stress: the servers and tools
 # the image catalog runs inside pods for redis, mysql/mariadb, httpd, the guestbook, the toolboxes and
 # polinux/stress (docs/images.md)
+# chromium, chromium-driver: the browser test of `netlab ui` (headless)
 packages=(
   iproute2 iptables nftables conntrack ipset ipvsadm iputils-ping curl dnsutils tcpdump
   containernetworking-plugins etcd-server dnsmasq-base dnsperf graphviz python3-venv nginx gettext
   redis-server mariadb-server apache2 php-cli php-redis netcat-openbsd wget stress
+  chromium chromium-driver
 )
 if [ "$test_tools" = 1 ]; then packages+=(vagrant); fi
 

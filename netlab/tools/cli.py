@@ -289,6 +289,24 @@ def cmd_topology(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The lab, live, in the browser: a page on 127.0.0.1 only (it can start traces)."""
+    import asyncio
+
+    from netlab.tools.ui import server
+
+    lab = _lab(args.name)
+    try:
+        asyncio.run(server.run(lab, args.port, lambda port: print(
+            f"netlab ui for lab {lab.name!r}: http://127.0.0.1:{port}/ (Ctrl-C stops it)", flush=True)))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        raise ClusterError(f"netlab ui --port {args.port}: cannot listen on 127.0.0.1:{args.port} ({e.strerror}); "
+                           "pick another with --port") from None
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     """What kube-proxy programmed in a node: Service -> chain -> endpoints with their chance
     (or --raw: the KUBE-* chains, the kube-proxy table, or IPVS, as the kernel lists them)."""
@@ -445,6 +463,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
     ]),
     "topology": (cmd_topology, "the lab's nodes, bridges, veths and pods, as a table and a picture", [
         (("-o", "--output"), {"help": "also draw it to FILE.svg or FILE.png (graphviz)"}),
+    ]),
+    "ui": (cmd_ui, "a live picture of the lab in the browser, on 127.0.0.1", [
+        (("--port",), {"type": int, "default": 8765, "help": "the port on 127.0.0.1 (default 8765; 0: any free one)"}),
     ]),
     "rules": (cmd_rules, "the Service rules kube-proxy programmed in a node, or a NetworkPolicy's", [
         (("--node",), {"help": "node name (default: the last worker; with --policy, every node)"}),

@@ -1,0 +1,1 @@
+"""`netlab ui`: the lab, live, in the browser (server.py serves static/)."""
