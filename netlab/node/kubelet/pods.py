@@ -192,6 +192,9 @@ class PodWorker:
                         await self.cni_del()
                     self.cni_result = await self.k.cni.add(self.pod, net.ns_path(self.netns),
                                                            {"portMappings": port_mappings(self.pod)})
+                    # what upstream's CNI plugins log per ADD (pod and address), for `netlab explain`
+                    log.info('CNI ADD pod="%s/%s" podUID=%s ips=%s', self.ns, self.name, self.uid,
+                             ",".join(ip["address"] for ip in self.cni_result.get("ips", [])))
                 ips = [ip["address"].split("/")[0] for ip in self.cni_result.get("ips", [])]
                 self.ip = ips[0] if ips else None
             else:
@@ -202,6 +205,7 @@ class PodWorker:
                                                  self.k.node_layout.rootfs, volumes.tmpfs_volumes(self.pod))
             self.start_time = self.start_time or clock.now()
             self.sandbox_error = None
+            log.info('Created PodSandbox pod="%s/%s" podUID=%s podIP=%s', self.ns, self.name, self.uid, self.ip)
             for c in self.containers:  # a new sandbox: containers start again
                 self.forget_process(c.proc)
                 if c.proc is not None and c.proc.alive():
