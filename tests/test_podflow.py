@@ -1,6 +1,7 @@
 """netlab explain's step assembly (netlab.tools.podflow) on recorded inputs: a pod's objects,
 its namespace's events and slices, and the components' log lines, as a lab wrote them."""
 
+# ruff: noqa: E501  (the recorded log lines are as long as the components wrote them)
 from __future__ import annotations
 
 import copy
