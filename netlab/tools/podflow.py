@@ -32,7 +32,7 @@ from netlab.kit import clock
 
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) ([\w.-]+): (.*)$")
 # the lines of the components that say what happened to one pod (pod="ns/name")
-SANDBOX = re.compile(r'Created PodSandbox pod="(?P<pod>[^"]+)" podUID=(?P<uid>\S+) podIP=(?P<ip>\S+)')
+SANDBOX = re.compile(r'Creating PodSandbox pod="(?P<pod>[^"]+)" podUID=(?P<uid>\S+)')
 CNI_ADD = re.compile(r'CNI ADD pod="(?P<pod>[^"]+)" podUID=(?P<uid>\S+) ips=(?P<ips>\S*)')
 STARTED = re.compile(r'container started pod="(?P<pod>[^"]+)" containerName="(?P<container>[^"]+)"')
 SLICE = re.compile(r'(?:created|updated) EndpointSlice (?P<slice>\S+) service="(?P<service>[^"]+)" '
@@ -56,6 +56,7 @@ class Step:
     who: str
     what: str
     rows: list[Step] = field(default_factory=list)  # per node, for the rules
+    precise: bool = False  # timed by a log line (ms), not by the API (whole seconds)
 
 
 def parse_log(component: str, text: str) -> list[LogLine]:
@@ -137,14 +138,14 @@ def assemble(pod: dict, owner: dict | None, events: list[dict], slices: list[dic
     ready_to_start = _cond(pod, "PodReadyToStartContainers")
     who = f"kubelet ({node})" if node else "kubelet"
     if sb:
-        steps.append(Step("sandbox", sb[0].when, who, f"network namespace and pause process ({sb[0].component} log)"))
+        steps.append(Step("sandbox", sb[0].when, who, "RunPodSandbox: network namespace, then pause process", precise=True))
     elif ready_to_start.get("status") == "True":
         steps.append(Step("sandbox", _t(ready_to_start.get("lastTransitionTime")), who,
                           "PodReadyToStartContainers=True"))
     else:
         steps.append(Step("sandbox", None, who, "no sandbox yet"))
     if cni:
-        steps.append(Step("network", cni[0].when, who, f"CNI ADD: {cni[1]['ips'] or 'no address'}"))
+        steps.append(Step("network", cni[0].when, who, f"CNI ADD: {cni[1]['ips'] or 'no address'}", precise=True))
     elif status.get("podIP"):
         steps.append(Step("network", None, who, f"status.podIP {status['podIP']} (the kubelet's log does not say when)"))
     else:
@@ -156,11 +157,12 @@ def assemble(pod: dict, owner: dict | None, events: list[dict], slices: list[dic
         line = _first(kubelet, STARTED, pod=key, container=cs["name"])
         at = line[0].when if line else _t(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
         if at:
-            started.append((at, cs["name"]))
+            started.append((at, cs["name"], bool(line)))
     total = len((pod.get("spec") or {}).get("containers") or [])
-    steps.append(Step("started", max(started)[0] if len(started) == total and started else None, who,
-                      f"containers started: {', '.join(n for _, n in sorted(started)) or 'none'}"
-                      f" ({len(started)}/{total})"))
+    last = max(started) if len(started) == total and started else None
+    steps.append(Step("started", last and last[0], who,
+                      f"containers started: {', '.join(n for _, n, _ in sorted(started)) or 'none'}"
+                      f" ({len(started)}/{total})", precise=bool(last and last[2])))
 
     # 6: the status the kubelet wrote
     ready = _cond(pod, "Ready")
@@ -185,7 +187,8 @@ def assemble(pod: dict, owner: dict | None, events: list[dict], slices: list[dic
                 services.append(svc)
     if first_ready:
         steps.append(Step("endpoints", first_ready[0], "endpointslice-controller",
-                          f"{first_ready[1]['slice']}: {status.get('podIP')} ready, for " + ", ".join(services)))
+                          f"{first_ready[1]['slice']}: {status.get('podIP')} ready, for " + ", ".join(services),
+                          precise=True))
     elif services:
         steps.append(Step("endpoints", None, "endpointslice-controller",
                           f"{status.get('podIP')} ready in the slices of {', '.join(services)}"))
@@ -205,13 +208,13 @@ def assemble(pod: dict, owner: dict | None, events: list[dict], slices: list[dic
                 break
         rows.append(Step("rules", hit[0].when if hit else None, f"kube-proxy ({n})",
                          f"{hit[1]['kind']} sync in {float(hit[1]['elapsed']) * 1000:.0f} ms" if hit else
-                         "no sync of them logged"))
+                         "no sync of them logged", precise=True))
     if not services:
         steps.append(Step("rules", None, "kube-proxy", "no Service rules to program for it"))
     else:
         done = [r.when for r in rows]
         steps.append(Step("rules", max(done) if all(done) else None, "kube-proxy",
-                          f"{', '.join(services)} on {sum(map(bool, done))}/{len(nodes)} nodes", rows))
+                          f"{', '.join(services)} on {sum(map(bool, done))}/{len(nodes)} nodes", rows, precise=True))
     return steps
 
 
@@ -225,8 +228,10 @@ def render(steps: list[Step]) -> str:
         if s.when is None:
             return "-", ""
         local = s.when.astimezone()
-        t = local.strftime("%H:%M:%S.") + f"{local.microsecond // 1000:03d}"
-        return t, (f"+{(s.when - origin).total_seconds():.3f}s" if origin else "")
+        if not s.precise:  # the API's whole seconds: no digits it does not have
+            return local.strftime("%H:%M:%S"), (f"+{(s.when - origin).total_seconds():.0f}s" if origin else "")
+        return local.strftime("%H:%M:%S.") + f"{local.microsecond // 1000:03d}", \
+            (f"+{(s.when - origin).total_seconds():.3f}s" if origin else "")
 
     rows = []
     for s in steps:

@@ -184,6 +184,8 @@ class PodWorker:
             return False
         self.where.logs.mkdir(parents=True, exist_ok=True)
         try:
+            if self.pause is None:  # as upstream's kubelet says RunPodSandbox began, before the network
+                log.info('Creating PodSandbox pod="%s/%s" podUID=%s', self.ns, self.name, self.uid)
             if self.netns:
                 fresh = not net.ns_exists(self.netns)
                 await asyncio.to_thread(net.ns_create, self.netns, net.POD_SYSCTLS)  # a pod forwards nothing
@@ -205,7 +207,6 @@ class PodWorker:
                                                  self.k.node_layout.rootfs, volumes.tmpfs_volumes(self.pod))
             self.start_time = self.start_time or clock.now()
             self.sandbox_error = None
-            log.info('Created PodSandbox pod="%s/%s" podUID=%s podIP=%s', self.ns, self.name, self.uid, self.ip)
             for c in self.containers:  # a new sandbox: containers start again
                 self.forget_process(c.proc)
                 if c.proc is not None and c.proc.alive():
