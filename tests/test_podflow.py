@@ -145,3 +145,11 @@ def test_the_live_lines():
         "Event Pod/web-5d9c7b-x2x9q Scheduled (default-scheduler): "
         "Successfully assigned default/web-5d9c7b-x2x9q to worker")
     assert podflow.describe("events", "DELETED", EVENTS[1]) is None
+
+
+def test_lines_of_an_earlier_pod_of_the_same_name_do_not_count():
+    pod = copy.deepcopy(POD)
+    pod["metadata"]["creationTimestamp"] = "2026-12-02T05:20:02Z"  # made again, after those lines
+    steps = by_step(podflow.assemble(pod, RS, EVENTS, SLICES, logs(), NODES))
+    assert not steps["started"].precise and steps["started"].when.second == 1  # the API's, not the old line
+    assert steps["endpoints"].when is not None  # 05:20:02.105 is after the second it was made in

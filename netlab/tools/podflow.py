@@ -102,7 +102,11 @@ def assemble(pod: dict, owner: dict | None, events: list[dict], slices: list[dic
     about = lambda obj_uid: sorted((e for e in events if (e.get("involvedObject") or {}).get("uid") == obj_uid),  # noqa: E731
                                    key=lambda e: _event_time(e) or datetime.datetime.min.replace(tzinfo=datetime.UTC))
     pod_events = about(uid)
-    kubelet = logs.get(f"kubelet-{node}", [])
+    # lines found by the pod's name count from its creation on (a StatefulSet's pod of the same
+    # name before it was another pod); the API's second may be up to a second behind the logs
+    born = _t(meta.get("creationTimestamp"))
+    after = lambda lines: [x for x in lines if born is None or x.when.timestamp() >= born.timestamp() - 1]  # noqa: E731
+    kubelet = after(logs.get(f"kubelet-{node}", []))
     steps = []
 
     ref = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
@@ -171,7 +175,7 @@ def assemble(pod: dict, owner: dict | None, events: list[dict], slices: list[dic
                       f"Ready={ready.get('status', 'Unknown')}: {ready.get('message') or ready.get('reason') or ''}"))
 
     # 7: the first slice write that has the pod ready (the controller's log), else the slice as it is now
-    cm = logs.get("kube-controller-manager", [])
+    cm = after(logs.get("kube-controller-manager", []))
     services, first_ready = [], None
     for line in cm:
         m = SLICE.search(line.message)
