@@ -24,8 +24,8 @@ spec:
       containers:
       - name: web
         image: registry.k8s.io/e2e-test-images/agnhost:2.39
-        # serves on for 2 s after SIGTERM, while the endpoint leaves every node's rules
-        args: [netexec, --delay-shutdown=2]
+        # serves on for 3 s after SIGTERM, while the endpoint leaves every node's rules
+        args: [netexec, --delay-shutdown=3]
         env: [{name: VERSION, value: "$1"}]
         readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
 YAML
@@ -51,7 +51,8 @@ kubectl rollout status deployment/t14 --timeout=60s >/dev/null
 run kubectl get replicasets -l app=t14
 
 step "a client asks the Service ten times a second for the whole rollout and its undo"
-netlab exec t14-client -- sh -c 'for i in $(seq 250); do
+# until the file t14.stop appears in the client's /tmp (at most 600 requests)
+netlab exec t14-client -- sh -c 'rm -f /tmp/t14.stop; for i in $(seq 600); do [ -e /tmp/t14.stop ] && break
   if wget -qO- -T 1 http://t14/hostname >/dev/null; then echo ok; else echo FAILED; fi; sleep 0.1; done' >"$tmp/t14.client" &
 client=$!
 cleanup+=("kill $client")
@@ -80,6 +81,7 @@ run grep -E "ReplicaSet/t14-[a-z0-9]+ MODIFIED|EndpointSlice/t14-" "$tmp/t14.fol
 [ "$(grep -oE 'ReplicaSet/t14-[a-z0-9]+' "$tmp/t14.follow" | sort -u | wc -l)" -ge 2 ]
 
 step "and the client: every answer was an answer, none an error"
+netlab exec t14-client -- touch /tmp/t14.stop
 wait "$client" || true
 run sh -c "sort '$tmp/t14.client' | uniq -c"
 grep -q ok "$tmp/t14.client"
