@@ -319,13 +319,14 @@ def describe(resource: str, type_: str, obj: dict) -> str | None:
 
 
 async def follow(client, namespace: str | None, log_dir: Path | None, out, stop=None) -> None:
-    """Print each watch event of WATCHED in `namespace` (None: all), and each component log line
-    that says a step (FOLLOWED_LINES), as they come, with the time they came; until `stop` (an
-    asyncio.Event) is set or the caller is cancelled."""
+    """Print each watch event of WATCHED in `namespace` (None: all), with the time it came, and
+    each component log line that says a step (FOLLOWED_LINES), with the time it was written (read
+    every 0.2 s, so it may come after later watch events); until `stop` (an asyncio.Event) is set
+    or the caller is cancelled."""
     import asyncio
 
-    def say(who: str, text: str) -> None:
-        now = datetime.datetime.now()
+    def say(who: str, text: str, when: datetime.datetime | None = None) -> None:
+        now = (when or datetime.datetime.now().astimezone()).astimezone()  # a log line: when it was written
         out.write(f"{now:%H:%M:%S}.{now.microsecond // 1000:03d}  {who:<24} {text}\n")
         out.flush()
 
@@ -363,7 +364,7 @@ async def follow(client, namespace: str | None, log_dir: Path | None, out, stop=
                 offsets[path] = start + keep
                 for ll in parse_log(path.stem, data[:keep].decode(errors="replace")):
                     if any(p.search(ll.message) for p in FOLLOWED_LINES):
-                        say(path.stem, ll.message)
+                        say(path.stem, ll.message, ll.when)
 
     tasks = [asyncio.create_task(watch(r)) for r in WATCHED]
     if log_dir is not None:
