@@ -38,7 +38,7 @@ step 'delete $victim: the ReplicaSet controller sees one too few and creates a p
 run netlab delete pod "$victim"
 netlab wait -l app=t13 --count 2
 run netlab get pods -l app=t13 -o wide
-! pods | grep -q "^$victim "
+[ -z "$(pods | awk -v p="$victim" '$1 == p')" ]  # gone (a `! cmd` would not stop a set -e script)
 run sh -c "netlab events | grep -E 'SuccessfulCreate|SuccessfulDelete' | grep t13 | tail -3"
 
 victim=$(pods | head -1 | cut -d' ' -f1)
