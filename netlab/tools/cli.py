@@ -341,7 +341,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from netlab.tools import podflow
 
     if resource_for(args.kind) != "pods":
-        raise ValueError(f"netlab explain: {args.kind!r}: only pods are explained (netlab explain pod NAME)")
+        raise ValueError(f"explain {args.kind}: only pods are explained: netlab explain pod NAME")
     print(podflow.render(podflow.gather(_lab(args.name), args.object, args.namespace)))
     return 0
 
