@@ -153,3 +153,45 @@ def test_lines_of_an_earlier_pod_of_the_same_name_do_not_count():
     steps = by_step(podflow.assemble(pod, RS, EVENTS, SLICES, logs(), NODES))
     assert not steps["started"].precise and steps["started"].when.second == 1  # the API's, not the old line
     assert steps["endpoints"].when is not None  # 05:20:02.105 is after the second it was made in
+
+
+def test_follow_prints_the_watch_events_and_the_step_lines_of_the_logs(tmp_path):
+    # against the real API server and controllers (no kubelet: the pod stays Pending)
+    import asyncio
+    import io
+
+    from netlab.api.client import Client
+    from tests.apikit import ControlPlane
+
+    log = tmp_path / "kubelet-worker.log"
+    log.write_text("2026-12-02 05:00:00,000 INFO netlab.kubelet: before the follow: not news\n")
+    out = io.StringIO()
+    with ControlPlane("nltflow", components=("controllers",)) as plane:
+        async def go():
+            async with Client.from_kubeconfig(plane.kubeconfig) as c:
+                stop = asyncio.Event()
+                task = asyncio.create_task(podflow.follow(c, "default", tmp_path, out, stop))
+                await asyncio.sleep(1)
+                await c.create("deployments", {"apiVersion": "apps/v1", "kind": "Deployment",
+                                               "metadata": {"name": "nlt-f", "namespace": "default"}, "spec": {
+                    "replicas": 1, "selector": {"matchLabels": {"app": "nlt-f"}},
+                    "template": {"metadata": {"labels": {"app": "nlt-f"}},
+                                 "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+                with open(log, "a") as f:
+                    f.write(f'2026-12-02 05:00:01,234 INFO netlab.kubelet: CNI ADD pod="default/p" podUID={UID} ips=10.244.1.9/24\n'
+                            "2026-12-02 05:00:01,300 INFO netlab.kubelet: SyncLoop ADD pod=\"default/p\"\n")
+                for _ in range(100):
+                    if "Event ReplicaSet/nlt-f-" in out.getvalue() and "CNI ADD" in out.getvalue():
+                        break
+                    await asyncio.sleep(0.1)
+                stop.set()
+                await task
+        asyncio.run(go())
+    text = out.getvalue()
+    assert "ReplicaSet/nlt-f-" in text and " ADDED replicas=1" in text
+    assert " ADDED owner=ReplicaSet/nlt-f-" in text and "phase=" in text
+    assert "SuccessfulCreate (replicaset-controller): Created pod: nlt-f-" in text
+    # a step's log line, with the time it was written; other lines and what was there before: not
+    cni = next(line for line in text.splitlines() if "CNI ADD" in line)
+    assert cni.startswith(ms(podflow.parse_log("k", "2026-12-02 05:00:01,234 I x: y")[0].when)) and "kubelet-worker" in cni
+    assert "SyncLoop" not in text and "not news" not in text
