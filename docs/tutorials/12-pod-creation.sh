@@ -3,7 +3,7 @@
 #   sudo docs/tutorials/12-pod-creation.sh        (NETLAB_LANG=ko: in Korean)
 source "$(dirname "$0")/lib.sh"
 title "The eight steps of pod creation, watched live"
-about "A Deployment stores a ReplicaSet; its controller creates a Pod, the scheduler binds it, the kubelet makes its sandbox, CNI gives it an address, its container starts, the kubelet writes Ready, the EndpointSlice controller lists it, and kube-proxy programs it on every node."
+about "The Deployment controller stores a ReplicaSet; the ReplicaSet controller creates a Pod, the scheduler binds it, the kubelet makes its sandbox, CNI gives it an address, its container starts, the kubelet writes Ready, the EndpointSlice controller lists it, and kube-proxy programs it on every node."
 cleanup+=("netlab delete deployment t12" "netlab delete service t12" "rm -f '${TMPDIR:-/tmp}/t12.follow'")
 follow=${TMPDIR:-/tmp}/t12.follow
 
