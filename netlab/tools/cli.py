@@ -354,6 +354,42 @@ def _policy_rules(cluster: Cluster, policy: str, node: str | None, raw: bool) ->
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from netlab.api.client import resource_for
+    from netlab.tools import podflow
+
+    if resource_for(args.kind) != "pods":
+        raise ValueError(f"explain {args.kind}: only pods are explained: netlab explain pod NAME")
+    print(podflow.render(podflow.gather(_lab(args.name), args.object, args.namespace)))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from netlab.api.client import Client
+    from netlab.tools import podflow
+
+    lab = _lab(args.name)
+    ns = None if args.all_namespaces else args.namespace
+    if not args.follow:
+        items = sorted(lab.items("events", ns), key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
+        print(table(["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], (
+            (e.get("lastTimestamp") or e.get("eventTime"), e.get("type"), e.get("reason"),
+             f"{e['involvedObject'].get('kind', '').lower()}/{e['involvedObject'].get('name')}", e.get("message"))
+            for e in items)) if items else "No events found.")
+        return 0
+
+    async def go():
+        stop = asyncio.Event()
+        if args.timeout:
+            asyncio.get_running_loop().call_later(args.timeout, stop.set)
+        async with Client.from_kubeconfig(lab.kubeconfig) as c:
+            await podflow.follow(c, ns, lab.cluster.layout.logs, sys.stdout, stop if args.timeout else None)
+    asyncio.run(go())
+    return 0
+
+
 def cmd_link(args: argparse.Namespace) -> int:
     """Delay, jitter, loss or a rate on a node's uplink (netem and tbf); with none of them, the link
     as it was; --show: what the kernel has on it."""
@@ -473,6 +509,17 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, list[Arg]]] 
         (("--policy",), {"help": "the rules of this NetworkPolicy (NAMESPACE/NAME), as the network-policy agent "
                                  "programmed them: policy -> rule -> peers -> ports, with counters"}),
         (("--raw",), {"action": "store_true", "help": "the kernel's whole listing, ungrouped"}),
+    ]),
+    "explain": (cmd_explain, "the steps that made a pod serve, with when and by whom: netlab explain pod NAME", [
+        (("kind",), {"help": "pod"}), (("object",), {"help": "the pod's name"}),
+        (("-n", "--namespace"), {"default": "default"}),
+    ]),
+    "events": (cmd_events, "the namespace's Events; with --follow, the control plane at work, live", [
+        (("-n", "--namespace"), {"default": "default"}),
+        (("-A", "--all-namespaces"), {"action": "store_true"}),
+        (("-f", "--follow"), {"action": "store_true", "help": "watch ReplicaSets, Pods, EndpointSlices and Events, "
+                              "and the components' log lines of each step, as they happen"}),
+        (("--timeout",), {"type": float, "help": "with --follow: stop after this many seconds"}),
     ]),
     "link": (cmd_link, "impair a node's uplink: netlab link NODE [--delay MS] [--jitter MS] [--loss PCT] [--rate R]", [
         (("node",), {"help": "node name"}),

@@ -8,12 +8,21 @@ slice without endpoints or ports."""
 
 from __future__ import annotations
 
+import logging
+
 from netlab.api.client import ApiError
 from netlab.control.controllers.base import Controller, matches, owner_ref, pod_ready, split_key
 
 MAX_PER_SLICE = 100
 MANAGED_BY = "endpointslice-controller.k8s.io"
 SERVICE_NAME = "kubernetes.io/service-name"
+log = logging.getLogger("endpointslice")
+
+
+def _said(eps: list[dict] | None) -> str:
+    """A slice's endpoints as one log field: pod=address:ready|notready, ..."""
+    return ",".join(f"{(e.get('targetRef') or {}).get('name', '')}={e['addresses'][0]}:"
+                    f"{'ready' if e['conditions'].get('ready') else 'notready'}" for e in eps or [])
 
 
 def resolve_port(svc_port: dict, pod: dict) -> int | None:
@@ -117,10 +126,14 @@ class EndpointSliceController(Controller):
                     new = dict(cur, **{k: body[k] for k in ("endpoints", "ports")})
                     new["metadata"] = dict(cur["metadata"], labels=labels)
                     await self.client.update("endpointslices", new)
+                    log.info('updated EndpointSlice %s/%s service="%s" endpoints=%s', ns, cur["metadata"]["name"],
+                             key, _said(body["endpoints"]))
             else:
                 body["metadata"] = {"generateName": f"{name}-", "namespace": ns, "labels": labels,
                                     "ownerReferences": [owner_ref(svc)]}
-                await self.client.create("endpointslices", body)
+                made = await self.client.create("endpointslices", body)
+                log.info('created EndpointSlice %s/%s service="%s" endpoints=%s', ns, made["metadata"]["name"],
+                         key, _said(body["endpoints"]))
         for s in mine[len(desired):]:
             await self._delete("endpointslices", s)
         await self._sync_endpoints(svc, pods, publish)

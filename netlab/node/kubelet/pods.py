@@ -190,6 +190,8 @@ class PodWorker:
             return False
         self.where.logs.mkdir(parents=True, exist_ok=True)
         try:
+            if self.pause is None:  # as upstream's kubelet says RunPodSandbox began, before the network
+                log.info('Creating PodSandbox pod="%s/%s" podUID=%s', self.ns, self.name, self.uid)
             if self.netns:
                 fresh = not net.ns_exists(self.netns)
                 await asyncio.to_thread(net.ns_create, self.netns, net.POD_SYSCTLS)  # a pod forwards nothing
@@ -198,6 +200,9 @@ class PodWorker:
                         await self.cni_del()
                     self.cni_result = await self.k.cni.add(self.pod, net.ns_path(self.netns),
                                                            {"portMappings": port_mappings(self.pod)})
+                    # what upstream's CNI plugins log per ADD (pod and address), for `netlab explain`
+                    log.info('CNI ADD pod="%s/%s" podUID=%s ips=%s', self.ns, self.name, self.uid,
+                             ",".join(ip["address"] for ip in self.cni_result.get("ips", [])))
                 ips = [ip["address"].split("/")[0] for ip in self.cni_result.get("ips", [])]
                 self.ip = ips[0] if ips else None
             else:
