@@ -3,6 +3,7 @@ pod's creation found, in order, with the times the API and the components' logs 
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ def test_explain_and_follow_a_deployments_pod(netlab_lab):
         assert all(s.when is not None for s in steps), podflow.render(steps)
         times = [s.when for s in steps]
         # the API's times are whole seconds, the logs' milliseconds: in order to within the second
-        assert all(b.timestamp() >= a.timestamp() - 1 for a, b in zip(times, times[1:])), podflow.render(steps)
+        assert all(b.timestamp() >= a.timestamp() - 1 for a, b in itertools.pairwise(times)), podflow.render(steps)
         by = {s.step: s for s in steps}
         assert by["owner"].what.startswith("ReplicaSet nlt-flow-") and "Deployment nlt-flow" in by["owner"].what
         assert by["scheduled"].what == f"Successfully assigned default/{name} to {pod['spec']['nodeName']}"
