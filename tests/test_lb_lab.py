@@ -193,11 +193,14 @@ def test_another_node_takes_over_when_the_announcing_nodes_link_goes_down(lab):
     try:
         def answered() -> bool:
             return any(not a.startswith("ERR") for a in from_outside(lab, ip, 3))
-        lab.wait(answered, timeout=8, what="the address answering again", interval=0.05)
+        lab.wait(answered, timeout=10, what="the address answering again", interval=0.05)
         took = time.monotonic() - t0
         after = announcer(lab, ip)
         assert after not in (None, before), (before, after)
-        assert took < 5, f"the address moved after {took:.1f} s"
+        # the peers miss it after memberlist's SUSPECT (1.5 s), a new node wins and sends a gratuitous
+        # ARP; a probe can still go to a pod behind the downed link (nothing marks it not ready) and wait
+        # out its timeout, so the answer comes within a few seconds more
+        assert took < 8, f"the address moved after {took:.1f} s"
     finally:
         net.run(lab.cluster.netns, ["ip", "link", "set", link, "up"])
     lab.wait(lambda: all(not a.startswith("ERR") for a in from_outside(lab, ip, 30)), timeout=20,
@@ -207,7 +210,8 @@ def test_another_node_takes_over_when_the_announcing_nodes_link_goes_down(lab):
 def test_external_traffic_policy_local_keeps_the_client_address_via_a_local_node(lab):
     ip = lb_ip(lab, "solo-local")
     (node, pods), = pods_by_node(lab, "solo").items()
-    assert announcer(lab, ip) == node  # the only node with a local endpoint
+    # the only node with a local endpoint (once back in the memberlist, if a test before took its link down)
+    lab.wait(lambda: announcer(lab, ip) == node, timeout=10, what=f"{node} announcing {ip}")
     answers = from_outside(lab, ip, 20, "/clientip")
     assert all(a.startswith(f"{lab.outside_ip}:") for a in answers), answers  # not masqueraded
     # Cluster policy masquerades: the pod sees a node's address

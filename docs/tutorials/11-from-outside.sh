@@ -78,7 +78,7 @@ if ! command -v nginx >/dev/null; then
 fi
 cleanup+=("netlab delete ingress t11" "netlab delete namespace ingress-nginx" "netlab delete ingressclass nginx")
 step "ingress-nginx: a Deployment in its namespace behind a LoadBalancer Service, driving the host's nginx"
-for _ in $(seq 100); do netlab get namespace ingress-nginx >/dev/null 2>&1 || break; sleep 0.3; done  # (a last run's)
+for _ in $(seq 400); do netlab get namespace ingress-nginx >/dev/null 2>&1 || break; sleep 0.3; done  # (a last run's)
 run netlab apply -f "$repo/examples/ingress-nginx.yaml"
 netlab wait -l app.kubernetes.io/component=controller -n ingress-nginx --count 1 --timeout 90
 netlab apply -f - <<'YAML'
