@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -268,3 +269,19 @@ def test_shared_informers_keep_one_meaning_per_index():
     assert [p["metadata"]["name"] for p in gc.infs["pods"].by_index("owner", "cm-uid")] == ["p"]
     with pytest.raises(ValueError, match="index 'owner' is already defined otherwise"):
         pods.add_index("owner", lambda o: [])
+
+
+def test_a_namespace_goes_after_a_crd_it_was_discovered_with_is_gone(cp):
+    """The namespace controller lists every namespaced kind discovery showed it, custom ones too; a
+    CRD deleted since (404 on its list) must not hold every later namespace in Terminating."""
+    crd = Path(__file__).parent / "data" / "crontab" / "resourcedefinition.yaml"
+    cp.kubectl("apply", "-f", str(crd))
+    cp.kubectl("create", "namespace", "nlt-ns-crd")
+    cp.kubectl("delete", "namespace", "nlt-ns-crd", "--wait=false")
+    wait(lambda: "nlt-ns-crd" not in cp.kubectl("get", "namespaces").stdout, timeout=20,
+         what="the first namespace gone (discovery now knows crontabs)")
+    cp.kubectl("delete", "-f", str(crd))
+    cp.kubectl("create", "namespace", "nlt-ns-after")
+    cp.kubectl("delete", "namespace", "nlt-ns-after", "--wait=false")
+    wait(lambda: "nlt-ns-after" not in cp.kubectl("get", "namespaces").stdout, timeout=20,
+         what="a namespace deleted after the CRD went")

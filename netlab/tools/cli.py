@@ -130,7 +130,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     """In a node's namespace, or (for a name that is not a node) in a pod's container, as
-    `kubectl exec` would: its network, hostname and /etc."""
+    `kubectl exec` would: its network, hostname, IPC, processes (PID namespace) and root."""
     import subprocess
 
     from netlab.lab import build as lab
@@ -146,7 +146,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - no such pod, or no API to ask: one line either way
         raise ClusterError(f"no node or pod {args.node!r} in lab {args.name!r} (namespace {args.namespace}); "
                            f"its nodes: {', '.join(nodes)}") from e
-    return subprocess.call(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *(argv or ["sh"])])
+    return subprocess.call(["nsenter", f"--target={pid}", "--net", "--uts", "--ipc", "--pid", "--mount", "--", *(argv or ["sh"])])
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -163,9 +163,9 @@ class Lab:
 
     def exec(self, pod: dict | str, argv: list[str], container: str | None = None, namespace: str = "default",
              timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
-        """Run a command as if in the container: its network, hostname and /etc (resolv.conf)."""
+        """Run a command as if in the container: its network, hostname, IPC, processes and root."""
         pid = self.container_pid(pod, container, namespace)
-        return subprocess.run(["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--", *argv],
+        return subprocess.run(["nsenter", f"--target={pid}", "--net", "--uts", "--ipc", "--pid", "--mount", "--", *argv],
                               capture_output=True, text=True, timeout=pace.scaled(timeout), check=check)
 
     def link(self, node: str, delay: float | str | None = None, jitter: float | str | None = None,

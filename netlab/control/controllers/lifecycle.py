@@ -36,7 +36,12 @@ class NamespaceController(Controller):
         for resource, (_, _, namespaced) in served.items():
             if not namespaced:
                 continue
-            items = (await self.client.list(resource, key))["items"]
+            try:
+                items = (await self.client.list(resource, key))["items"]
+            except ApiError as e:
+                if e.status == 404:  # a custom resource whose CRD is gone since discovery remembered it
+                    continue
+                raise
             for o in items:
                 left += 1
                 if not o["metadata"].get("deletionTimestamp"):
